@@ -1,0 +1,150 @@
+"""Settings, resolved once and explicitly: flag > ``TOKENVAULT_*`` environment > config.toml > default.
+
+Never read at import time; never reads HashiCorp's own ``VAULT_*`` variables.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+
+from .errors import InvalidInput
+
+DEFAULT_GRAPH_URL = "https://graph.facebook.com"
+DEFAULT_GRAPH_VERSION = "v24.0"
+KEY_PROVIDERS = ("keyring", "file", "env", "vault-transit")
+BACKENDS = ("local", "vault")
+
+# setting name -> environment variable (the contract's names)
+ENV_NAMES: dict[str, str] = {
+    "home": "TOKENVAULT_HOME",
+    "db_url": "TOKENVAULT_DB_URL",
+    "key_provider": "TOKENVAULT_KEY_PROVIDER",
+    "backend": "TOKENVAULT_BACKEND",
+    "vault_addr": "TOKENVAULT_VAULT_ADDR",
+    "vault_token": "TOKENVAULT_VAULT_TOKEN",
+    "vault_mount": "TOKENVAULT_VAULT_MOUNT",
+    "vault_prefix": "TOKENVAULT_VAULT_PREFIX",
+    "vault_namespace": "TOKENVAULT_VAULT_NAMESPACE",
+    "vault_ca_cert": "TOKENVAULT_VAULT_CACERT",
+    "vault_role_id": "TOKENVAULT_VAULT_ROLE_ID",
+    "vault_transit_mount": "TOKENVAULT_VAULT_TRANSIT_MOUNT",
+    "vault_transit_key": "TOKENVAULT_VAULT_TRANSIT_KEY",
+    "graph_url": "TOKENVAULT_GRAPH_URL",
+    "graph_version": "TOKENVAULT_GRAPH_VERSION",
+    "notify_urls": "TOKENVAULT_NOTIFY_URLS",
+    "keyring_service": "TOKENVAULT_KEYRING_SERVICE",
+}
+CONFIG_FILE = "config.toml"
+
+
+def default_home() -> Path:
+    """The platform's user data dir for tokenvault."""
+    import platformdirs
+
+    return Path(platformdirs.user_data_dir("tokenvault", appauthor=False))
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything configurable. Secrets (vault token, master key) are read where used, not kept here."""
+
+    home: Path = field(default_factory=default_home)
+    db_url: str | None = None
+    key_provider: str | None = None
+    backend: str = "local"
+    vault_addr: str | None = None
+    vault_token: str | None = field(default=None, repr=False)
+    vault_mount: str = "secret"
+    vault_prefix: str = "tokenvault"
+    vault_namespace: str | None = None
+    vault_ca_cert: str | None = None
+    vault_role_id: str | None = None
+    vault_transit_mount: str = "transit"
+    vault_transit_key: str = "tokenvault"
+    graph_url: str = DEFAULT_GRAPH_URL
+    graph_version: str = DEFAULT_GRAPH_VERSION
+    notify_urls: tuple[str, ...] = ()
+    keyring_service: str = "tokenvault"
+
+    @property
+    def database_url(self) -> str:
+        return self.db_url or f"sqlite:///{self.home / 'tokenvault.db'}"
+
+    @property
+    def config_path(self) -> Path:
+        return self.home / CONFIG_FILE
+
+    @classmethod
+    def resolve(
+        cls, flags: Mapping[str, object] | None = None, environ: Mapping[str, str] | None = None
+    ) -> Settings:
+        """Resolve settings from flags (non-None values win), the environment, then config.toml."""
+        env = os.environ if environ is None else environ
+        flags = {k: v for k, v in (flags or {}).items() if v is not None}
+        home_raw = flags.get("home") or env.get(ENV_NAMES["home"])
+        home = Path(str(home_raw)).expanduser() if home_raw else default_home()
+        values: dict[str, object] = {"home": home}
+        values.update(_read_config_file(home / CONFIG_FILE))
+        for name, var in ENV_NAMES.items():
+            if name != "home" and env.get(var):
+                values[name] = env[var]
+        values.update({k: v for k, v in flags.items() if k != "home"})
+        values["home"] = home
+        return cls._coerce(values)
+
+    @classmethod
+    def _coerce(cls, values: Mapping[str, object]) -> Settings:
+        known = {f.name for f in fields(cls)}
+        unknown = set(values) - known
+        if unknown:
+            raise InvalidInput(f"Unknown setting(s) in config: {', '.join(sorted(unknown))}.",
+                               hint=f"Known settings: {', '.join(sorted(known))}.")
+        kwargs = dict(values)
+        urls = kwargs.get("notify_urls")
+        if isinstance(urls, str):
+            kwargs["notify_urls"] = tuple(u.strip() for u in urls.replace("\n", ",").split(",") if u.strip())
+        elif isinstance(urls, list):
+            kwargs["notify_urls"] = tuple(str(u) for u in urls)
+        settings = cls(**kwargs)  # type: ignore[arg-type]
+        if settings.key_provider is not None and settings.key_provider not in KEY_PROVIDERS:
+            raise InvalidInput(f"Unknown key provider {settings.key_provider!r}.",
+                               hint=f"Choose one of: {', '.join(KEY_PROVIDERS)}.")
+        if settings.backend not in BACKENDS:
+            raise InvalidInput(f"Unknown secret backend {settings.backend!r}.",
+                               hint=f"Choose one of: {', '.join(BACKENDS)}.")
+        return settings
+
+    def with_overrides(self, **changes: object) -> Settings:
+        return replace(self, **changes)  # type: ignore[arg-type]
+
+
+def _read_config_file(path: Path) -> dict[str, object]:
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        return {}
+    except OSError as exc:
+        raise InvalidInput(f"Cannot read {path}: {exc.strerror}.", hint="Check the file's permissions.") from None
+    try:
+        data = tomllib.loads(raw.decode("utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise InvalidInput(f"{path} is not valid TOML: {exc}.", hint="Fix or remove the file.") from None
+    section = data.get("tokenvault", data)
+    if not isinstance(section, dict):
+        raise InvalidInput(f"{path}: [tokenvault] must be a table.")
+    return {str(k): v for k, v in section.items()}
+
+
+def write_config(path: Path, values: Mapping[str, str]) -> None:
+    """Write config.toml (0600, atomic). Only plain strings; never secrets."""
+    from .fileutil import atomic_write_private
+
+    lines = ["# Written by `tokenvault init`. Flags and TOKENVAULT_* variables override these.", "[tokenvault]"]
+    for key, value in values.items():
+        escaped = value.replace("\\", "\\\\").replace('"', '\\"')
+        lines.append(f'{key} = "{escaped}"')
+    atomic_write_private(path, ("\n".join(lines) + "\n").encode())

@@ -1,0 +1,21 @@
+"""The Clock port: time is an argument, so the seven-day rule is tested with dates, not sleeps."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Protocol
+
+
+class Clock(Protocol):
+    def now(self) -> datetime:
+        """Current time, timezone-aware UTC."""
+        ...
+
+
+class SystemClock:
+    """The real clock."""
+
+    def now(self) -> datetime:
+        from ..types import utcnow
+
+        return utcnow()

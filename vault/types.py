@@ -1,0 +1,218 @@
+"""Small value types shared by the service, the ports and the adapters.
+
+This module is deliberately light (stdlib only) so that hot paths such as
+``tokenvault exec`` can use it without importing SQLAlchemy. The database tables
+live in :mod:`vault.models`; stores hand out these plain records instead of ORM rows.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+
+
+def utcnow() -> datetime:
+    """The current time, timezone-aware UTC (the only kind tokenvault stores)."""
+    return datetime.now(timezone.utc)
+
+
+def as_utc(value: datetime) -> datetime:
+    """Return ``value`` as an aware UTC datetime (naive values are taken as UTC)."""
+    if value.tzinfo is None:
+        return value.replace(tzinfo=timezone.utc)
+    return value.astimezone(timezone.utc)
+
+
+@dataclass(frozen=True, slots=True)
+class Secret:
+    """A secret string that will not print.
+
+    ``repr``/``str`` show at most the last four characters; reading the value is the
+    deliberate call :meth:`reveal`. Equality compares values in constant time.
+    """
+
+    _value: str = field(repr=False)
+
+    def reveal(self) -> str:
+        """Return the secret value. Call only where the value must leave the process."""
+        return self._value
+
+    @property
+    def last4(self) -> str:
+        return self._value[-4:] if len(self._value) >= 8 else ""
+
+    def __repr__(self) -> str:
+        return f"Secret('…{self.last4}')"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        import hmac
+
+        if not isinstance(other, Secret):
+            return NotImplemented
+        return hmac.compare_digest(self._value.encode(), other._value.encode())
+
+    def __hash__(self) -> int:
+        return hash(("Secret", self._value))
+
+    def __bool__(self) -> bool:
+        return bool(self._value)
+
+    def __reduce__(self) -> object:  # never pickle a secret into a temp file or queue by accident
+        raise TypeError("Secret values cannot be pickled")
+
+
+class SecretKind(str, enum.Enum):
+    """What a stored secret is; part of the associated data that binds its ciphertext."""
+
+    TOKEN = "token"
+    APP_SECRET = "app_secret"
+    ADMIN_TOKEN = "admin_token"
+
+
+@dataclass(frozen=True, slots=True)
+class SecretRef:
+    """Where a secret belongs: the record it is bound to (kind, owner id, version).
+
+    ``name`` is the human label (the token label, or the business name) used by
+    backends that have paths (Vault). ``owner_id`` is the stable database id.
+    """
+
+    kind: SecretKind
+    owner_id: int
+    version: int
+    name: str
+
+    def associated_data(self) -> bytes:
+        """The AES-GCM associated data: a ciphertext opens only for this exact record."""
+        return f"tokenvault/v1|{self.kind.value}|{self.owner_id}|{self.version}".encode()
+
+
+class TokenStatus(str, enum.Enum):
+    ACTIVE = "active"
+    PENDING = "pending"
+    RETIRED = "retired"
+    REVOKED = "revoked"
+    COMPROMISED = "compromised"
+
+
+class TokenSource(str, enum.Enum):
+    GENERATED = "generated"
+    IMPORTED = "imported"
+    ROTATED = "rotated"
+
+
+@dataclass(frozen=True, slots=True)
+class Provenance:
+    """Who produced a token: business, system user, app, scopes, WABAs."""
+
+    business_id: str
+    system_user_id: str
+    app_id: str
+    scopes: tuple[str, ...] = ()
+    waba_ids: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class TokenVersionRecord:
+    """One version of a token (the current one or an older one)."""
+
+    version: int
+    status: TokenStatus
+    source: TokenSource
+    fingerprint: str
+    last4: str
+    created_at: datetime
+    expires_at: datetime | None
+    verified_at: datetime | None
+    revoked_at: datetime | None
+    backend: str
+    system_user_id: str
+    scopes: tuple[str, ...]
+    waba_ids: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class TokenRecord:
+    """A labelled token and its current version's metadata (never the value)."""
+
+    id: int
+    label: str
+    business_name: str
+    status: TokenStatus
+    version: int
+    source: TokenSource
+    provenance: Provenance
+    created_at: datetime
+    expires_at: datetime | None
+    fingerprint: str
+    last4: str
+    verified_at: datetime | None
+    backend: str
+    max_age_days: int | None = None
+    history: Sequence[TokenVersionRecord] = ()
+
+    def as_json(self) -> dict[str, object]:
+        """The contract's ``token show --json`` object."""
+
+        def iso(value: datetime | None) -> str | None:
+            return as_utc(value).isoformat() if value is not None else None
+
+        return {
+            "label": self.label,
+            "status": self.status.value,
+            "version": self.version,
+            "source": self.source.value,
+            "business_id": self.provenance.business_id,
+            "system_user_id": self.provenance.system_user_id,
+            "app_id": self.provenance.app_id,
+            "scopes": list(self.provenance.scopes),
+            "waba_ids": list(self.provenance.waba_ids),
+            "created_at": iso(self.created_at),
+            "expires_at": iso(self.expires_at),
+            "fingerprint": self.fingerprint,
+            "last4": self.last4,
+            "verified_at": iso(self.verified_at),
+            "backend": self.backend,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class BusinessRecord:
+    id: int
+    name: str
+    business_id: str
+    app_id: str
+    created_at: datetime
+
+
+class AgeSource(str, enum.Enum):
+    GRAPH = "graph"
+    FIRST_SEEN = "first_seen"
+    MANUAL = "manual"
+
+
+@dataclass(frozen=True, slots=True)
+class SystemUserRecord:
+    id: str
+    name: str
+    role: str
+    business_name: str
+    created_at: datetime
+    age_source: AgeSource
+    app_installed: bool
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEventRecord:
+    id: int
+    at: datetime
+    actor: str
+    action: str
+    subject: str
+    details: dict[str, object]
+    prev_hash: str
+    hash: str
