@@ -1,0 +1,1 @@
+"""The tokenvault command line (typer). Thin: parse, call one service method, render."""

@@ -1,0 +1,65 @@
+"""Top-level commands: init, doctor."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from .. import render
+from ..state import state
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="One JSON document on stdout.")]
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(init)
+    app.command()(doctor)
+
+
+def init(json_out: JsonOpt = False) -> None:
+    """Create the home (0700), the store (0600) and the master key. Idempotent; never replaces a key."""
+    from vault.config import write_config
+    from vault.wiring import choose_key_provider
+
+    settings = state.settings()
+    provider = choose_key_provider(settings, None)
+    settings = settings.with_overrides(key_provider=provider)
+    state._settings = settings
+    manager = state.manager(create=True)
+    result = manager.initialize(provider)
+    if not settings.config_path.exists():
+        write_config(settings.config_path, {"key_provider": provider, "backend": settings.backend})
+    result.update(home=str(settings.home), database=manager.store.display_url, backend=settings.backend)
+    if json_out:
+        render.emit_json(result)
+        return
+    if result["created"]:
+        render.ok(f"Initialised tokenvault in {settings.home} (key provider: {provider}, key {result['key_id']}).")
+    else:
+        render.ok(f"Already initialised in {settings.home}; the existing key {result['key_id']} was kept.")
+
+
+def doctor(json_out: JsonOpt = False) -> None:
+    """What is configured, what is reachable, what is wrong and how to fix it. Exit 5 if anything fails."""
+    from vault.errors import VaultError
+
+    settings = state.settings()
+    config = [("home", str(settings.home)), ("database", settings.database_url.split("@")[-1]),
+              ("key provider", settings.key_provider or "(as recorded by init)"), ("backend", settings.backend),
+              ("graph", f"{settings.graph_url}/{settings.graph_version}")]
+    try:
+        checks = state.manager().doctor()
+    except VaultError as exc:
+        from vault.service import DoctorCheck
+
+        checks = [DoctorCheck("store", False, exc.message, exc.hint)]
+    if json_out:
+        render.emit_json({"config": dict(config),
+                          "checks": [{"name": c.name, "ok": c.ok, "detail": c.detail, "fix": c.fix} for c in checks]})
+    else:
+        render.keyvalues(config)
+        render.table(None, ["check", "", "detail", "fix"],
+                     [(c.name, "ok" if c.ok else "FAIL", c.detail, c.fix) for c in checks])
+    if not all(c.ok for c in checks):
+        raise typer.Exit(5)

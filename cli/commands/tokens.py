@@ -1,0 +1,129 @@
+"""`tokenvault token ...`: capture, list, show, reveal, verify, revoke (generate/rotate join later)."""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated, Optional
+
+import typer
+
+from vault.types import TokenRecord
+
+from .. import render
+from ..prompts import read_secret
+from ..state import state
+
+app = typer.Typer(help="Tokens: capture, mint, inspect, rotate, revoke.", no_args_is_help=True)
+JsonOpt = Annotated[bool, typer.Option("--json", help="One JSON document on stdout.")]
+
+
+def split_csv(value: str | None) -> list[str]:
+    return [part.strip() for part in (value or "").split(",") if part.strip()]
+
+
+def show_record(record: TokenRecord, json_out: bool) -> None:
+    if json_out:
+        data = record.as_json()
+        if record.history:
+            data["history"] = [
+                {"version": v.version, "status": v.status.value, "source": v.source.value,
+                 "created_at": v.created_at.isoformat(), "revoked_at": v.revoked_at.isoformat() if v.revoked_at else None,
+                 "fingerprint": v.fingerprint, "last4": v.last4, "system_user_id": v.system_user_id}
+                for v in record.history]
+        render.emit_json(data)
+        return
+    p = record.provenance
+    render.keyvalues([
+        ("label", record.label), ("status", record.status.value), ("version", record.version),
+        ("source", record.source.value), ("business", f"{record.business_name} ({p.business_id})"),
+        ("system user", p.system_user_id), ("app", p.app_id), ("scopes", ", ".join(p.scopes)),
+        ("WABAs", ", ".join(p.waba_ids) or "-"), ("created", render.when(record.created_at)),
+        ("expires", render.when(record.expires_at)), ("verified", render.when(record.verified_at, "not yet")),
+        ("fingerprint", record.fingerprint), ("last4", record.last4), ("backend", record.backend),
+    ])
+    if record.history:
+        render.table("Versions", ["version", "status", "source", "created", "revoked", "last4"],
+                     [(v.version, v.status.value, v.source.value, render.when(v.created_at),
+                       render.when(v.revoked_at, "-"), v.last4) for v in record.history])
+    if record.status.value in ("compromised", "revoked"):
+        render.info(f"warning: {record.label} has no working token (status {record.status.value}); "
+                    "see `tokenvault reminders list`.")
+
+
+@app.command("import")
+def import_(
+    label: Annotated[str, typer.Argument(help="A label for the token, e.g. prod-whatsapp.")],
+    business: Annotated[str, typer.Option("--business", help="The registered business name.")],
+    system_user: Annotated[Optional[str], typer.Option("--system-user", help="The system user id that generated it.")] = None,  # noqa: UP045
+    scopes: Annotated[Optional[str], typer.Option("--scopes", help="Comma-separated scopes, e.g. whatsapp_business_messaging.")] = None,  # noqa: UP045
+    waba: Annotated[Optional[list[str]], typer.Option("--waba", help="A WABA id the token reaches (repeatable).")] = None,  # noqa: UP045
+    no_verify: Annotated[bool, typer.Option("--no-verify", help="Do not check the token with debug_token.")] = False,
+    max_age_days: Annotated[Optional[int], typer.Option("--max-age-days", help="Rotate when older than this.")] = None,  # noqa: UP045
+    json_out: JsonOpt = False,
+) -> None:
+    """Store a token captured at generation time, read from stdin or a hidden prompt (never argv)."""
+    secret = read_secret("token")
+    record = state.manager().import_token(
+        label, business=business, secret=secret, system_user_id=system_user, scopes=split_csv(scopes),
+        waba_ids=waba or [], verify=not no_verify, max_age_days=max_age_days)
+    if json_out:
+        render.emit_json(record.as_json())
+    else:
+        render.ok(f"Stored {record.label} v{record.version} (…{record.last4}, fingerprint {record.fingerprint[:12]}).")
+
+
+@app.command("list")
+def list_(json_out: JsonOpt = False) -> None:
+    """Every token's metadata and provenance; never a secret."""
+    records = state.manager().list_tokens()
+    if json_out:
+        render.emit_json([r.as_json() for r in records])
+        return
+    render.table("Tokens", ["label", "status", "v", "business", "system user", "scopes", "expires", "verified", "last4"],
+                 [(r.label, r.status.value, r.version, r.business_name, r.provenance.system_user_id,
+                   ",".join(r.provenance.scopes), render.when(r.expires_at), render.when(r.verified_at, "-"), r.last4)
+                  for r in records])
+
+
+@app.command("show")
+def show(label: str, json_out: JsonOpt = False) -> None:
+    """Metadata, provenance and version history of LABEL; never the secret."""
+    show_record(state.manager().show_token(label), json_out)
+
+
+@app.command("reveal")
+def reveal(
+    label: str,
+    version: Annotated[Optional[int], typer.Option("--version", help="An older version.")] = None,  # noqa: UP045
+) -> None:
+    """Print the secret alone on stdout (audited). Prefer `tokenvault exec` or `inject`."""
+    secret = state.manager().reveal(label, version=version)
+    sys.stdout.write(secret.reveal() + "\n")
+
+
+@app.command("verify")
+def verify(label: str, json_out: JsonOpt = False) -> None:
+    """Ask Meta's debug_token about LABEL now and record the answer. Exit 6 if it is not valid."""
+    from vault.errors import TokenInvalid
+
+    record, info = state.manager().verify(label)
+    if json_out:
+        data = record.as_json()
+        data["valid"] = info.is_valid
+        data["error"] = info.error_message
+        render.emit_json(data)
+    elif info.is_valid:
+        render.ok(f"{label} is valid (system user {info.user_id}, scopes {', '.join(info.scopes)}, "
+                  f"expires {render.when(info.expires_at)}).")
+    if not info.is_valid:
+        raise TokenInvalid(f"Meta says {label} is not valid: {info.error_message or 'no reason given'}.")
+
+
+@app.command("revoke")
+def revoke(label: str, json_out: JsonOpt = False) -> None:
+    """Revoke LABEL's current token at Meta and mark it revoked."""
+    record = state.manager().revoke(label)
+    if json_out:
+        render.emit_json(record.as_json())
+    else:
+        render.ok(f"Revoked {label} v{record.version} at Meta.")

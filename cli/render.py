@@ -1,0 +1,59 @@
+"""Output: rich tables for people, one JSON document for scripts, one-line errors."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from typing import Any
+
+
+def emit_json(data: Any) -> None:
+    """Exactly one JSON document on stdout, nothing else."""
+    sys.stdout.write(json.dumps(data, indent=2, sort_keys=False, default=_default) + "\n")
+
+
+def _default(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if hasattr(value, "value"):
+        return value.value
+    return str(value)
+
+
+def when(value: datetime | None, never: str = "never") -> str:
+    return value.strftime("%Y-%m-%d %H:%M UTC") if value else never
+
+
+def table(title: str | None, columns: Sequence[str], rows: Iterable[Sequence[object]]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    t = Table(title=title, show_lines=False, header_style="bold")
+    for column in columns:
+        t.add_column(column)
+    for row in rows:
+        t.add_row(*["" if cell is None else str(cell) for cell in row])
+    Console().print(t)
+
+
+def info(message: str) -> None:
+    """A message for people, on stderr so stdout stays clean for data."""
+    sys.stderr.write(message + "\n")
+
+
+def ok(message: str) -> None:
+    sys.stderr.write(f"✓ {message}\n")
+
+
+def error(message: str, hint: str | None) -> None:
+    sys.stderr.write(f"error: {message}\n")
+    if hint:
+        sys.stderr.write(f"hint: {hint}\n")
+
+
+def keyvalues(pairs: Sequence[tuple[str, object]]) -> None:
+    width = max((len(k) for k, _ in pairs), default=0)
+    for key, value in pairs:
+        sys.stdout.write(f"{key.ljust(width)}  {'' if value is None else value}\n")

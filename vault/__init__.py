@@ -1,0 +1,50 @@
+"""tokenvault: a secure vault and rotation manager for Meta system-user access tokens.
+
+The public Python API is small and stable::
+
+    from vault import TokenVault
+    token = TokenVault.open().get("prod-whatsapp")   # a Secret; repr shows only '…1234'
+    requests.post(url, headers={"Authorization": f"Bearer {token.reveal()}"})
+
+Everything listed in ``__all__`` is public; the rest may change. Importing this package is cheap:
+the database and crypto libraries load on first use.
+"""
+
+from __future__ import annotations
+
+from .api import TokenVault
+from .errors import (
+    AuditChainBroken,
+    BackendUnavailable,
+    Conflict,
+    Deferred,
+    GraphError,
+    IntegrityError,
+    NotFound,
+    SevenDayWindow,
+    TokenInvalid,
+    UsageError,
+    VaultError,
+)
+from .types import Secret, TokenRecord, TokenStatus
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AuditChainBroken",
+    "BackendUnavailable",
+    "Conflict",
+    "Deferred",
+    "GraphError",
+    "IntegrityError",
+    "NotFound",
+    "Secret",
+    "SevenDayWindow",
+    "TokenInvalid",
+    "TokenRecord",
+    "TokenStatus",
+    "TokenVault",
+    "UsageError",
+    "VaultError",
+    "__version__",
+]

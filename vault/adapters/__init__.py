@@ -1,0 +1,1 @@
+"""Adapters: implementations of the ports (SQL store, key providers, secret backends, Graph, notifier)."""

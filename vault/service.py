@@ -1,0 +1,466 @@
+"""TokenManager: every use case of tokenvault, talking to ports only.
+
+The CLI and the Python API call these methods; adapters are chosen by :mod:`vault.wiring`.
+Each method states what it returns, what it raises (always :class:`~vault.errors.VaultError`
+subclasses) and what it changes. Every change is recorded in the audit trail; no secret value
+is ever passed to the store, the audit trail or an exception.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from . import crypto
+from .errors import (
+    InvalidInput,
+    NotFound,
+    TokenInvalid,
+    VaultError,
+)
+from .ports.clock import Clock, SystemClock
+from .ports.notify import Notifier, NullNotifier
+from .types import (
+    AuditEventRecord,
+    BusinessRecord,
+    Secret,
+    SecretKind,
+    SecretRef,
+    TokenRecord,
+    TokenSource,
+    TokenStatus,
+)
+
+if TYPE_CHECKING:
+    from .adapters.store_sql import SqlStore
+    from .ports.graph import AppCredentials, GraphApi, TokenDebugInfo
+    from .ports.keys import KeyProvider
+    from .ports.secrets import SecretBackend
+
+FINGERPRINT_PURPOSE = "fingerprint"
+_FP_AAD = b"tokenvault/v1|internal|fingerprint-key"
+LABEL_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.")
+USABLE = (TokenStatus.ACTIVE,)
+
+
+def validate_label(label: str, what: str = "label") -> str:
+    """Labels are 1-128 chars of letters, digits, '-', '_' and '.', not starting with '.' or '-'."""
+    if not label or len(label) > 128 or not set(label) <= LABEL_CHARS or label[0] in ".-":
+        raise InvalidInput(
+            f"Invalid {what} {label!r}.",
+            hint="Use 1-128 letters, digits, '-', '_' or '.', starting with a letter or digit (e.g. prod-whatsapp).",
+        )
+    return label
+
+
+def clean_token(raw: str) -> Secret:
+    """Turn what was read from stdin/prompt into a Secret: strip whitespace, refuse empty or multi-part input."""
+    value = raw.strip()
+    if not value:
+        raise InvalidInput("No token was given: the input was empty or only whitespace.",
+                           hint="Pipe the token on stdin (e.g. `pbpaste | tokenvault token import ...`) "
+                                "or type it at the hidden prompt.")
+    if any(ch.isspace() for ch in value):
+        raise InvalidInput("The token contains whitespace; it looks like more than one value was pasted.",
+                           hint="Paste exactly one token, on one line.")
+    if not value.isprintable():
+        raise InvalidInput("The token contains control characters.", hint="Paste exactly one token, on one line.")
+    return Secret(value)
+
+
+@dataclass(frozen=True)
+class DoctorCheck:
+    name: str
+    ok: bool
+    detail: str
+    fix: str = ""
+
+
+@dataclass(frozen=True)
+class KeyRotationResult:
+    new_key_id: str
+    rewrapped: int
+    retired: list[str] = field(default_factory=list)
+
+
+class TokenManager:
+    """The service. Construct through :func:`vault.wiring.build_manager`; tests pass fakes or real adapters."""
+
+    def __init__(
+        self,
+        *,
+        store: SqlStore,
+        secrets: SecretBackend,
+        keys: KeyProvider,
+        graph: Callable[[], GraphApi] | None = None,
+        notifier: Notifier | None = None,
+        clock: Clock | None = None,
+        actor: str = "tokenvault",
+    ) -> None:
+        self.store = store
+        self.secrets = secrets
+        self.keys = keys
+        self._graph_factory = graph
+        self._graph: GraphApi | None = None
+        self.notifier: Notifier = notifier or NullNotifier()
+        self.clock: Clock = clock or SystemClock()
+        self.actor = actor
+        self._fp_key: bytes | None = None
+
+    # ------------------------------------------------------------------ plumbing
+    @property
+    def graph(self) -> GraphApi:
+        """The Graph API adapter, built on first use (keeps httpx out of commands that don't need it)."""
+        if self._graph is None:
+            if self._graph_factory is None:
+                raise VaultError("No Graph API client is configured.")
+            self._graph = self._graph_factory()
+        return self._graph
+
+    def now(self) -> datetime:
+        return self.clock.now()
+
+    def audit(self, action: str, subject: str, **details: Any) -> None:
+        self.store.append_audit(self.actor, action, subject, details, self.now())
+
+    def fingerprint(self, secret: Secret) -> str:
+        return crypto.fingerprint(self._fingerprint_key(), secret)
+
+    def _fingerprint_key(self) -> bytes:
+        if self._fp_key is None:
+            stored = self.store.get_wrapped_key(FINGERPRINT_PURPOSE)
+            if stored is None:
+                raise NotFound("This store has no fingerprint key.", hint="Run `tokenvault init`.")
+            key_id, wrapped = stored
+            self._fp_key = self.keys.unwrap(key_id, wrapped, _FP_AAD)
+        return self._fp_key
+
+    # ------------------------------------------------------------------ init
+    def initialize(self, provider_name: str) -> dict[str, Any]:
+        """Create the master key (if the provider has none) and the fingerprint key. Idempotent.
+
+        Never replaces an existing key: a second run reports what exists.
+        Returns ``{"created": bool, "key_id": ..., "key_provider": ...}``.
+        """
+        created = False
+        if not self.keys.has_key():
+            self.keys.create_key()
+            created = True
+        key_id = self.keys.current_key_id()
+        existing = self.store.get_wrapped_key(FINGERPRINT_PURPOSE)
+        if existing is None:
+            wrapped_id, wrapped = self.keys.wrap(crypto.new_key(), _FP_AAD)
+            self.store.put_wrapped_key(FINGERPRINT_PURPOSE, wrapped_id, wrapped)
+            self.store.set_setting("key_provider", provider_name)
+            self.audit("init", "store", key_provider=provider_name, key_id=key_id)
+            created = True
+        else:
+            self._fingerprint_key()  # proves the configured key opens this store (WrongMasterKey otherwise)
+        return {"created": created, "key_id": key_id, "key_provider": provider_name}
+
+    # ------------------------------------------------------------------ businesses
+    def add_business(self, name: str, business_id: str, app_id: str, app_secret: Secret,
+                     admin_token: Secret) -> BusinessRecord:
+        """Register a Business Manager and its app; the app secret and admin token are stored encrypted."""
+        validate_label(name, "business name")
+        for what, value in (("business id", business_id), ("app id", app_id)):
+            if not value.isdigit():
+                raise InvalidInput(f"The {what} must be digits, got {value!r}.",
+                                   hint="Copy it from Business Settings > Business info / the app dashboard.")
+        business = self.store.add_business(name, business_id, app_id, self.now())
+        meta = {"business": name, "business_id": business_id, "app_id": app_id}
+        self.secrets.put(SecretRef(SecretKind.APP_SECRET, business.id, 1, name), app_secret, meta)
+        self.secrets.put(SecretRef(SecretKind.ADMIN_TOKEN, business.id, 1, name), admin_token, meta)
+        self.audit("business.add", name, business_id=business_id, app_id=app_id)
+        return business
+
+    def list_businesses(self) -> list[BusinessRecord]:
+        return self.store.list_businesses()
+
+    def app_credentials(self, business: BusinessRecord) -> AppCredentials:
+        from .ports.graph import AppCredentials
+
+        secret = self.secrets.get(SecretRef(SecretKind.APP_SECRET, business.id, 1, business.name))
+        return AppCredentials(app_id=business.app_id, app_secret=secret)
+
+    def admin_token(self, business: BusinessRecord) -> Secret:
+        return self.secrets.get(SecretRef(SecretKind.ADMIN_TOKEN, business.id, 1, business.name))
+
+    # ------------------------------------------------------------------ tokens: capture
+    def import_token(
+        self,
+        label: str,
+        *,
+        business: str,
+        secret: Secret,
+        system_user_id: str | None = None,
+        scopes: Sequence[str] = (),
+        waba_ids: Sequence[str] = (),
+        verify: bool = True,
+        max_age_days: int | None = None,
+    ) -> TokenRecord:
+        """Store a token captured at generation time, as version 1 of ``label``.
+
+        With ``verify`` the token is checked with debug_token first: an invalid token or one of
+        another app is refused (:class:`TokenInvalid` / :class:`InvalidInput`) and nothing is stored;
+        app, system user, scopes, WABA ids and expiry are taken from Meta's answer.
+        Raises :class:`AlreadyExists` for a used label (nothing overwritten).
+        """
+        validate_label(label)
+        biz = self.store.get_business(business)
+        if not secret:
+            raise InvalidInput("No token was given.")
+        provenance = self._provenance_for_import(biz, secret, system_user_id, scopes, waba_ids, verify)
+        token_id = self.store.reserve_token_id(label, biz.id, self.now(), max_age_days)
+        ref = SecretRef(SecretKind.TOKEN, token_id, 1, label)
+        try:
+            self.secrets.put(ref, secret, self._backend_metadata(biz, provenance))
+            self.store.add_version(token_id, 1, self._version_fields(secret, TokenSource.IMPORTED, provenance),
+                                   make_current=True)
+        except BaseException:
+            self._discard(ref)
+            self.store.drop_empty_token(token_id)
+            raise
+        self.audit("token.import", label, version=1, verified=verify, fingerprint=provenance["fingerprint"],
+                   system_user_id=provenance["system_user_id"])
+        return self.store.get_token(label)
+
+    def _provenance_for_import(self, biz: BusinessRecord, secret: Secret, system_user_id: str | None,
+                               scopes: Sequence[str], waba_ids: Sequence[str], verify: bool) -> dict[str, Any]:
+        now = self.now()
+        prov: dict[str, Any] = {
+            "system_user_id": system_user_id or "", "app_id": biz.app_id, "scopes": tuple(scopes),
+            "waba_ids": tuple(waba_ids), "expires_at": None, "verified_at": None, "debug_summary": {},
+            "fingerprint": self.fingerprint(secret),
+        }
+        if not verify:
+            if not system_user_id:
+                raise InvalidInput("--system-user is required with --no-verify.",
+                                   hint="Name the system user that generated the token (its id in Business Settings).")
+            return prov
+        info = self.graph.debug_token(secret, self.app_credentials(biz))
+        if not info.is_valid:
+            raise TokenInvalid(f"Meta says this token is not valid ({info.error_message or 'no reason given'}); "
+                               "nothing was stored.", hint="Generate a new token in Business Settings and import it.")
+        if info.app_id and info.app_id != biz.app_id:
+            raise InvalidInput(f"This token belongs to app {info.app_id}, not to {biz.name}'s app {biz.app_id}; "
+                               "nothing was stored.", hint="Import it under the business whose app generated it.")
+        if system_user_id and info.user_id and info.user_id != system_user_id:
+            raise InvalidInput(f"This token belongs to system user {info.user_id}, not {system_user_id}; "
+                               "nothing was stored.", hint="Drop --system-user or name the right one.")
+        prov.update(
+            system_user_id=info.user_id or system_user_id or "", app_id=info.app_id or biz.app_id,
+            scopes=tuple(info.scopes) or tuple(scopes), waba_ids=tuple(info.waba_ids) or tuple(waba_ids),
+            expires_at=info.expires_at, verified_at=now, debug_summary=_debug_summary(info),
+        )
+        return prov
+
+    def _version_fields(self, secret: Secret, source: TokenSource, prov: dict[str, Any],
+                        status: TokenStatus = TokenStatus.ACTIVE) -> dict[str, Any]:
+        return {
+            "status": status, "source": source, "system_user_id": prov["system_user_id"],
+            "app_id": prov["app_id"], "scopes": list(prov["scopes"]), "waba_ids": list(prov["waba_ids"]),
+            "fingerprint": prov["fingerprint"], "last4": secret.last4, "created_at": self.now(),
+            "expires_at": prov.get("expires_at"), "verified_at": prov.get("verified_at"),
+            "debug_summary": prov.get("debug_summary") or {}, "backend": self.secrets.name,
+        }
+
+    def _backend_metadata(self, biz: BusinessRecord, prov: dict[str, Any]) -> dict[str, str]:
+        return {
+            "business": biz.name, "business_id": biz.business_id, "system_user_id": str(prov["system_user_id"]),
+            "app_id": str(prov["app_id"]), "scopes": ",".join(prov["scopes"]), "waba_ids": ",".join(prov["waba_ids"]),
+            "fingerprint": str(prov["fingerprint"]),
+        }
+
+    def _discard(self, ref: SecretRef) -> None:
+        try:
+            self.secrets.destroy(ref)
+        except VaultError:
+            pass  # best effort: the original error is the one the user must see
+
+    # ------------------------------------------------------------------ tokens: read
+    def list_tokens(self) -> list[TokenRecord]:
+        return self.store.list_tokens()
+
+    def show_token(self, label: str) -> TokenRecord:
+        """Metadata, provenance and version history of ``label``; never the secret."""
+        return self.store.get_token(label, with_history=True)
+
+    def reveal(self, label: str, *, version: int | None = None, purpose: str = "reveal") -> Secret:
+        """Decrypt the current (or a given) version of ``label``. Audited. Raises NotFound / IntegrityError."""
+        record = self.store.get_token(label)
+        number = version or record.version
+        secret = self.secrets.get(SecretRef(SecretKind.TOKEN, record.id, number, label))
+        self.audit(f"token.{purpose}", label, version=number)
+        return secret
+
+    def resolve(self, label: str, *, allow_inactive: bool = False, purpose: str = "read") -> tuple[TokenRecord, Secret]:
+        """The current token of ``label`` for injection: refuses a token that is not active unless allowed."""
+        record = self.store.get_token(label)
+        if record.status not in USABLE and not allow_inactive:
+            raise InvalidInput(
+                f"Token {label!r} is {record.status.value}; refusing to hand it out.",
+                hint="Rotate it (`tokenvault token rotate`), or pass --allow-inactive if you really mean it.",
+            )
+        secret = self.secrets.get(SecretRef(SecretKind.TOKEN, record.id, record.version, label))
+        self.audit(f"token.{purpose}", label, version=record.version)
+        return record, secret
+
+    # ------------------------------------------------------------------ tokens: verify / revoke
+    def verify(self, label: str) -> tuple[TokenRecord, TokenDebugInfo]:
+        """debug_token the current version now and record what Meta said (validity, expiry, scopes)."""
+        record = self.store.get_token(label)
+        biz = self.store.get_business(record.business_name)
+        secret = self.secrets.get(SecretRef(SecretKind.TOKEN, record.id, record.version, label))
+        info = self.graph.debug_token(secret, self.app_credentials(biz))
+        fields: dict[str, Any] = {"verified_at": self.now(), "debug_summary": _debug_summary(info)}
+        if info.is_valid:
+            fields["expires_at"] = info.expires_at
+            if info.scopes:
+                fields["scopes"] = list(info.scopes)
+            if info.waba_ids:
+                fields["waba_ids"] = list(info.waba_ids)
+        self.store.update_version(record.id, record.version, **fields)
+        self.audit("token.verify", label, version=record.version, valid=info.is_valid)
+        return self.store.get_token(label), info
+
+    def revoke(self, label: str, *, version: int | None = None, status: TokenStatus = TokenStatus.REVOKED) -> TokenRecord:
+        """Revoke ``label`` (current or given version) at Meta, then mark it revoked.
+
+        A token Meta already considers invalid counts as revoked. The record is only marked after
+        Meta answered, so a failed call changes nothing locally.
+        """
+        record = self.store.get_token(label)
+        number = version or record.version
+        biz = self.store.get_business(record.business_name)
+        secret = self.secrets.get(SecretRef(SecretKind.TOKEN, record.id, number, label))
+        self._revoke_at_meta(biz, secret)
+        self.store.update_version(record.id, number, status=status, revoked_at=self.now())
+        self.audit("token.revoke", label, version=number, status=status.value)
+        return self.store.get_token(label, with_history=True)
+
+    def _revoke_at_meta(self, biz: BusinessRecord, secret: Secret, caller: Secret | None = None) -> None:
+        app = self.app_credentials(biz)
+        try:
+            self.graph.revoke_token(secret, app, caller or secret)
+        except TokenInvalid:
+            # The token no longer works at Meta (already revoked or expired): the goal is reached.
+            # If the caller token was the invalid one, retry with the business admin token.
+            if caller is None:
+                try:
+                    self.graph.revoke_token(secret, app, self.admin_token(biz))
+                except TokenInvalid:
+                    pass
+
+    # ------------------------------------------------------------------ audit
+    def audit_events(self, limit: int | None = None, label: str | None = None) -> list[AuditEventRecord]:
+        return self.store.list_audit(limit=limit, subject=label)
+
+    def verify_audit(self) -> int:
+        """Verify the hash chain; returns the number of events. Raises AuditChainBroken (exit 4)."""
+        return self.store.verify_audit()
+
+    # ------------------------------------------------------------------ master key rotation
+    def rotate_master_key(self, *, progress: Callable[[int, int], None] | None = None,
+                          stop_after: int | None = None) -> KeyRotationResult:
+        """Make a new master key current and re-wrap every data key under it; retire old keys.
+
+        Crash-safe: each blob is re-wrapped in its own compare-and-swap transaction and old keys are
+        retired only when nothing references them, so an interrupted run leaves every secret readable
+        with the old or the new key; running again finishes the job. ``stop_after`` (tests) simulates
+        an interruption after that many blobs.
+        """
+        old_ids = set(self.store.key_ids_in_use())
+        target = self._resume_or_create_key(old_ids)
+        done = 0
+        total_pending = len(self.store.blobs_not_under(target, limit=1_000_000))
+        while True:
+            batch = self.store.blobs_not_under(target)
+            if not batch:
+                break
+            for blob in batch:
+                if stop_after is not None and done >= stop_after:
+                    raise KeyboardInterrupt("simulated interruption")
+                ref = SecretRef(SecretKind(blob.kind), blob.owner_id, blob.version, "")
+                sealed = crypto.rewrap(self.keys, crypto.SealedSecret(blob.key_id, blob.wrapped_key, blob.ciphertext),
+                                       ref, to_key_id=target)
+                self.store.rewrap_blob(blob.id, blob.key_id, sealed.key_id, sealed.wrapped_key)
+                done += 1
+                if progress:
+                    progress(done, total_pending)
+        stored = self.store.get_wrapped_key(FINGERPRINT_PURPOSE)
+        if stored is not None and stored[0] != target:
+            fp_key = self.keys.unwrap(stored[0], stored[1], _FP_AAD)
+            new_id, wrapped = self.keys.wrap(fp_key, _FP_AAD, key_id=target)
+            self.store.put_wrapped_key(FINGERPRINT_PURPOSE, new_id, wrapped, expected_key_id=stored[0])
+        retired = []
+        still_used = self.store.key_ids_in_use()
+        for key_id in self.keys.key_ids():
+            if key_id != target and key_id not in still_used:
+                self.keys.retire_key(key_id)
+                retired.append(key_id)
+        self.store.set_setting("key_rotation_target", "")
+        self.audit("keys.rotate", "master-key", new_key_id=target, rewrapped=done, retired=retired)
+        return KeyRotationResult(new_key_id=target, rewrapped=done, retired=retired)
+
+    def _resume_or_create_key(self, in_use: set[str]) -> str:
+        pending = self.store.get_setting("key_rotation_target")
+        if pending and pending in self.keys.key_ids():
+            return pending  # an interrupted rotation: finish it with the key it already made
+        current = self.keys.current_key_id() if self.keys.has_key() else None
+        if current is not None and in_use and current not in in_use:
+            # The provider's current key is newer than anything used (env provider after the user set a
+            # new TOKENVAULT_MASTER_KEY, or a create that happened before a crash): use it.
+            target = current
+        else:
+            target = self.keys.create_key()
+        self.store.set_setting("key_rotation_target", target)
+        return target
+
+    # ------------------------------------------------------------------ doctor
+    def doctor(self) -> list[DoctorCheck]:
+        """What is configured, what works, and how to fix what doesn't. Never raises for a failed check."""
+        checks: list[DoctorCheck] = []
+        try:
+            version = self.store.schema_version()
+            checks.append(DoctorCheck("database", True, f"{self.store.display_url} (schema v{version})"))
+        except VaultError as exc:
+            checks.append(DoctorCheck("database", False, exc.message, exc.hint))
+        avail = self.keys.availability()
+        checks.append(DoctorCheck(f"key provider ({self.keys.name})", avail.ok, avail.reason or "available",
+                                  "" if avail.ok else "See docs/key-providers.md"))
+        try:
+            self._fingerprint_key()
+            checks.append(DoctorCheck("master key", True, f"opens this store (key {self.keys.current_key_id()})"))
+        except VaultError as exc:
+            checks.append(DoctorCheck("master key", False, exc.message, exc.hint))
+        backend = self.secrets.availability()
+        checks.append(DoctorCheck(f"secret backend ({self.secrets.name})", backend.ok, backend.reason or "available"))
+        try:
+            count = self.store.verify_audit()
+            checks.append(DoctorCheck("audit trail", True, f"{count} events, chain intact"))
+        except VaultError as exc:
+            checks.append(DoctorCheck("audit trail", False, exc.message, exc.hint))
+        try:
+            tokens = self.store.list_tokens()
+            bad = [t.label for t in tokens if t.status is not TokenStatus.ACTIVE]
+            detail = f"{len(tokens)} tokens" + (f"; not active: {', '.join(bad)}" if bad else "")
+            checks.append(DoctorCheck("tokens", not bad, detail, "Rotate them with `tokenvault token rotate`" if bad else ""))
+        except VaultError as exc:
+            checks.append(DoctorCheck("tokens", False, exc.message, exc.hint))
+        return checks
+
+
+def _debug_summary(info: TokenDebugInfo) -> dict[str, Any]:
+    """What debug_token said, as stored in the metadata DB (never the token)."""
+    return {
+        "is_valid": info.is_valid, "app_id": info.app_id, "user_id": info.user_id, "type": info.type,
+        "scopes": list(info.scopes), "waba_ids": list(info.waba_ids),
+        "expires_at": info.expires_at.isoformat() if info.expires_at else None,
+        "issued_at": info.issued_at.isoformat() if info.issued_at else None, "error": info.error_message,
+    }
+
+
+__all__ = ["DoctorCheck", "KeyRotationResult", "TokenManager", "clean_token", "validate_label"]

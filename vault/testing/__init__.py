@@ -1,0 +1,1 @@
+"""Test support shipped with tokenvault: the Graph API simulator, port fakes, contract suites."""
