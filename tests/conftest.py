@@ -5,8 +5,12 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:
+    from cli_support import CliRunner
 
 pytest_plugins: list[str] = []
 
@@ -29,3 +33,19 @@ def _isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.Temp
 def home(tmp_path: Path) -> Path:
     """A fresh TOKENVAULT_HOME path (not yet created: `init` creates it 0700)."""
     return tmp_path / "tvhome"
+
+
+@pytest.fixture
+def cli(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> "CliRunner":
+    """Run tokenvault in-process: ``cli("token", "list", "--json", stdin="...")`` -> Result(code, out, err)."""
+    from cli_support import CliRunner
+
+    return CliRunner(capsys, monkeypatch)
+
+
+@pytest.fixture
+def env_home(home: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """TOKENVAULT_HOME set to a fresh path, with the headless `file` key provider chosen explicitly."""
+    monkeypatch.setenv("TOKENVAULT_HOME", str(home))
+    monkeypatch.setenv("TOKENVAULT_KEY_PROVIDER", "file")
+    return home
