@@ -28,13 +28,17 @@ from .types import (
     Secret,
     SecretKind,
     SecretRef,
+    SystemUserRecord,
     TokenRecord,
     TokenSource,
     TokenStatus,
 )
 
 if TYPE_CHECKING:
-    from .adapters.store_sql import SqlStore
+    from .adapters.store_sql import ReminderRecord, SqlStore
+    from .minting import SystemUserView
+    from .reminders import RunDueReport
+    from .rotation import RotationOutcome
     from .ports.graph import AppCredentials, GraphApi, TokenDebugInfo
     from .ports.keys import KeyProvider
     from .ports.secrets import SecretBackend
@@ -353,6 +357,100 @@ class TokenManager:
                     self.graph.revoke_token(secret, app, self.admin_token(biz))
                 except TokenInvalid:
                     pass
+
+    # ------------------------------------------------------------------ minting, rotation, reminders
+    def generate_token(self, label: str, *, business: str, scopes: Sequence[str], system_user_id: str | None = None,
+                       expiring: bool = False, max_age_days: int | None = None,
+                       from_reminder: bool = False) -> TokenRecord:
+        """Mint a new token through an eligible admin system user and store it as ``label`` v1.
+
+        When no admin is eligible yet (Meta's seven-day rule) a reminder is recorded and
+        :class:`~vault.errors.Deferred` (exit 7) carries the date; ``run-due`` finishes the work.
+        The minted token is stored before it is verified, so nothing minted is lost.
+        """
+        from .errors import Deferred
+        from .minting import Minter
+
+        validate_label(label)
+        scopes = tuple(s for s in scopes if s)
+        if not scopes:
+            raise InvalidInput("At least one scope is needed.",
+                               hint="e.g. --scopes whatsapp_business_management,whatsapp_business_messaging")
+        biz = self.store.get_business(business)
+        try:
+            minted = Minter(self).mint(biz, scopes, system_user_id=system_user_id, expiring=expiring)
+        except Deferred as exc:
+            if from_reminder:
+                raise
+            opens_at = exc.opens_at or self.now()
+            reminder_id = self.store.add_reminder(
+                label, "generate", biz.name, system_user_id,
+                {"scopes": list(scopes), "expiring": expiring, "system_user_id": system_user_id}, opens_at,
+                exc.message, self.now())
+            self.audit("token.generate.deferred", label, opens_at=opens_at.isoformat(), reminder=reminder_id)
+            self.notifier.notify(f"tokenvault: generating {label} deferred", exc.message)
+            raise Deferred(f"Cannot mint {label} yet: {exc.message}", opens_at=opens_at, reminder_id=reminder_id,
+                           hint=f"Reminder #{reminder_id} recorded; `tokenvault run-due` mints it when the window "
+                                "opens (or name an older admin with --system-user).") from None
+        token_id = self.store.reserve_token_id(label, biz.id, self.now(), max_age_days)
+        ref = SecretRef(SecretKind.TOKEN, token_id, 1, label)
+        prov: dict[str, Any] = {"system_user_id": minted.system_user_id, "app_id": biz.app_id, "scopes": scopes,
+                                "waba_ids": (), "fingerprint": self.fingerprint(minted.secret)}
+        self.secrets.put(ref, minted.secret, self._backend_metadata(biz, prov))
+        self.store.add_version(token_id, 1, self._version_fields(minted.secret, TokenSource.GENERATED, prov),
+                               make_current=True)
+        self.audit("token.generate", label, version=1, system_user_id=minted.system_user_id,
+                   scopes=list(scopes), expiring=expiring, fingerprint=prov["fingerprint"])
+        try:
+            self.verify(label)
+        except VaultError:
+            pass  # stored and usable; `token verify` can be repeated
+        return self.store.get_token(label)
+
+    def rotate(self, label: str, *, compromised: bool = False, reason: str = "") -> RotationOutcome:
+        """Revoke-and-reissue ``label``; see :mod:`vault.rotation`. Returns a RotationOutcome."""
+        from .rotation import Rotator
+
+        return Rotator(self).rotate(label, compromised=compromised, reason=reason)
+
+    def rotate_many(self, labels: Sequence[str], *, compromised: bool = False, reason: str = "",
+                    concurrency: int = 4,
+                    progress: Callable[[RotationOutcome], None] | None = None) -> list[RotationOutcome]:
+        from .rotation import Rotator
+
+        return Rotator(self).rotate_many(labels, compromised=compromised, reason=reason, concurrency=concurrency,
+                                         progress=progress)
+
+    def labels_for(self, *, system_user_id: str | None = None) -> list[str]:
+        """Labels of active tokens (all, or those minted by one system user) for bulk rotation."""
+        return [t.label for t in self.store.list_tokens()
+                if t.status is TokenStatus.ACTIVE
+                and (system_user_id is None or t.provenance.system_user_id == system_user_id)]
+
+    def sync_system_users(self, business: str | None = None) -> list[SystemUserView]:
+        from .minting import Minter
+
+        Minter(self).sync(business)
+        return Minter(self).views(business)
+
+    def system_users(self, business: str | None = None) -> list[SystemUserView]:
+        from .minting import Minter
+
+        return Minter(self).views(business)
+
+    def set_system_user_created(self, su_id: str, created: datetime) -> SystemUserRecord:
+        from .minting import Minter
+
+        return Minter(self).set_created(su_id, created)
+
+    def reminders(self, *, open_only: bool = False) -> list[ReminderRecord]:
+        return self.store.list_reminders(open_only=open_only)
+
+    def run_due(self) -> RunDueReport:
+        """One pass of deferred work; see :mod:`vault.reminders`. Returns a RunDueReport."""
+        from .reminders import DueRunner
+
+        return DueRunner(self).run()
 
     # ------------------------------------------------------------------ audit
     def audit_events(self, limit: int | None = None, label: str | None = None) -> list[AuditEventRecord]:

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import sys
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
 from vault.types import TokenRecord
+
+if TYPE_CHECKING:
+    from vault.rotation import RotationOutcome
+    from vault.service import TokenManager
 
 from .. import render
 from ..prompts import read_secret
@@ -127,3 +131,86 @@ def revoke(label: str, json_out: JsonOpt = False) -> None:
         render.emit_json(record.as_json())
     else:
         render.ok(f"Revoked {label} v{record.version} at Meta.")
+
+
+@app.command("generate")
+def generate(
+    label: Annotated[str, typer.Argument(help="A label for the new token.")],
+    business: Annotated[str, typer.Option("--business", help="The registered business name.")],
+    scopes: Annotated[str, typer.Option("--scopes", help="Comma-separated scopes.")] = (
+        "whatsapp_business_management,whatsapp_business_messaging"),
+    system_user: Annotated[Optional[str], typer.Option("--system-user", help="Mint through this system user.")] = None,  # noqa: UP045
+    expiring: Annotated[bool, typer.Option("--expiring", help="A 60-day token instead of a never-expiring one.")] = False,
+    max_age_days: Annotated[Optional[int], typer.Option("--max-age-days", help="Rotate when older than this.")] = None,  # noqa: UP045
+    json_out: JsonOpt = False,
+) -> None:
+    """Mint through an eligible admin system user. Exit 7 with the date when Meta's seven-day window is closed."""
+    record = state.manager().generate_token(label, business=business, scopes=split_csv(scopes),
+                                            system_user_id=system_user, expiring=expiring,
+                                            max_age_days=max_age_days)
+    if json_out:
+        render.emit_json(record.as_json())
+    else:
+        render.ok(f"Minted {record.label} v{record.version} through system user {record.provenance.system_user_id} "
+                  f"(…{record.last4}, expires {render.when(record.expires_at)}).")
+
+
+@app.command("rotate")
+def rotate(
+    label: Annotated[Optional[str], typer.Argument(help="The token to rotate.")] = None,  # noqa: UP045
+    compromised: Annotated[bool, typer.Option("--compromised", help="Revoke the old token FIRST, then mint.")] = False,
+    reason: Annotated[str, typer.Option("--reason", help="Why (kept in the audit trail).")] = "",
+    all_: Annotated[bool, typer.Option("--all", help="Rotate every active token.")] = False,
+    system_user: Annotated[Optional[str], typer.Option("--system-user", help="Rotate every token minted by this system user.")] = None,  # noqa: UP045
+    concurrency: Annotated[int, typer.Option("--concurrency", min=1, max=64, help="Parallel rotations (bulk).")] = 4,
+    json_out: JsonOpt = False,
+) -> None:
+    """Revoke-and-reissue. Normal: mint, store, verify, promote, revoke old. --compromised: revoke old first."""
+    from vault.errors import UsageError
+
+    manager = state.manager()
+    if (label is None) == (not all_ and system_user is None):
+        if label is None:
+            raise UsageError("Name a LABEL, or use --all / --system-user ID.")
+        raise UsageError("Give either a LABEL or --all / --system-user, not both.")
+    if label is not None:
+        outcome = manager.rotate(label, compromised=compromised, reason=reason)
+        if json_out:
+            render.emit_json(outcome.as_json())
+        else:
+            render.ok(f"Rotated {label}: v{outcome.from_version} → v{outcome.to_version} active; "
+                      f"v{outcome.from_version} {'compromised and revoked' if compromised else 'revoked'} at Meta.")
+        return
+    labels = manager.labels_for(system_user_id=system_user)
+    outcomes = _bulk(manager, labels, compromised, reason, concurrency, json_out)
+    if json_out:
+        render.emit_json([o.as_json() for o in outcomes])
+    else:
+        render.table("Rotation", ["label", "state", "from", "to", "message"],
+                     [(o.label, o.state, o.from_version or "", o.to_version or "", o.message) for o in outcomes])
+    failed = [o for o in outcomes if o.state == "failed"]
+    deferred = [o for o in outcomes if o.state == "deferred"]
+    if failed:
+        raise typer.Exit(6)
+    if deferred:
+        raise typer.Exit(7)
+
+
+def _bulk(manager: TokenManager, labels: list[str], compromised: bool, reason: str, concurrency: int,
+          json_out: bool) -> list[RotationOutcome]:
+    if json_out or not sys.stderr.isatty():
+        done = [0]
+
+        def tick(outcome: RotationOutcome) -> None:
+            done[0] += 1
+            if not json_out:
+                render.info(f"[{done[0]}/{len(labels)}] {outcome.label}: {outcome.state}")
+
+        return manager.rotate_many(labels, compromised=compromised, reason=reason, concurrency=concurrency,
+                                   progress=tick)
+    from rich.progress import Progress
+
+    with Progress(transient=False) as bar:
+        task = bar.add_task("rotating", total=len(labels))
+        return manager.rotate_many(labels, compromised=compromised, reason=reason, concurrency=concurrency,
+                                   progress=lambda _o: bar.advance(task))

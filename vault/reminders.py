@@ -1,0 +1,165 @@
+"""Deferred work and ``run-due``: the pass that cron / systemd timers / Kubernetes CronJobs run.
+
+One pass, in order:
+
+1. resume rotations that were interrupted (their process died; its lease is stale or expired);
+2. for each open reminder whose date has come: notify once, then try the work (generate, rotate,
+   refresh). Still blocked → the reminder moves to the new date; done → marked done and notified;
+   failed → attempts counted, error kept, notified (given up after ``MAX_ATTEMPTS``);
+3. policy rotation: tokens older than their ``max_age_days`` are rotated; expiring (60-day) tokens
+   within ``REFRESH_MARGIN`` of expiry are rotated too.
+
+Each reminder is claimed with a compare-and-set on its status, so two concurrent passes never do the
+same work twice.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
+
+from .errors import Deferred, NotFound, RotationInProgress, VaultError
+from .rotation import Rotator
+from .types import TokenStatus, as_utc
+
+if TYPE_CHECKING:
+    from .adapters.store_sql import ReminderRecord
+    from .service import TokenManager
+
+MAX_ATTEMPTS = 5
+REFRESH_MARGIN = timedelta(days=7)
+
+
+@dataclass
+class RunDueReport:
+    resumed: list[str] = field(default_factory=list)
+    completed: list[str] = field(default_factory=list)
+    still_waiting: list[str] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)
+    notified: list[str] = field(default_factory=list)
+    policy_rotated: list[str] = field(default_factory=list)
+
+    def as_json(self) -> dict[str, list[str]]:
+        return {"resumed": self.resumed, "completed": self.completed, "still_waiting": self.still_waiting,
+                "failed": self.failed, "notified": self.notified, "policy_rotated": self.policy_rotated}
+
+
+def ics_event(reminder: ReminderRecord, now: datetime) -> str:
+    """An iCalendar (RFC 5545) event for a reminder, to put the date in a team calendar."""
+    def stamp(value: datetime) -> str:
+        return as_utc(value).strftime("%Y%m%dT%H%M%SZ")
+
+    summary = f"tokenvault: {reminder.action} {reminder.label} becomes possible"
+    description = (reminder.reason or "").replace("\\", "\\\\").replace(",", "\\,").replace(";", "\\;")
+    lines = [
+        "BEGIN:VCALENDAR", "VERSION:2.0", "PRODID:-//tokenvault//reminders//EN", "BEGIN:VEVENT",
+        f"UID:tokenvault-reminder-{reminder.id}@tokenvault", f"DTSTAMP:{stamp(now)}",
+        f"DTSTART:{stamp(reminder.due_at)}", f"DTEND:{stamp(reminder.due_at + timedelta(minutes=30))}",
+        f"SUMMARY:{summary}", f"DESCRIPTION:{description} Run: tokenvault run-due",
+        "END:VEVENT", "END:VCALENDAR",
+    ]
+    return "\r\n".join(lines) + "\r\n"
+
+
+class DueRunner:
+    def __init__(self, manager: TokenManager) -> None:
+        self.m = manager
+        self.rotator = Rotator(manager)
+
+    def run(self) -> RunDueReport:
+        report = RunDueReport()
+        self._resume_interrupted(report)
+        for reminder in self.m.store.list_reminders(open_only=True):
+            self._handle(reminder, report)
+        self._policy(report)
+        self.m.audit("run_due", "reminders", **{k: len(v) for k, v in report.as_json().items()})
+        return report
+
+    def _resume_interrupted(self, report: RunDueReport) -> None:
+        for rotation in self.m.store.open_rotations():
+            if rotation.state != "running":
+                continue  # deferred rotations resume through their reminder
+            try:
+                self.rotator.resume(rotation.id)
+                report.resumed.append(rotation.label)
+            except RotationInProgress:
+                continue  # alive elsewhere: not ours to finish
+            except Deferred:
+                report.still_waiting.append(rotation.label)
+            except VaultError as exc:
+                report.failed.append(f"{rotation.label}: {exc.message}")
+
+    def _handle(self, reminder: ReminderRecord, report: RunDueReport) -> None:
+        now = self.m.now()
+        if as_utc(reminder.due_at) > now:
+            report.still_waiting.append(reminder.label)
+            return
+        if not self.m.store.claim_reminder(reminder.id, reminder.status, "running"):
+            return  # another run-due took it
+        if reminder.notified_at is None:
+            sent = self.m.notifier.notify(f"tokenvault: {reminder.action} of {reminder.label} is due",
+                                          f"{reminder.reason} The window has opened; tokenvault is completing it now.")
+            self.m.store.update_reminder(reminder.id, notified_at=now)
+            if sent:
+                report.notified.append(reminder.label)
+        try:
+            self._perform(reminder)
+        except Deferred as exc:
+            self.m.store.update_reminder(reminder.id, status="waiting", due_at=exc.opens_at or now + timedelta(days=1),
+                                         reason=exc.message, notified_at=None)
+            report.still_waiting.append(reminder.label)
+            return
+        except VaultError as exc:
+            attempts = reminder.attempts + 1
+            status = "failed" if attempts >= MAX_ATTEMPTS else "waiting"
+            self.m.store.update_reminder(reminder.id, status=status, attempts=attempts, last_error=exc.message,
+                                         due_at=now + timedelta(minutes=15 * attempts))
+            self.m.notifier.notify(f"tokenvault: {reminder.action} of {reminder.label} failed",
+                                   f"{exc.message} ({attempts}/{MAX_ATTEMPTS} attempts)")
+            self.m.audit("reminder.failed", reminder.label, reminder=reminder.id, error=exc.message)
+            report.failed.append(f"{reminder.label}: {exc.message}")
+            return
+        self.m.store.update_reminder(reminder.id, status="done", done_at=self.m.now(), last_error=None)
+        self.m.audit("reminder.done", reminder.label, reminder=reminder.id, work=reminder.action)
+        self.m.notifier.notify(f"tokenvault: {reminder.action} of {reminder.label} completed",
+                               "The deferred work is done; check with `tokenvault token show`.")
+        report.completed.append(reminder.label)
+
+    def _perform(self, reminder: ReminderRecord) -> None:
+        payload = reminder.payload
+        if reminder.action == "rotate":
+            rotation_id = payload.get("rotation_id")
+            if isinstance(rotation_id, int):
+                try:
+                    rotation = self.m.store.get_rotation(rotation_id)
+                except NotFound:
+                    rotation = None
+                if rotation is not None and rotation.state in ("running", "deferred"):
+                    self.rotator.resume(rotation_id)
+                    return
+            self.rotator.rotate(reminder.label, compromised=bool(payload.get("compromised")))
+        elif reminder.action == "generate":
+            self.m.generate_token(reminder.label, business=reminder.business_name,
+                                  scopes=tuple(payload.get("scopes", ())),
+                                  system_user_id=payload.get("system_user_id"),
+                                  expiring=bool(payload.get("expiring")), from_reminder=True)
+        else:
+            self.rotator.rotate(reminder.label)
+
+    def _policy(self, report: RunDueReport) -> None:
+        now = self.m.now()
+        for token in self.m.store.list_tokens():
+            if token.status is not TokenStatus.ACTIVE or self.m.store.open_rotation(token.id) is not None:
+                continue
+            too_old = token.max_age_days is not None and now - token.created_at >= timedelta(days=token.max_age_days)
+            expiring = token.expires_at is not None and as_utc(token.expires_at) - now <= REFRESH_MARGIN
+            if not (too_old or expiring):
+                continue
+            try:
+                self.rotator.rotate(token.label, reason="policy: max age" if too_old else "policy: expiry")
+                report.policy_rotated.append(token.label)
+            except Deferred:
+                report.still_waiting.append(token.label)
+            except VaultError as exc:
+                report.failed.append(f"{token.label}: {exc.message}")
