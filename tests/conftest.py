@@ -12,7 +12,7 @@ import pytest
 if TYPE_CHECKING:
     from cli_support import CliRunner
 
-pytest_plugins: list[str] = []
+pytest_plugins: list[str] = ["plugins.postgres"]
 
 
 @pytest.fixture(autouse=True)
