@@ -36,7 +36,7 @@ def home(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def cli(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> "CliRunner":
+def cli(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> CliRunner:
     """Run tokenvault in-process: ``cli("token", "list", "--json", stdin="...")`` -> Result(code, out, err)."""
     from cli_support import CliRunner
 

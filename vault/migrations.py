@@ -4,7 +4,7 @@ recorded in ``tv_schema_version``. Never edit a released migration: add the next
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from sqlalchemy import Connection, inspect, select
 
@@ -63,7 +63,7 @@ def migrate(conn: Connection) -> list[int]:
         migration(conn)
         conn.execute(
             models.SchemaVersion.__table__.insert().values(  # type: ignore[attr-defined]
-                version=number, applied_at=datetime.now(timezone.utc)
+                version=number, applied_at=datetime.now(UTC)
             )
         )
         applied.append(number)

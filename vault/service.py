@@ -37,11 +37,11 @@ from .types import (
 if TYPE_CHECKING:
     from .adapters.store_sql import ReminderRecord, SqlStore
     from .minting import SystemUserView
-    from .reminders import RunDueReport
-    from .rotation import RotationOutcome
     from .ports.graph import AppCredentials, GraphApi, TokenDebugInfo
     from .ports.keys import KeyProvider
     from .ports.secrets import SecretBackend
+    from .reminders import RunDueReport
+    from .rotation import RotationOutcome
 
 FINGERPRINT_PURPOSE = "fingerprint"
 _FP_AAD = b"tokenvault/v1|internal|fingerprint-key"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
@@ -65,6 +65,6 @@ def set_created(
     except ValueError:
         raise InvalidInput(f"{date!r} is not a date.", hint="Use YYYY-MM-DD or 2026-11-18T09:30:00+00:00.") from None
     if when.tzinfo is None:
-        when = when.replace(tzinfo=timezone.utc)
+        when = when.replace(tzinfo=UTC)
     state.manager().set_system_user_created(system_user_id, when)
     _show([v for v in state.manager().system_users() if v.record.id == system_user_id], json_out)

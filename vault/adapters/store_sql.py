@@ -50,8 +50,12 @@ GENESIS = "0" * 64
 AUDIT_HEAD = "audit_head"
 
 
-def _db(dt: datetime | None) -> datetime | None:
+def _db(dt: datetime) -> datetime:
     """Datetimes are stored in UTC; columns give them back aware (naive values from older drivers are UTC)."""
+    return as_utc(dt)
+
+
+def _db_opt(dt: datetime | None) -> datetime | None:
     return None if dt is None else as_utc(dt)
 
 
@@ -272,7 +276,7 @@ class SqlStore:
     # ------------------------------------------------------------------ businesses
     def add_business(self, name: str, business_id: str, app_id: str, now: datetime) -> BusinessRecord:
         with self.session() as s:
-            if s.exec(select(models.BusinessRow).where(models.BusinessRow.name == name)).first():
+            if s.exec(select(models.BusinessRow).where(col(models.BusinessRow.name) == name)).first():
                 raise AlreadyExists(f"A business named {name!r} exists already.",
                                     hint="Choose another name, or remove the existing one first.")
             row = models.BusinessRow(name=name, business_id=business_id, app_id=app_id, created_at=_db(now))
@@ -282,7 +286,7 @@ class SqlStore:
 
     def get_business(self, name: str) -> BusinessRecord:
         with self.session() as s:
-            row = s.exec(select(models.BusinessRow).where(models.BusinessRow.name == name)).first()
+            row = s.exec(select(models.BusinessRow).where(col(models.BusinessRow.name) == name)).first()
             if row is None:
                 raise NotFound(f"No business named {name!r}.",
                                hint="Register it with `tokenvault business add NAME --business-id ID --app-id ID`.")
@@ -297,7 +301,7 @@ class SqlStore:
 
     def list_businesses(self) -> list[BusinessRecord]:
         with self.session() as s:
-            return [_business(r) for r in s.exec(select(models.BusinessRow).order_by(models.BusinessRow.name))]
+            return [_business(r) for r in s.exec(select(models.BusinessRow).order_by(col(models.BusinessRow.name)))]
 
     # ------------------------------------------------------------------ system users
     def upsert_system_user(
@@ -314,10 +318,10 @@ class SqlStore:
             if row is None:
                 s.add(models.SystemUserRow(
                     id=su_id, business_pk=business_pk, name=name, role=role.upper(),
-                    created_time=_db(created_time), first_seen_at=_db(now), synced_at=_db(now),
+                    created_time=_db_opt(created_time), first_seen_at=_db(now), synced_at=_db(now),
                 ))
             else:
-                row.name, row.role, row.synced_at = name, role.upper(), _db(now)  # type: ignore[assignment]
+                row.name, row.role, row.synced_at = name, role.upper(), _db(now)
                 if created_time is not None:
                     row.created_time = _db(created_time)
 
@@ -337,19 +341,19 @@ class SqlStore:
     def list_system_users(self, business_name: str | None = None) -> list[SystemUserRecord]:
         with self.session() as s:
             query = select(models.SystemUserRow, models.BusinessRow).join(
-                models.BusinessRow, models.BusinessRow.id == models.SystemUserRow.business_pk  # type: ignore[arg-type]
+                models.BusinessRow, col(models.BusinessRow.id) == models.SystemUserRow.business_pk
             )
             if business_name is not None:
-                query = query.where(models.BusinessRow.name == business_name)
-            rows = s.exec(query.order_by(models.SystemUserRow.id)).all()
+                query = query.where(col(models.BusinessRow.name) == business_name)
+            rows = s.exec(query.order_by(col(models.SystemUserRow.id))).all()
             return [_system_user(su, b) for su, b in rows]
 
     def get_system_user(self, su_id: str) -> SystemUserRecord:
         with self.session() as s:
             row = s.exec(
                 select(models.SystemUserRow, models.BusinessRow)
-                .join(models.BusinessRow, models.BusinessRow.id == models.SystemUserRow.business_pk)  # type: ignore[arg-type]
-                .where(models.SystemUserRow.id == su_id)
+                .join(models.BusinessRow, col(models.BusinessRow.id) == models.SystemUserRow.business_pk)
+                .where(col(models.SystemUserRow.id) == su_id)
             ).first()
             if row is None:
                 raise NotFound(f"No system user {su_id}.", hint="Run `tokenvault system-users sync` first.")
@@ -366,7 +370,7 @@ class SqlStore:
     ) -> int:
         """Create a token with its first version (``version``: TokenVersionRow fields). Returns the id."""
         with self.session() as s:
-            if s.exec(select(models.TokenRow.id).where(models.TokenRow.label == label)).first() is not None:
+            if s.exec(select(models.TokenRow.id).where(col(models.TokenRow.label) == label)).first() is not None:
                 raise AlreadyExists(f"A token labelled {label!r} exists already; nothing was overwritten.",
                                     hint="Choose another label, or replace it with `tokenvault token rotate`.")
             token = models.TokenRow(label=label, business_pk=business_pk, current_version=1,
@@ -380,7 +384,7 @@ class SqlStore:
     def reserve_token_id(self, label: str, business_pk: int, now: datetime, max_age_days: int | None = None) -> int:
         """Create the token row with no version yet (current_version 0) so a secret can be bound to its id."""
         with self.session() as s:
-            if s.exec(select(models.TokenRow.id).where(models.TokenRow.label == label)).first() is not None:
+            if s.exec(select(models.TokenRow.id).where(col(models.TokenRow.label) == label)).first() is not None:
                 raise AlreadyExists(f"A token labelled {label!r} exists already; nothing was overwritten.",
                                     hint="Choose another label, or replace it with `tokenvault token rotate`.")
             token = models.TokenRow(label=label, business_pk=business_pk, current_version=0,
@@ -394,10 +398,10 @@ class SqlStore:
         """Remove a reserved token row that never got a version (a failed import)."""
         with self.session() as s:
             has_versions = s.exec(
-                select(models.TokenVersionRow.id).where(models.TokenVersionRow.token_id == token_id)
+                select(models.TokenVersionRow.id).where(col(models.TokenVersionRow.token_id) == token_id)
             ).first()
             if has_versions is None:
-                s.exec(delete(models.TokenRow).where(models.TokenRow.id == token_id))  # type: ignore[call-overload]
+                s.exec(delete(models.TokenRow).where(col(models.TokenRow.id) == token_id))
 
     def add_version(self, token_id: int, version: int, fields: dict[str, Any], *, make_current: bool) -> None:
         with self.session() as s:
@@ -411,12 +415,12 @@ class SqlStore:
         """Update fields of one version (status, verified_at, debug_summary, revoked_at, expires_at...)."""
         with self.session() as s:
             row = s.exec(select(models.TokenVersionRow).where(
-                models.TokenVersionRow.token_id == token_id, models.TokenVersionRow.version == version)).first()
+                col(models.TokenVersionRow.token_id) == token_id, col(models.TokenVersionRow.version) == version)).first()
             if row is None:
                 raise NotFound(f"Token id {token_id} has no version {version}.")
             for key, value in fields.items():
                 if isinstance(value, datetime):
-                    value = _db(value)
+                    value = as_utc(value)
                 elif isinstance(value, (list, tuple, dict)):
                     value = json.dumps(value, sort_keys=True)
                 elif isinstance(value, (TokenStatus, TokenSource)):
@@ -429,7 +433,7 @@ class SqlStore:
             token = s.get(models.TokenRow, token_id)
             assert token is not None
             token.current_version = new_version
-            for row in s.exec(select(models.TokenVersionRow).where(models.TokenVersionRow.token_id == token_id)):
+            for row in s.exec(select(models.TokenVersionRow).where(col(models.TokenVersionRow.token_id) == token_id)):
                 if row.version == new_version:
                     row.status = TokenStatus.ACTIVE.value
                 elif old_version is not None and row.version == old_version and row.status == TokenStatus.ACTIVE.value:
@@ -443,14 +447,14 @@ class SqlStore:
 
     def token_id(self, label: str) -> int:
         with self.session() as s:
-            tid = s.exec(select(models.TokenRow.id).where(models.TokenRow.label == label)).first()
+            tid = s.exec(select(models.TokenRow.id).where(col(models.TokenRow.label) == label)).first()
             if tid is None:
                 raise NotFound(f"No token labelled {label!r}.", hint="See `tokenvault token list`.")
             return tid
 
     def get_token(self, label: str, *, with_history: bool = False) -> TokenRecord:
         with self.session() as s:
-            token = s.exec(select(models.TokenRow).where(models.TokenRow.label == label)).first()
+            token = s.exec(select(models.TokenRow).where(col(models.TokenRow.label) == label)).first()
             if token is None:
                 raise NotFound(f"No token labelled {label!r}.", hint="See `tokenvault token list`.")
             return self._token_record(s, token, with_history=with_history)
@@ -459,17 +463,17 @@ class SqlStore:
         with self.session() as s:
             rows = s.exec(
                 select(models.TokenRow, models.TokenVersionRow, models.BusinessRow)
-                .join(models.TokenVersionRow, (models.TokenVersionRow.token_id == models.TokenRow.id)  # type: ignore[arg-type]
-                      & (models.TokenVersionRow.version == models.TokenRow.current_version))
-                .join(models.BusinessRow, models.BusinessRow.id == models.TokenRow.business_pk)  # type: ignore[arg-type]
-                .order_by(models.TokenRow.label)
+                .join(models.TokenVersionRow, (col(models.TokenVersionRow.token_id) == models.TokenRow.id)
+                      & (col(models.TokenVersionRow.version) == models.TokenRow.current_version))
+                .join(models.BusinessRow, col(models.BusinessRow.id) == models.TokenRow.business_pk)
+                .order_by(col(models.TokenRow.label))
             ).all()
             return [_token(t, v, b, ()) for t, v, b in rows]
 
     def version_record(self, token_id: int, version: int) -> TokenVersionRecord:
         with self.session() as s:
             row = s.exec(select(models.TokenVersionRow).where(
-                models.TokenVersionRow.token_id == token_id, models.TokenVersionRow.version == version)).first()
+                col(models.TokenVersionRow.token_id) == token_id, col(models.TokenVersionRow.version) == version)).first()
             if row is None:
                 raise NotFound(f"Token id {token_id} has no version {version}.")
             return _version(row)
@@ -477,20 +481,20 @@ class SqlStore:
     def max_version(self, token_id: int) -> int:
         with self.session() as s:
             value = s.exec(select(func.max(models.TokenVersionRow.version)).where(
-                models.TokenVersionRow.token_id == token_id)).first()
+                col(models.TokenVersionRow.token_id) == token_id)).first()
             return int(value or 0)
 
     def find_by_fingerprint(self, fingerprint: str) -> list[tuple[str, int]]:
         with self.session() as s:
             rows = s.exec(
                 select(models.TokenRow.label, models.TokenVersionRow.version)
-                .join(models.TokenRow, models.TokenRow.id == models.TokenVersionRow.token_id)  # type: ignore[arg-type]
-                .where(models.TokenVersionRow.fingerprint == fingerprint)
+                .join(models.TokenRow, col(models.TokenRow.id) == models.TokenVersionRow.token_id)
+                .where(col(models.TokenVersionRow.fingerprint) == fingerprint)
             ).all()
             return [(label, version) for label, version in rows]
 
     def _token_record(self, s: Session, token: models.TokenRow, *, with_history: bool) -> TokenRecord:
-        versions = s.exec(select(models.TokenVersionRow).where(models.TokenVersionRow.token_id == token.id)
+        versions = s.exec(select(models.TokenVersionRow).where(col(models.TokenVersionRow.token_id) == token.id)
                           .order_by(col(models.TokenVersionRow.version).desc())).all()
         business = s.get(models.BusinessRow, token.business_pk)
         assert business is not None
@@ -504,8 +508,8 @@ class SqlStore:
     def put_blob(self, kind: str, owner_id: int, version: int, key_id: str, wrapped: bytes, ciphertext: bytes) -> None:
         with self.session() as s:
             exists = s.exec(select(models.SecretBlobRow.id).where(
-                models.SecretBlobRow.kind == kind, models.SecretBlobRow.owner_id == owner_id,
-                models.SecretBlobRow.version == version)).first()
+                col(models.SecretBlobRow.kind) == kind, col(models.SecretBlobRow.owner_id) == owner_id,
+                col(models.SecretBlobRow.version) == version)).first()
             if exists is not None:
                 raise AlreadyExists(f"A {kind} secret for record {owner_id} version {version} exists already; "
                                     "it was not overwritten.")
@@ -515,21 +519,21 @@ class SqlStore:
     def get_blob(self, kind: str, owner_id: int, version: int) -> BlobRecord | None:
         with self.session() as s:
             row = s.exec(select(models.SecretBlobRow).where(
-                models.SecretBlobRow.kind == kind, models.SecretBlobRow.owner_id == owner_id,
-                models.SecretBlobRow.version == version)).first()
+                col(models.SecretBlobRow.kind) == kind, col(models.SecretBlobRow.owner_id) == owner_id,
+                col(models.SecretBlobRow.version) == version)).first()
             return _blob(row) if row else None
 
     def delete_blob(self, kind: str, owner_id: int, version: int) -> None:
         with self.session() as s:
-            s.exec(delete(models.SecretBlobRow).where(  # type: ignore[call-overload]
-                models.SecretBlobRow.kind == kind, models.SecretBlobRow.owner_id == owner_id,
-                models.SecretBlobRow.version == version))
+            s.exec(delete(models.SecretBlobRow).where(
+                col(models.SecretBlobRow.kind) == kind, col(models.SecretBlobRow.owner_id) == owner_id,
+                col(models.SecretBlobRow.version) == version))
 
     def blobs_not_under(self, key_id: str, limit: int = 500) -> list[BlobRecord]:
         """Blobs whose data key is wrapped by another master key than ``key_id`` (for keys rotate)."""
         with self.session() as s:
-            rows = s.exec(select(models.SecretBlobRow).where(models.SecretBlobRow.key_id != key_id)
-                          .order_by(models.SecretBlobRow.id).limit(limit)).all()
+            rows = s.exec(select(models.SecretBlobRow).where(col(models.SecretBlobRow.key_id) != key_id)
+                          .order_by(col(models.SecretBlobRow.id)).limit(limit)).all()
             return [_blob(r) for r in rows]
 
     def key_ids_in_use(self) -> set[str]:
@@ -541,9 +545,9 @@ class SqlStore:
     def rewrap_blob(self, blob_id: int, expected_key_id: str, key_id: str, wrapped: bytes) -> bool:
         """Compare-and-swap the wrapped data key of one blob; False if someone else changed it."""
         with self.session() as s:
-            result = s.exec(update(models.SecretBlobRow)  # type: ignore[call-overload]
-                            .where(models.SecretBlobRow.id == blob_id,  # type: ignore[arg-type]
-                                   models.SecretBlobRow.key_id == expected_key_id)
+            result = s.exec(update(models.SecretBlobRow)
+                            .where(col(models.SecretBlobRow.id) == blob_id,
+                                   col(models.SecretBlobRow.key_id) == expected_key_id)
                             .values(key_id=key_id, wrapped_key=wrapped))
             return bool(result.rowcount)
 
@@ -551,7 +555,7 @@ class SqlStore:
     def append_audit(self, actor: str, action: str, subject: str, details: dict[str, Any], now: datetime) -> int:
         """Append one event to the hash chain, serialised with other writers by locking the head row."""
         with self.session() as s:
-            head = s.exec(select(models.SettingRow).where(models.SettingRow.key == AUDIT_HEAD).with_for_update()).first()
+            head = s.exec(select(models.SettingRow).where(col(models.SettingRow.key) == AUDIT_HEAD).with_for_update()).first()
             if head is None:
                 seq, prev = 0, GENESIS
                 head = models.SettingRow(key=AUDIT_HEAD, value="")
@@ -560,7 +564,6 @@ class SqlStore:
                 state = json.loads(head.value)
                 seq, prev = int(state["seq"]), str(state["hash"])
             at = _db(now)
-            assert at is not None
             body = json.dumps(details, sort_keys=True, separators=(",", ":"), default=str)
             digest = audit_hash(seq + 1, prev, at, actor, action, subject, body)
             s.add(models.AuditEventRow(seq=seq + 1, at=at, actor=actor, action=action, subject=subject,
@@ -572,7 +575,7 @@ class SqlStore:
         with self.session() as s:
             query = select(models.AuditEventRow).order_by(col(models.AuditEventRow.seq).desc())
             if subject is not None:
-                query = query.where(models.AuditEventRow.subject == subject)
+                query = query.where(col(models.AuditEventRow.subject) == subject)
             if limit is not None:
                 query = query.limit(limit)
             rows = list(s.exec(query).all())
@@ -584,7 +587,7 @@ class SqlStore:
         with self.session() as s:
             head_row = s.get(models.SettingRow, AUDIT_HEAD)
             prev, expected_seq, count = GENESIS, 1, 0
-            for row in s.exec(select(models.AuditEventRow).order_by(models.AuditEventRow.id)):
+            for row in s.exec(select(models.AuditEventRow).order_by(col(models.AuditEventRow.id))):
                 if row.seq != expected_seq:
                     raise AuditChainBroken(
                         f"Audit event #{row.seq} is out of place (expected #{expected_seq}): "
@@ -594,12 +597,12 @@ class SqlStore:
                         f"Audit event #{row.seq} does not follow the event before it: "
                         "an earlier event was deleted, edited or reordered.", event_id=row.seq)
                 at = _db(row.at)
-                assert at is not None
                 if audit_hash(row.seq, row.prev_hash, at, row.actor, row.action, row.subject, row.details) != row.hash:
                     raise AuditChainBroken(f"Audit event #{row.seq} was edited after it was written.",
                                            event_id=row.seq)
                 prev, expected_seq, count = row.hash, expected_seq + 1, count + 1
-            head = json.loads(head_row.value) if head_row and head_row.value else {"seq": 0, "hash": GENESIS}
+            head: dict[str, Any] = (json.loads(head_row.value) if head_row and head_row.value
+                                    else {"seq": 0, "hash": GENESIS})
             if int(head["seq"]) != count or head["hash"] != prev:
                 raise AuditChainBroken(
                     f"The audit trail ends at event #{count} but its head records #{head['seq']}: "
@@ -612,10 +615,10 @@ class SqlStore:
         """Record deferred work; an existing open reminder for the same label and action is reused."""
         with self.session() as s:
             existing = s.exec(select(models.ReminderRow).where(
-                models.ReminderRow.label == label, models.ReminderRow.action == action,
+                col(models.ReminderRow.label) == label, col(models.ReminderRow.action) == action,
                 col(models.ReminderRow.status).in_(["waiting", "due"]))).first()
             if existing is not None:
-                existing.due_at = _db(due_at)  # type: ignore[assignment]
+                existing.due_at = _db(due_at)
                 existing.payload = json.dumps(payload, sort_keys=True)
                 existing.reason = reason
                 existing.system_user_id = system_user_id
@@ -631,7 +634,7 @@ class SqlStore:
 
     def list_reminders(self, *, open_only: bool = False) -> list[ReminderRecord]:
         with self.session() as s:
-            query = select(models.ReminderRow).order_by(models.ReminderRow.due_at, models.ReminderRow.id)
+            query = select(models.ReminderRow).order_by(col(models.ReminderRow.due_at), col(models.ReminderRow.id))
             if open_only:
                 query = query.where(col(models.ReminderRow.status).in_(["waiting", "due"]))
             return [_reminder(r) for r in s.exec(query)]
@@ -642,14 +645,14 @@ class SqlStore:
             if row is None:
                 raise NotFound(f"No reminder #{reminder_id}.", hint="See `tokenvault reminders list`.")
             for key, value in fields.items():
-                setattr(row, key, _db(value) if isinstance(value, datetime) else value)
+                setattr(row, key, as_utc(value) if isinstance(value, datetime) else value)
 
     def claim_reminder(self, reminder_id: int, expected_status: str, new_status: str) -> bool:
         """Move a reminder between statuses only if it is still in ``expected_status`` (exactly once)."""
         with self.session() as s:
-            result = s.exec(update(models.ReminderRow)  # type: ignore[call-overload]
-                            .where(models.ReminderRow.id == reminder_id,  # type: ignore[arg-type]
-                                   models.ReminderRow.status == expected_status)
+            result = s.exec(update(models.ReminderRow)
+                            .where(col(models.ReminderRow.id) == reminder_id,
+                                   col(models.ReminderRow.status) == expected_status)
                             .values(status=new_status))
             return bool(result.rowcount)
 
@@ -671,12 +674,12 @@ class SqlStore:
             assert row is not None
             for key, value in fields.items():
                 setattr(row, key, value)
-            row.updated_at = _db(now)  # type: ignore[assignment]
+            row.updated_at = _db(now)
 
     def open_rotation(self, token_id: int) -> RotationRecord | None:
         with self.session() as s:
             row = s.exec(select(models.RotationRow).where(
-                models.RotationRow.token_id == token_id,
+                col(models.RotationRow.token_id) == token_id,
                 col(models.RotationRow.state).in_(["running", "deferred"]))
                 .order_by(col(models.RotationRow.id).desc())).first()
             return _rotation(row) if row else None
@@ -684,7 +687,7 @@ class SqlStore:
     def open_rotations(self) -> list[RotationRecord]:
         with self.session() as s:
             rows = s.exec(select(models.RotationRow).where(col(models.RotationRow.state).in_(["running", "deferred"]))
-                          .order_by(models.RotationRow.id)).all()
+                          .order_by(col(models.RotationRow.id))).all()
             return [_rotation(r) for r in rows]
 
     def get_rotation(self, rotation_id: int) -> RotationRecord:
@@ -699,21 +702,21 @@ class SqlStore:
         expires = _db(now + ttl)
         try:
             with self.session() as s:
-                s.add(models.LeaseRow(resource=resource, owner=owner, expires_at=expires))  # type: ignore[arg-type]
+                s.add(models.LeaseRow(resource=resource, owner=owner, expires_at=expires))
             return True
         except AlreadyExists:
             pass
         with self.session() as s:
-            result = s.exec(update(models.LeaseRow)  # type: ignore[call-overload]
-                            .where(models.LeaseRow.resource == resource,  # type: ignore[arg-type]
-                                   (models.LeaseRow.expires_at < _db(now)) | (models.LeaseRow.owner == owner))
+            result = s.exec(update(models.LeaseRow)
+                            .where(col(models.LeaseRow.resource) == resource,
+                                   (col(models.LeaseRow.expires_at) < _db(now)) | (col(models.LeaseRow.owner) == owner))
                             .values(owner=owner, expires_at=expires))
             return bool(result.rowcount)
 
     def release_lease(self, resource: str, owner: str) -> None:
         with self.session() as s:
-            s.exec(delete(models.LeaseRow).where(  # type: ignore[call-overload]
-                models.LeaseRow.resource == resource, models.LeaseRow.owner == owner))
+            s.exec(delete(models.LeaseRow).where(
+                col(models.LeaseRow.resource) == resource, col(models.LeaseRow.owner) == owner))
 
     def lease_holder(self, resource: str) -> tuple[str, datetime] | None:
         with self.session() as s:
@@ -782,7 +785,7 @@ def _version_row(token_id: int, version: int, fields: dict[str, Any]) -> models.
             data[key] = data[key].value
     for key in ("created_at", "expires_at", "verified_at", "revoked_at"):
         if key in data:
-            data[key] = _db(data[key])
+            data[key] = _db_opt(data[key])
     return models.TokenVersionRow(token_id=token_id, version=version, **data)
 
 
