@@ -117,9 +117,7 @@ def test_a_database_without_the_schema_says_run_init(db_url: str) -> None:
     "create",
     [
         True,
-        pytest.param(False, marks=pytest.mark.xfail(
-            strict=True, reason="store_sql bug: SqlStore.open(create=False) skips the version check and "
-                                "opens a database whose schema is newer than this tokenvault")),
+        False,
     ],
     ids=["open-with-create", "open-existing"],
 )

@@ -141,6 +141,7 @@ class ReminderRow(SQLModel, table=True):
     reason: str = ""
     created_at: datetime
     notified_at: datetime | None = None
+    claimed_at: datetime | None = None
     done_at: datetime | None = None
     attempts: int = 0
     last_error: str | None = None

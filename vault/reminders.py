@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 
 MAX_ATTEMPTS = 5
 REFRESH_MARGIN = timedelta(days=7)
+CLAIM_TTL = timedelta(minutes=30)
 
 
 @dataclass
@@ -95,8 +96,8 @@ class DueRunner:
         if as_utc(reminder.due_at) > now:
             report.still_waiting.append(reminder.label)
             return
-        if not self.m.store.claim_reminder(reminder.id, reminder.status, "running"):
-            return  # another run-due took it
+        if not self.m.store.claim_reminder(reminder.id, reminder.status, "running", now=now, stale_after=CLAIM_TTL):
+            return  # another run-due holds it (a claim older than CLAIM_TTL is taken over: its run died)
         if reminder.notified_at is None:
             sent = self.m.notifier.notify(f"tokenvault: {reminder.action} of {reminder.label} is due",
                                           f"{reminder.reason} The window has opened; tokenvault is completing it now.")
@@ -157,7 +158,8 @@ class DueRunner:
             if not (too_old or expiring):
                 continue
             try:
-                self.rotator.rotate(token.label, reason="policy: max age" if too_old else "policy: expiry")
+                self.rotator.rotate(token.label, reason="policy: max age" if too_old else "policy: expiry",
+                                    expected_version=token.version)
                 report.policy_rotated.append(token.label)
             except Deferred:
                 report.still_waiting.append(token.label)

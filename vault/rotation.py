@@ -68,7 +68,7 @@ def lease_is_stale(owner: str) -> bool:
 @dataclass(frozen=True)
 class RotationOutcome:
     label: str
-    state: str  # done | deferred | failed
+    state: str  # done | deferred | failed | skipped
     from_version: int
     to_version: int | None
     compromised: bool
@@ -88,12 +88,21 @@ class Rotator:
         self.minter = Minter(manager)
 
     # ------------------------------------------------------------------ entry points
-    def rotate(self, label: str, *, compromised: bool = False, reason: str = "") -> RotationOutcome:
-        """Rotate ``label`` (or resume its open rotation). Raises Deferred (exit 7) / RotationInProgress (8)."""
+    def rotate(self, label: str, *, compromised: bool = False, reason: str = "",
+               expected_version: int | None = None) -> RotationOutcome:
+        """Rotate ``label`` (or resume its open rotation). Raises Deferred (exit 7) / RotationInProgress (8).
+
+        ``expected_version`` (policy rotation): if another process rotated the token since the caller
+        looked, nothing is done (the outcome's state is ``skipped``), so two schedulers never rotate twice.
+        """
         record = self.m.store.get_token(label)
         owner = self._lock(record)
         try:
+            record = self.m.store.get_token(label)  # re-read under the lock
             open_rotation = self.m.store.open_rotation(record.id)
+            if expected_version is not None and open_rotation is None and record.version != expected_version:
+                return RotationOutcome(label, "skipped", expected_version, record.version, compromised,
+                                       "already rotated by another process")
             if open_rotation is None:
                 rotation_id = self.m.store.start_rotation(record.id, label, record.version, compromised, reason,
                                                           self.m.now())

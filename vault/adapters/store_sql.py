@@ -177,6 +177,7 @@ class SqlStore:
     def __init__(self, url: str, engine: Engine) -> None:
         self.url = url
         self.engine = engine
+        self._audit_head_missing = True
 
     # ------------------------------------------------------------------ opening
     @classmethod
@@ -206,6 +207,10 @@ class SqlStore:
         try:
             with engine.begin() as conn:
                 version = migrations.current_version(conn)
+                if version > migrations.LATEST:
+                    raise DatabaseUnavailable(
+                        f"The database {_safe_url(url)} has schema version {version}, newer than this "
+                        f"tokenvault ({migrations.LATEST}).", hint="Upgrade tokenvault on this host; nothing was changed.")
                 if version == 0 and not create:
                     raise DatabaseUnavailable(
                         f"The database {_safe_url(url)} has no tokenvault schema.",
@@ -214,9 +219,14 @@ class SqlStore:
                 if create or version < migrations.LATEST:
                     migrations.migrate(conn)
         except sa_exc.SQLAlchemyError as exc:
+            engine.dispose()
             raise _translate(exc, url) from None
         except RuntimeError as exc:
-            raise DatabaseUnavailable(str(exc), hint="Upgrade tokenvault.") from None
+            engine.dispose()
+            raise DatabaseUnavailable(str(exc), hint="Upgrade tokenvault on this host; nothing was changed.") from None
+        except BaseException:
+            engine.dispose()
+            raise
         return store
 
     @property
@@ -554,6 +564,16 @@ class SqlStore:
     # ------------------------------------------------------------------ audit trail
     def append_audit(self, actor: str, action: str, subject: str, details: dict[str, Any], now: datetime) -> int:
         """Append one event to the hash chain, serialised with other writers by locking the head row."""
+        if self._audit_head_missing:
+            # Make sure the head row exists *before* locking it: FOR UPDATE on a missing row locks nothing,
+            # so two first appends could otherwise race (PostgreSQL).
+            try:
+                with self.session() as s:
+                    if s.get(models.SettingRow, AUDIT_HEAD) is None:
+                        s.add(models.SettingRow(key=AUDIT_HEAD, value=json.dumps({"seq": 0, "hash": GENESIS})))
+            except AlreadyExists:
+                pass
+            self._audit_head_missing = False
         with self.session() as s:
             head = s.exec(select(models.SettingRow).where(col(models.SettingRow.key) == AUDIT_HEAD).with_for_update()).first()
             if head is None:
@@ -636,7 +656,7 @@ class SqlStore:
         with self.session() as s:
             query = select(models.ReminderRow).order_by(col(models.ReminderRow.due_at), col(models.ReminderRow.id))
             if open_only:
-                query = query.where(col(models.ReminderRow.status).in_(["waiting", "due"]))
+                query = query.where(col(models.ReminderRow.status).in_(["waiting", "due", "running"]))
             return [_reminder(r) for r in s.exec(query)]
 
     def update_reminder(self, reminder_id: int, **fields: Any) -> None:
@@ -647,13 +667,23 @@ class SqlStore:
             for key, value in fields.items():
                 setattr(row, key, as_utc(value) if isinstance(value, datetime) else value)
 
-    def claim_reminder(self, reminder_id: int, expected_status: str, new_status: str) -> bool:
-        """Move a reminder between statuses only if it is still in ``expected_status`` (exactly once)."""
+    def claim_reminder(self, reminder_id: int, expected_status: str, new_status: str, now: datetime | None = None,
+                       stale_after: timedelta | None = None) -> bool:
+        """Move a reminder between statuses only if it is still in ``expected_status`` (exactly once).
+
+        A reminder stuck in ``running`` (its run-due died) can be re-claimed once ``stale_after`` has
+        passed since it was claimed.
+        """
         with self.session() as s:
+            condition = col(models.ReminderRow.status) == expected_status
+            if expected_status == "running" and now is not None and stale_after is not None:
+                condition = condition & (col(models.ReminderRow.claimed_at) < _db(now - stale_after))
+            values: dict[str, Any] = {"status": new_status}
+            if now is not None:
+                values["claimed_at"] = _db(now)
             result = s.exec(update(models.ReminderRow)
-                            .where(col(models.ReminderRow.id) == reminder_id,
-                                   col(models.ReminderRow.status) == expected_status)
-                            .values(status=new_status))
+                            .where(col(models.ReminderRow.id) == reminder_id, condition)
+                            .values(**values))
             return bool(result.rowcount)
 
     # ------------------------------------------------------------------ rotation journal and leases
