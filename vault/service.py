@@ -513,7 +513,9 @@ class TokenManager:
             # new TOKENVAULT_MASTER_KEY, or a create that happened before a crash): use it.
             target = current
         else:
-            target = self.keys.create_key()
+            # Transit keeps one named key with versions: a new version is its way of making a new key.
+            rotate_master = getattr(self.keys, "rotate_master", None)
+            target = rotate_master() if callable(rotate_master) else self.keys.create_key()
         self.store.set_setting("key_rotation_target", target)
         return target
 

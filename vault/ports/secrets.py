@@ -13,7 +13,7 @@ from .keys import Availability
 class SecretBackend(Protocol):
     """Stores one value per :class:`SecretRef` (kind, owner, version).
 
-    Contract (checked by :class:`vault.testing.contracts.SecretBackendContract`):
+    Contract (checked by :class:`vault.testing.contract_secrets.SecretBackendContract`):
     * ``put`` stores a *new* version; putting a ref that exists raises
       :class:`~vault.errors.AlreadyExists` and leaves the stored value intact
       (check-and-set: two writers never overwrite each other).
