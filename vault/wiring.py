@@ -10,7 +10,7 @@ import getpass
 import os
 import socket
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from .errors import KeyringUnavailable, UsageError
 from .fileutil import ensure_private_dir
@@ -37,8 +37,13 @@ def default_actor() -> str:
     return f"{user}@{socket.gethostname()}"
 
 
-def build_key_provider(settings: Settings, name: str, environ: Mapping[str, str] | None = None) -> KeyProvider:
-    """The key provider called ``name`` (keyring | file | env | vault-transit)."""
+def build_key_provider(settings: Settings, name: str, environ: Mapping[str, str] | None = None, *,
+                       vault_client: Callable[[], Any] | None = None) -> KeyProvider:
+    """The key provider called ``name`` (keyring | file | env | vault-transit).
+
+    ``vault_client`` returns the hvac client to use (shared with the KV backend, so one AppRole
+    login serves both); without it a client is built from ``settings``.
+    """
     env = os.environ if environ is None else environ
     if name == "file":
         from .adapters.keys_file import FileKeyProvider
@@ -55,16 +60,26 @@ def build_key_provider(settings: Settings, name: str, environ: Mapping[str, str]
     if name == "vault-transit":
         from .adapters.keys_transit import TransitKeyProvider
 
-        return TransitKeyProvider(build_vault_client(settings, env), mount=settings.vault_transit_mount,
-                                  key_name=settings.vault_transit_key)
+        client = vault_client() if vault_client is not None else build_vault_client(settings, env)
+        return TransitKeyProvider(client, mount=settings.vault_transit_mount, key_name=settings.vault_transit_key)
     raise UsageError(f"Unknown key provider {name!r}.", hint="Choose keyring, file, env or vault-transit.")
 
 
-def build_vault_client(settings: Settings, environ: Mapping[str, str] | None = None) -> Any:
-    """An hvac client from TOKENVAULT_VAULT_* settings only (never HashiCorp's VAULT_* variables)."""
+def build_vault_client(settings: Settings, environ: Mapping[str, str] | None = None, *,
+                       secret_id: Callable[[], str] | None = None) -> Any:
+    """An hvac client from TOKENVAULT_VAULT_* settings only (never HashiCorp's VAULT_* variables).
+
+    AppRole: the secret id is TOKENVAULT_VAULT_SECRET_ID, else (with a role id and no token) what
+    ``secret_id()`` returns; the CLI passes a reader of stdin / a hidden prompt. It is asked for
+    only when needed, so a command that never touches Vault never reads it.
+    """
     from .adapters.hashicorp_client import build_client
 
     env = os.environ if environ is None else environ
+    approle_secret = env.get("TOKENVAULT_VAULT_SECRET_ID")
+    if not approle_secret and secret_id is not None and settings.vault_role_id and not settings.vault_token \
+            and settings.vault_addr:
+        approle_secret = secret_id()
     if not settings.vault_addr:
         raise UsageError("TOKENVAULT_VAULT_ADDR is not set.",
                          hint="Set TOKENVAULT_VAULT_ADDR (and TOKENVAULT_VAULT_TOKEN or an AppRole) to use Vault.")
@@ -74,7 +89,7 @@ def build_vault_client(settings: Settings, environ: Mapping[str, str] | None = N
         namespace=settings.vault_namespace,
         ca_cert=settings.vault_ca_cert,
         role_id=settings.vault_role_id,
-        secret_id=env.get("TOKENVAULT_VAULT_SECRET_ID"),
+        secret_id=approle_secret,
     )
 
 
@@ -90,6 +105,29 @@ def choose_key_provider(settings: Settings, recorded: str | None) -> str:
     if availability.ok:
         return "keyring"
     raise KeyringUnavailable(f"No usable OS keyring on this machine ({availability.reason}).")
+
+
+def choose_backend(settings: Settings, recorded: str | None, *, explicit: str | None,
+                   refuse_contradiction: bool = True) -> str:
+    """The secret backend to use: explicit > the store's recorded backend > config.toml/default.
+
+    ``explicit`` is what a flag or TOKENVAULT_BACKEND named. The store records where its secrets
+    are (init, then each ``backend migrate``), so it outranks config.toml, which init wrote once
+    and a migration does not rewrite. An explicit choice that contradicts the record is refused
+    (:class:`UsageError`): reading tokens from the other, empty or stale backend would be
+    confusing at best. ``refuse_contradiction=False`` uses the record instead (for the
+    ``backend`` commands, which exist to resolve exactly that).
+    """
+    if recorded is None:
+        return settings.backend
+    if explicit and explicit != recorded and refuse_contradiction:
+        raise UsageError(
+            f"The secret backend is set to {explicit!r} (--backend / TOKENVAULT_BACKEND), but this store's "
+            f"secrets are in the {recorded!r} backend.",
+            hint=f"Unset TOKENVAULT_BACKEND (the store's record is then used) or set it to {recorded}; to move "
+                 f"the secrets run `tokenvault backend migrate --to {explicit}`.",
+        )
+    return recorded
 
 
 def build_graph_factory(settings: Settings, clock: Clock, client: Any = None) -> Callable[[], GraphApi]:
@@ -120,12 +158,21 @@ def build_manager(
     environ: Mapping[str, str] | None = None,
     key_provider: KeyProvider | None = None,
     secrets: SecretBackend | None = None,
+    explicit_backend: str | None = None,
+    vault_secret_id: Callable[[], str] | None = None,
+    refuse_backend_contradiction: bool = True,
 ) -> TokenManager:
     """Build the manager for ``settings``.
 
     ``create`` makes the home (0700) and the database (0600) when missing (``init``); otherwise a
     missing store raises :class:`~vault.errors.DatabaseUnavailable` with the hint to run init.
     ``graph_client`` is an ``httpx.Client`` to use (tests and the demo pass one on the simulator).
+
+    The secret backend is chosen by :func:`choose_backend`: ``explicit_backend`` is the backend a
+    caller named on purpose (a CLI flag); TOKENVAULT_BACKEND in the environment is explicit too.
+    A new, empty store records the backend it starts with. ``vault_secret_id`` reads an AppRole
+    secret id when Vault needs one (:func:`build_vault_client`); one Vault client is shared by
+    the Transit key provider and the KV backend.
     """
     from .adapters.store_sql import SqlStore
     from .ports.clock import SystemClock
@@ -135,11 +182,24 @@ def build_manager(
         ensure_private_dir(settings.home)
     store = SqlStore.open(settings.database_url, create=create)
     the_clock = clock or SystemClock()
-    if key_provider is None:
-        name = choose_key_provider(settings, store.get_setting("key_provider"))
-        key_provider = build_key_provider(settings, name, environ)
-    if secrets is None:
-        secrets = build_secret_backend(settings, store, key_provider, environ)
+    env = os.environ if environ is None else environ
+    vault_client = _once(lambda: build_vault_client(settings, env, secret_id=vault_secret_id))
+    try:
+        recorded = store.get_setting("backend") or None
+        backend = choose_backend(settings, recorded, explicit=explicit_backend or env.get("TOKENVAULT_BACKEND"),
+                                 refuse_contradiction=refuse_backend_contradiction)
+        if key_provider is None:
+            name = choose_key_provider(settings, store.get_setting("key_provider"))
+            key_provider = build_key_provider(settings, name, environ, vault_client=vault_client)
+        if secrets is None:
+            secrets = build_secret_backend(settings.with_overrides(backend=backend), store, key_provider, environ,
+                                           vault_client=vault_client)
+        if create and recorded is None and not store.list_businesses() and not store.list_tokens():
+            # a new store remembers where its secrets go; an old one without the record keeps its settings
+            store.set_setting("backend", secrets.name)
+    except BaseException:
+        store.close()
+        raise
     return TokenManager(
         store=store,
         secrets=secrets,
@@ -152,12 +212,42 @@ def build_manager(
 
 
 def build_secret_backend(settings: Settings, store: Any, keys: KeyProvider,
-                         environ: Mapping[str, str] | None = None) -> SecretBackend:
+                         environ: Mapping[str, str] | None = None, *,
+                         vault_client: Callable[[], Any] | None = None) -> SecretBackend:
+    """The secret backend ``settings.backend`` names (local | vault), as configured; nothing is checked here."""
     if settings.backend == "vault":
         from .adapters.secrets_hashicorp import HashicorpBackend
 
-        return HashicorpBackend(build_vault_client(settings, environ), mount=settings.vault_mount,
-                                prefix=settings.vault_prefix)
+        client = vault_client() if vault_client is not None else build_vault_client(settings, environ)
+        return HashicorpBackend(client, mount=settings.vault_mount, prefix=settings.vault_prefix)
     from .adapters.secrets_local import LocalBackend
 
     return LocalBackend(store, keys)
+
+
+def shared_vault_client(manager: TokenManager) -> Callable[[], Any] | None:
+    """The hvac client ``manager`` already uses (Transit key provider or KV backend), if any.
+
+    Lets a second Vault adapter (``backend migrate``) reuse the login instead of asking again for
+    an AppRole secret id that stdin no longer holds.
+    """
+    for adapter in (manager.secrets, manager.keys):
+        if getattr(adapter, "name", None) in ("vault", "vault-transit") and getattr(adapter, "client", None):
+            client = adapter.client  # type: ignore[union-attr]
+            return lambda: client
+    return None
+
+
+_T = TypeVar("_T")
+
+
+def _once(factory: Callable[[], _T]) -> Callable[[], _T]:
+    """``factory`` called at most once, on first use (so a local-only setup never builds a Vault client)."""
+    cache: list[_T] = []
+
+    def get() -> _T:
+        if not cache:
+            cache.append(factory())
+        return cache[0]
+
+    return get
