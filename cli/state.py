@@ -24,18 +24,30 @@ class State:
             self._settings = Settings.resolve(self.flags)
         return self._settings
 
-    def manager(self, *, create: bool = False) -> TokenManager:
+    def manager(self, *, create: bool = False, **wiring: Any) -> TokenManager:
+        """The manager, built once per command; ``wiring`` goes to :func:`vault.wiring.build_manager`."""
         if self._manager is None:
             from vault.wiring import build_manager
 
-            self._manager = build_manager(self.settings(), create=create)
+            self._manager = build_manager(self.settings(), create=create, **{**self.wiring_options(), **wiring})
         return self._manager
+
+    def wiring_options(self) -> dict[str, Any]:
+        """What only the CLI knows: the backend named by --backend, and how to ask for an AppRole secret id."""
+        return {"explicit_backend": self.flags.get("backend"), "vault_secret_id": read_vault_secret_id}
 
     def reset(self) -> None:
         if self._manager is not None:
             self._manager.store.close()
         self._settings = None
         self._manager = None
+
+
+def read_vault_secret_id() -> str:
+    """The AppRole secret id from stdin (when piped) or a hidden prompt; asked only when Vault needs it."""
+    from .prompts import read_secret
+
+    return read_secret("Vault AppRole secret id").reveal()
 
 
 state = State()
