@@ -117,17 +117,34 @@ class TransitKeyProvider:
 
     # ------------------------------------------------------------------ port
     def availability(self) -> Availability:
-        """Reachable, unsealed, and the key exists as a non-exportable AEAD key (or can be created)."""
+        """Whether Transit can hold the master key here, and if not why and what to do (``doctor``).
+
+        Checked in order: reachable, unsealed and the token accepted (reading the key); the key is
+        a non-derived AEAD key that cannot be exported; the token's policy grants ``update`` on
+        ``encrypt/<key>`` and ``decrypt/<key>`` (``sys/capabilities-self``). A key that does not
+        exist yet is fine (``tokenvault init`` creates it). Never raises; read-only requests.
+        """
+        needed = [f"{self.mount}/encrypt/{self.key_name}", f"{self.mount}/decrypt/{self.key_name}"]
         try:
             key = self._read_key()
-            if key is None:
-                return Availability(True, f"Transit at {self._addr}/v1/{self.mount}/: key "
-                                          f"{self.key_name} not created yet (`tokenvault init`)")
-            self._require_key()
+            if key is not None:
+                self._require_key()
+            with translating(self._addr, "sys/capabilities-self", "capabilities lookup"):
+                granted = self.client.sys.get_capabilities(paths=needed) or {}
         except VaultError as exc:
-            return Availability(False, exc.message)
-        if key.get("exportable") or key.get("allow_plaintext_backup"):
-            return Availability(False, f"Transit key {self.key_name} is exportable: the master key can leave Vault.")
+            return Availability(False, f"{exc.message} {exc.hint}")
+        if key is not None and (key.get("exportable") or key.get("allow_plaintext_backup")):
+            return Availability(False, f"Transit key {self.mount}/{self.key_name} is exportable: the master key can "
+                                       "leave Vault; create a new, non-exportable key and point "
+                                       "TOKENVAULT_VAULT_TRANSIT_KEY at it.")
+        caps: dict[str, Any] = granted.get("data") or granted
+        refused = [p for p in needed if not {"root", "update"} & set(caps.get(p) or ())]
+        if refused:
+            return Availability(False, f"The Vault token may not use {', '.join(refused)}; grant \"update\" on them "
+                                       "(the tokenvault app policy of docs/vault.md).")
+        if key is None:
+            return Availability(True, f"Transit at {self._addr}/v1/{self.mount}/: key "
+                                      f"{self.key_name} not created yet (`tokenvault init`)")
         return Availability(True, f"Transit key {self.mount}/{self.key_name} v{key.get('latest_version')}")
 
     def has_key(self) -> bool:

@@ -107,21 +107,46 @@ class HashicorpBackend:
 
     # ------------------------------------------------------------------ port
     def availability(self) -> Availability:
-        """Whether the server is reachable, unsealed, accepts the token and ``mount`` is KV v2."""
+        """Whether tokenvault can work here, and if not why and what to do (for ``tokenvault doctor``).
+
+        Checked in order, stopping at the first failure: reachable and unsealed; the token (or
+        AppRole login) is accepted; ``mount`` is a KV version 2 engine; the token's policy grants
+        what tokenvault needs under the prefix (``sys/capabilities-self``). The reason of a failure
+        is the error's message and hint; of a success, where secrets go and when the token expires.
+        Never raises; makes read-only requests.
+        """
+        probe = f"{self.prefix}/_doctor-probe"
         try:
             with translating(self._addr, "sys/seal-status", "read seal status"):
                 if self.client.sys.read_seal_status().get("sealed"):
-                    return Availability(False, f"Vault at {self._addr} is sealed; unseal it.")
+                    return Availability(False, f"Vault at {self._addr} is sealed; unseal it (`bao operator "
+                                               "unseal` / `vault operator unseal`, or check auto-unseal).")
             with translating(self._addr, "auth/token/lookup-self", "token lookup"):
-                self.client.auth.token.lookup_self()
+                token = (self.client.auth.token.lookup_self() or {}).get("data") or {}
             with translating(self._addr, f"sys/internal/ui/mounts/{self.mount}", "read mount"):
                 mount = self.client.read(f"sys/internal/ui/mounts/{self.mount}")
+            data = (mount or {}).get("data") or {}
+            if data.get("type") != "kv" or str((data.get("options") or {}).get("version")) != "2":
+                return Availability(False, f"{self.mount}/ at {self._addr} is not a KV version 2 engine; enable one "
+                                           f"(`bao secrets enable -path={self.mount} kv-v2`) or set "
+                                           "TOKENVAULT_VAULT_MOUNT.")
+            needed = {f"{self.mount}/data/{probe}": {"create", "read", "update"},
+                      f"{self.mount}/metadata/{probe}": {"read", "update"}}
+            with translating(self._addr, "sys/capabilities-self", "capabilities lookup"):
+                granted = self.client.sys.get_capabilities(paths=list(needed)) or {}
         except VaultError as exc:
-            return Availability(False, exc.message)
-        data = (mount or {}).get("data") or {}
-        if data.get("type") != "kv" or str((data.get("options") or {}).get("version")) != "2":
-            return Availability(False, f"{self.mount}/ at {self._addr} is not a KV version 2 engine.")
-        return Availability(True, f"KV v2 at {self._addr}/v1/{self.mount}/ (prefix {self.prefix})")
+            return Availability(False, f"{exc.message} {exc.hint}")
+        caps: dict[str, Any] = granted.get("data") or granted
+        for path, want in needed.items():
+            have = set(caps.get(path) or ())
+            if "root" not in have and not want <= have:
+                missing = ", ".join(sorted(want - have))
+                return Availability(False, f"The Vault token may not {missing} {path.removesuffix('_doctor-probe')}* "
+                                           "(policy grants: " + (", ".join(sorted(have)) or "nothing") + "); "
+                                           "grant the tokenvault app policy of docs/vault.md.")
+        ttl = int(token.get("ttl") or 0)
+        expiry = "token never expires" if ttl == 0 else f"token expires in {ttl // 3600}h{ttl % 3600 // 60:02d}m"
+        return Availability(True, f"KV v2 at {self._addr}/v1/{self.mount}/ (prefix {self.prefix}); {expiry}")
 
     def put(self, ref: SecretRef, secret: Secret, metadata: Mapping[str, str] | None = None) -> None:
         """Store ``secret`` as KV version ``ref.version`` with check-and-set.
