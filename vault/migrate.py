@@ -125,13 +125,14 @@ class BackendMigrator:
             record = self.store.get_token(token.label, with_history=True)
             owner = businesses.get(record.business_name)
             for version in sorted(record.history, key=lambda v: v.version):
-                meta = {
+                # KV refuses empty custom_metadata values (a token without WABA ids): leave those out
+                meta = {key: value for key, value in {
                     "business": record.business_name,
                     "business_id": owner.business_id if owner else record.provenance.business_id,
                     "system_user_id": version.system_user_id, "app_id": record.provenance.app_id,
                     "scopes": ",".join(version.scopes), "waba_ids": ",".join(version.waba_ids),
                     "fingerprint": version.fingerprint,
-                }
+                }.items() if value}
                 found.append(MigrationItem(SecretRef(SecretKind.TOKEN, record.id, version.version, record.label),
                                            meta, token_id=record.id, recorded_backend=version.backend))
         return found
