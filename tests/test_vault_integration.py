@@ -463,3 +463,25 @@ def test_docs_name_the_backend_commands() -> None:
                    "TOKENVAULT_VAULT_SECRET_ID"):
         assert needle in text
     assert re.search(r"secret id.*stdin", text, flags=re.S)
+
+
+def test_migrate_with_purge_leaves_no_local_copy_and_status_reads_well(cli: CliRunner, venv: dict[str, str]) -> None:
+    setup_cli(cli)
+    bogus = cli("backend", "migrate", "--to", "s3")
+    assert bogus.code == 2 and "Choose one of: local, vault" in bogus.err
+    moved = cli("backend", "migrate", "--to", "vault", "--purge-source")
+    assert moved.code == 0, moved.err
+    assert "the store now uses vault; 3 local copies destroyed" in moved.err
+    with opened() as manager:
+        record = manager.store.get_token("prod")
+        assert manager.store.get_blob("token", record.id, 1) is None
+        business = manager.store.get_business("acme")
+        assert manager.store.get_blob("app_secret", business.id, 1) is None
+    assert cli("token", "reveal", "prod").out == TOKEN_V1 + "\n"
+    status = cli("backend", "status")
+    assert status.code == 0, status.err
+    assert re.search(r"recorded\s+vault", status.out) and re.search(r"token versions\s+1 in vault", status.out)
+    assert "warning" not in status.err
+    # purging again finds nothing left to destroy
+    again = cli("backend", "migrate", "--to", "vault", "--purge-source", "--json")
+    assert again.code == 0 and again.json()["purged"] == 0 and again.json()["already_on_target"]
