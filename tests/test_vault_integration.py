@@ -447,8 +447,6 @@ def test_approle_secret_id_is_read_from_stdin(cli: CliRunner, venv: dict[str, st
     assert cli("token", "reveal", "prod").out == TOKEN_V1 + "\n"
 
 
-@pytest.mark.xfail(strict=True, reason="HashicorpBackend._custom_metadata passes empty values (waba_ids=''), which "
-                   "KV v2 refuses; the data version is then written but the metadata is not (owner: secrets_hashicorp)")
 def test_import_without_waba_ids_on_vault(venv: dict[str, str]) -> None:
     with opened({**venv, "TOKENVAULT_BACKEND": "vault"}, create=True) as manager:
         manager.initialize("vault-transit")

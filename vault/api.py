@@ -29,7 +29,8 @@ class TokenVault:
         from .wiring import build_manager
 
         resolved = Settings.resolve({"home": home, **settings}, environ)
-        return cls(build_manager(resolved, environ=environ))
+        explicit = settings.get("backend")
+        return cls(build_manager(resolved, environ=environ, explicit_backend=str(explicit) if explicit else None))
 
     @property
     def manager(self) -> TokenManager:

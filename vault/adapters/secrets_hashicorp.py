@@ -276,7 +276,8 @@ class HashicorpBackend:
     @staticmethod
     def _custom_metadata(ref: SecretRef, secret: Secret, metadata: Mapping[str, str] | None) -> dict[str, str]:
         value = secret.reveal()
-        custom = {str(k): str(v) for k, v in (metadata or {}).items()}
+        # KV v2 refuses empty custom_metadata values; an empty field (e.g. no WABA ids) is simply left out
+        custom = {str(k): str(v) for k, v in (metadata or {}).items() if str(v) != ""}
         for key in _RESERVED_KEYS:
             custom.pop(key, None)
         custom.update(tokenvault_kind=ref.kind.value, tokenvault_owner_id=str(ref.owner_id),
