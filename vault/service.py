@@ -346,17 +346,28 @@ class TokenManager:
         return self.store.get_token(label, with_history=True)
 
     def _revoke_at_meta(self, biz: BusinessRecord, secret: Secret, caller: Secret | None = None) -> None:
+        """Revoke ``secret`` at Meta; succeed when Meta no longer accepts it.
+
+        A 190 (TokenInvalid) answer does not say *which* token is invalid, the revoked one or the caller,
+        so it is settled with debug_token (app credentials, no caller): an invalid ``secret`` means the goal
+        is reached; a valid one is retried once with the business admin token as the caller.
+        """
         app = self.app_credentials(biz)
-        try:
-            self.graph.revoke_token(secret, app, caller or secret)
-        except TokenInvalid:
-            # The token no longer works at Meta (already revoked or expired): the goal is reached.
-            # If the caller token was the invalid one, retry with the business admin token.
-            if caller is None:
-                try:
-                    self.graph.revoke_token(secret, app, self.admin_token(biz))
-                except TokenInvalid:
-                    pass
+        callers = [caller or secret]
+        admin = self.admin_token(biz)
+        if admin not in callers:
+            callers.append(admin)
+        for attempt in callers:
+            try:
+                self.graph.revoke_token(secret, app, attempt)
+                return
+            except TokenInvalid:
+                if not self.graph.debug_token(secret, app).is_valid:
+                    return  # already revoked or expired at Meta: done
+        raise TokenInvalid(f"Meta refused to revoke a token of {biz.name}: every caller token was refused, "
+                           "and the token still works.",
+                           hint="Replace the business admin token (`tokenvault business add` again under a new name), "
+                                "then retry; or revoke the token in Business Settings.")
 
     # ------------------------------------------------------------------ minting, rotation, reminders
     def generate_token(self, label: str, *, business: str, scopes: Sequence[str], system_user_id: str | None = None,
