@@ -1,0 +1,60 @@
+"""Pure rules, time passed in: the seven-day eligibility of system users and rotation due dates.
+
+Meta: "The admin system user must be at least seven days old before creating other admin system
+users." tokenvault applies it to minting too (it is unconfirmed whether Meta does; being conservative
+costs a reminder, not an outage), and learns the real answer from Meta's error when it comes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from .types import SystemUserRecord, as_utc
+
+SEVEN_DAYS = timedelta(days=7)
+
+
+@dataclass(frozen=True, slots=True)
+class Eligibility:
+    """Whether a system user can mint now; ``eligible_from`` is when its seven-day window opens."""
+
+    eligible: bool
+    reason: str
+    eligible_from: datetime
+
+
+def window_opens_at(created_at: datetime) -> datetime:
+    """The first instant a system user created at ``created_at`` is seven days old."""
+    return as_utc(created_at) + SEVEN_DAYS
+
+
+def eligibility(user: SystemUserRecord, *, now: datetime) -> Eligibility:
+    """Admin, at least seven days old (to the second), app installed.
+
+    6 days 23:59:59 after creation: not eligible; exactly 7 days: eligible.
+    """
+    opens = window_opens_at(user.created_at)
+    if user.role.upper() != "ADMIN":
+        return Eligibility(False, f"role {user.role.lower()}: only an admin system user can mint", opens)
+    if as_utc(now) < opens:
+        return Eligibility(False, f"younger than seven days (age counted from {user.age_source.value})", opens)
+    if not user.app_installed:
+        return Eligibility(False, "the app is not installed for this system user", opens)
+    return Eligibility(True, "admin, past the seven-day window, app installed", opens)
+
+
+def rotation_due(
+    *,
+    created_at: datetime,
+    now: datetime,
+    max_age_days: int | None = None,
+    expires_at: datetime | None = None,
+    refresh_margin: timedelta = SEVEN_DAYS,
+) -> str | None:
+    """Why a token should be rotated now (``None`` if it should not): too old, or expiring soon."""
+    if max_age_days is not None and as_utc(now) - as_utc(created_at) >= timedelta(days=max_age_days):
+        return f"older than {max_age_days} days"
+    if expires_at is not None and as_utc(expires_at) - as_utc(now) <= refresh_margin:
+        return f"expires within {refresh_margin.days} days"
+    return None
