@@ -141,7 +141,7 @@ def test_rate_limit_waits_what_meta_says() -> None:
                    httpx.Response(200, json={"data": {"is_valid": True}}))
     graph, sleeps = api(rec, max_wait=600)
     assert graph.debug_token(CALLER, APP).is_valid
-    assert len(sleeps) == 1 and sleeps[0] == pytest.approx(120.0, abs=0.1)  # 2 minutes (estimated_time_to_regain_access)
+    assert len(sleeps) == 1 and sleeps[0] == pytest.approx(120.0, abs=0.1)  # 2 minutes
 
 
 def test_rate_limit_longer_than_max_wait_is_raised_with_retry_after() -> None:
@@ -194,7 +194,8 @@ def test_proof_and_token_placement() -> None:
 
 
 def test_no_secret_in_any_logged_url(caplog: pytest.LogCaptureFixture) -> None:
-    rec = Recorder(httpx.Response(200, json={"success": "true"}), httpx.Response(200, json={"data": {"is_valid": True}}))
+    rec = Recorder(httpx.Response(200, json={"success": "true"}),
+                   httpx.Response(200, json={"data": {"is_valid": True}}))
     graph, _ = api(rec)
     victim = Secret("EAAvictim" + "y" * 40)
     with caplog.at_level(logging.DEBUG):
