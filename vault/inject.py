@@ -42,13 +42,19 @@ from .types import Secret, TokenRecord, TokenStatus, as_utc
 
 DEFAULT_VAR = "WHATSAPP_TOKEN"
 DERIVED_PREFIX = "TOKENVAULT_"
-#: The vault's own credentials: removed from a child's environment unless asked to keep them.
-VAULT_CREDENTIALS = ("TOKENVAULT_MASTER_KEY", "TOKENVAULT_VAULT_TOKEN", "TOKENVAULT_VAULT_SECRET_ID")
-#: Signals ``exec`` forwards to the child (SIGINT with one exception, see :class:`_SignalForwarder`).
-FORWARDED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2)
-_TERMINATING = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+#: The vault's own credentials: removed from a child's environment unless asked to keep them. The
+#: master keys (current and previous) open every token; a Vault token or AppRole secret id reaches the
+#: Vault backend; notification URLs carry webhook/SMTP credentials.
+VAULT_CREDENTIALS = ("TOKENVAULT_MASTER_KEY", "TOKENVAULT_MASTER_KEY_PREVIOUS", "TOKENVAULT_VAULT_TOKEN",
+                     "TOKENVAULT_VAULT_SECRET_ID", "TOKENVAULT_NOTIFY_URLS")
+#: Signals ``exec`` forwards to the child (SIGINT/SIGQUIT with one exception, see :class:`_SignalForwarder`).
+FORWARDED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2)
+_TERMINATING = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)
+#: Signals a terminal sends to its whole foreground process group (Ctrl-C, Ctrl-\\).
+_FROM_TERMINAL = (signal.SIGINT, signal.SIGQUIT)
 
-_LABEL_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}\Z")
+# The labels vault.service.validate_label accepts: not starting with '.' or '-'.
+_LABEL_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,127}\Z")
 _VAR_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 
 
@@ -317,14 +323,18 @@ _BARE_SAFE = re.compile(r"[A-Za-z0-9_./:@%+,=-]*\Z")
 
 
 def dotenv_quote(value: str) -> str:
-    """``value`` for a dotenv line, read back identically by POSIX sh, python-dotenv, Docker Compose and
-    systemd: bare when made of safe characters (Meta tokens are), else single quotes, else double quotes
-    with ``\\``, ``"``, ``$`` and backquote escaped. Raises InvalidInput for newlines/NUL (no portable form)."""
+    """``value`` for a dotenv line. Meta tokens (``[A-Za-z0-9]``) and other values made of
+    :data:`_BARE_SAFE` characters are written bare, which every reader (POSIX sh, systemd's
+    ``EnvironmentFile=``, Docker Compose's ``env_file``, python-dotenv) reads back identically.
+    Other values: single quotes when they hold neither ``'`` nor ``\\`` (literal for all of those readers);
+    else double quotes with ``\\``, ``"``, ``$`` and backquote escaped, as sh and systemd read them
+    (python-dotenv keeps a ``\\$`` as is). Raises InvalidInput for newlines/NUL (no portable form)."""
     if "\n" in value or "\r" in value or "\0" in value:
-        raise InvalidInput("A value with a newline cannot be written portably to a dotenv file.")
+        raise InvalidInput("A value with a newline cannot be written portably to a dotenv file.",
+                           hint="Use --format json instead.")
     if value and _BARE_SAFE.match(value):
         return value
-    if "'" not in value:
+    if "'" not in value and "\\" not in value:
         return f"'{value}'"
     escaped = re.sub(r'([\\"$`])', r"\\\1", value)
     return f'"{escaped}"'
@@ -464,9 +474,11 @@ class StreamRedactor:
 
     :meth:`feed` returns at once everything that can no longer become part of a secret; it holds back
     only the longest tail that is a proper prefix of some secret (at most ``len(secret) - 1`` bytes),
-    so ordinary output is never delayed, and a secret written in two halves is still caught.
-    :meth:`flush` returns the held tail at end of stream. Bytes, not text: binary output passes intact.
-    Only exact values are caught (not base64 or URL-encoded forms).
+    so a secret written in two halves is still caught. Output is delayed only while its end could be
+    the start of a secret (Meta tokens start with ``EAA``: a chunk ending in ``E`` waits for the next
+    one, or for :meth:`flush` at end of stream). Bytes, not text: binary output passes intact.
+    Only exact values are caught (not base64 or URL-encoded forms). When one value is a prefix of
+    another, the longer one wins wherever it is complete.
     """
 
     def __init__(self, secrets: Mapping[str, Secret]) -> None:
@@ -489,19 +501,25 @@ class StreamRedactor:
         return twin
 
     def feed(self, data: bytes) -> bytes:
+        """Redacted output that is final; keeps back a tail that may still grow into a secret."""
         if self._pattern is None:
             return data
         buf = self._tail + data
+        # Bytes from ``limit`` on could be the start of a secret that the next chunk completes. A match
+        # starting before ``limit`` is final: no longer value can start there and still be incomplete.
+        limit = len(buf) - self._held_length(buf)
         out: list[bytes] = []
         pos = 0
         for match in self._pattern.finditer(buf):
+            if match.start() >= limit:
+                break
             out.append(buf[pos:match.start()])
             out.append(self._replacement[match.group()])
             pos = match.end()
-        rest = buf[pos:]
-        hold = self._held_length(rest)
-        out.append(rest[:len(rest) - hold])
-        self._tail = rest[len(rest) - hold:]
+        if pos > limit:  # a final match ran into the held tail: hold only what follows it
+            limit = len(buf) - self._held_length(buf[pos:])
+        out.append(buf[pos:limit])
+        self._tail = buf[limit:]
         return b"".join(out)
 
     def _held_length(self, rest: bytes) -> int:
@@ -512,8 +530,11 @@ class StreamRedactor:
         return 0
 
     def flush(self) -> bytes:
+        """The held tail at end of stream, redacted (it may hold a value that is a prefix of another)."""
         tail, self._tail = self._tail, b""
-        return tail  # shorter than every value, so it holds none
+        if self._pattern is None or not tail:
+            return tail
+        return self._pattern.sub(lambda m: self._replacement[m.group()], tail)
 
 
 def _write_all(fd: int, data: bytes) -> None:
@@ -570,10 +591,13 @@ def exit_status(returncode: int) -> int:
     return 128 - returncode if returncode < 0 else returncode
 
 
-def _terminal_delivers_sigint() -> bool:
-    """True when we are the foreground process group of a terminal: a Ctrl-C then reached the child
-    (same group) directly, and forwarding it would deliver SIGINT twice (many programs take a second
-    one as "quit now"). A SIGINT from ``kill`` in that situation is the one case not forwarded."""
+def _terminal_delivers(signum: int) -> bool:
+    """True for SIGINT/SIGQUIT when we are the foreground process group of a terminal: a Ctrl-C (or
+    Ctrl-\\) then reached the child (same group) directly, and forwarding it would deliver it twice
+    (many programs take a second SIGINT as "quit now"). The same signal sent with ``kill`` in that
+    situation is the one case not forwarded."""
+    if signum not in _FROM_TERMINAL:
+        return False
     for fd in (0, 1, 2):
         with contextlib.suppress(OSError):
             if os.isatty(fd) and os.tcgetpgrp(fd) == os.getpgrp():
@@ -585,18 +609,23 @@ class _SignalForwarder:
     """Handlers that pass :data:`FORWARDED_SIGNALS` to the current child.
 
     Installed before the child starts and kept across restarts, so no signal falls between two
-    children and kills us while a child lives on. A terminating signal (INT/TERM/HUP) that arrives
-    when no child runs is remembered: no child is started after it.
+    children and kills us while a child lives on. A terminating signal (INT/TERM/HUP/QUIT) that
+    arrives while no child runs is remembered: no further child is started, and one being started
+    at that moment receives it as soon as it exists (:meth:`attach`). A signal ignored when we
+    started (``nohup``, ``trap '' HUP``) stays ignored, by us and by the child, which inherits that.
     """
 
     def __init__(self) -> None:
         self.child: subprocess.Popen[bytes] | None = None
         self.terminated_by: int | None = None
+        self._pending: list[int] = []
         self._old: dict[int, object] = {}
 
     def __enter__(self) -> _SignalForwarder:
         for sig in FORWARDED_SIGNALS:
             try:
+                if signal.getsignal(sig) is signal.SIG_IGN:
+                    continue
                 self._old[sig] = signal.signal(sig, self._handle)
             except ValueError:  # not the main thread (embedded use): forwarding is the caller's job
                 break
@@ -606,16 +635,37 @@ class _SignalForwarder:
         for sig, old in self._old.items():
             signal.signal(sig, old)  # type: ignore[arg-type]
 
+    def attach(self, child: subprocess.Popen[bytes]) -> None:
+        """Make ``child`` the target; deliver a terminating signal that came while it was being started."""
+        self.child = child  # first: from here on the handler sends directly and pends nothing
+        pending, self._pending = self._pending, []
+        for signum in pending:
+            self._send(child, signum)
+
+    def detach(self) -> None:
+        self.child = None
+
     def _handle(self, signum: int, _frame: object) -> None:
         if signum in _TERMINATING and self.terminated_by is None:
             self.terminated_by = signum
         child = self.child
-        if child is None or child.returncode is not None:
+        if child is None:
+            if signum in _TERMINATING:  # a USR1/USR2 would kill a child that has no handler yet
+                self._pending.append(signum)
             return
-        if signum == signal.SIGINT and _terminal_delivers_sigint():
+        if _terminal_delivers(signum):
             return
+        self._send(child, signum)
+
+    @staticmethod
+    def _send(child: subprocess.Popen[bytes], signum: int) -> None:
+        if child.returncode is not None:
+            return  # reaped: the pid may belong to another process by now
         with contextlib.suppress(ProcessLookupError):
-            os.kill(child.pid, signum)  # not reaped yet (returncode None), so the pid is still the child's
+            os.kill(child.pid, signum)
+
+
+_NOT_EXECUTABLE_HINT = "It must be an executable file (chmod +x), and a script needs a #! line."
 
 
 def _spawn(argv: Sequence[str], env: Mapping[str, str], redactor: StreamRedactor | None,
@@ -628,10 +678,10 @@ def _spawn(argv: Sequence[str], env: Mapping[str, str], redactor: StreamRedactor
                                  hint="Check the name and PATH; put the command after `--`.") from None
     except PermissionError:
         raise CommandNotRunnable(f"Command cannot be executed: {argv[0]!r} (permission denied).",
-                                 exit_code=126) from None
+                                 exit_code=126, hint=_NOT_EXECUTABLE_HINT) from None
     except OSError as exc:
         raise CommandNotRunnable(f"Command cannot be executed: {argv[0]!r} ({exc.strerror}).",
-                                 exit_code=126) from None
+                                 exit_code=126, hint=_NOT_EXECUTABLE_HINT) from None
     threads: list[threading.Thread] = []
     if redactor is not None:
         assert child.stdout is not None and child.stderr is not None
@@ -675,14 +725,17 @@ def run_command(
 
     * The values go only into the child's environment (``execve``'s envp), never into any argv and
       never into ``os.environ``.
-    * SIGINT/SIGTERM/SIGHUP/SIGUSR1/SIGUSR2 sent to us are forwarded to the child; we keep waiting
-      for it and report its status.
+    * SIGINT/SIGTERM/SIGHUP/SIGQUIT/SIGUSR1/SIGUSR2 sent to us are forwarded to the child
+      (:class:`_SignalForwarder`); we keep waiting for it and report its status.
     * ``options.mask``: the child's stdout/stderr are pipes copied through a :class:`StreamRedactor`.
-    * ``options.restart_on_rotate`` with ``watch`` (a metadata read, see :func:`current_key`): when
-      the result differs from the versions handed out, the child is stopped (:func:`_stop`) and a new
-      one started with freshly resolved tokens. A child that exits on its own is never restarted.
+    * ``options.restart_on_rotate`` with ``watch`` (a metadata read, see :func:`current_key`): every
+      ``poll_interval`` seconds; when the result differs from the versions handed out, the new tokens
+      are resolved first (if that fails the running child is left alone and the check retried), then
+      the child is stopped (:func:`_stop`) and a new one started with them. A child that exits on its
+      own is never restarted: its status is ours.
     Raises :class:`CommandNotRunnable` (127/126) if the command cannot be started, and whatever
-    ``resolve`` raises. ``notify`` receives one-line messages for people (restarts, poll errors).
+    ``resolve`` raises the first time. ``notify`` receives one-line messages for people (restarts,
+    failed checks).
     """
     if not argv:
         raise UsageError("No command to run.", hint="Put it after `--`: tokenvault exec --token LABEL -- CMD ARGS.")
@@ -696,46 +749,61 @@ def run_command(
             redactor = StreamRedactor({i.spec.label: i.secret for i in injected}) if options.mask else None
             child, pumps = _spawn(argv, env, redactor, stdout_fd, stderr_fd)
             del env  # our copy of the values lives no longer than needed
-            forwarder.child = child
-            handed_out = version_key(i.record for i in injected)
-            rotated = _supervise(child, handed_out, watch if options.restart_on_rotate else None, options, notify,
-                                 forwarder)
-            if rotated:
-                _stop(child, options.grace)
-            forwarder.child = None
-            for thread in pumps:
-                thread.join(timeout=5)  # a daemonised grandchild may hold the pipe open: don't hang on it
+            forwarder.attach(child)
+            fresh: list[Injected] | None = None
+            try:
+                fresh = _supervise(child, injected, resolve, watch if options.restart_on_rotate else None,
+                                   options, notify, forwarder)
+                if fresh is not None:
+                    _stop(child, options.grace)
+            except BaseException:
+                _stop(child, options.grace)  # never leave a child running with nobody waiting for it
+                raise
+            finally:
+                forwarder.detach()
+                for thread in pumps:
+                    thread.join(timeout=5)  # a daemonised grandchild may hold the pipe open: don't hang on it
             assert child.returncode is not None
-            if not rotated or forwarder.terminated_by is not None:
+            if fresh is None or forwarder.terminated_by is not None:
                 return exit_status(child.returncode)
-            injected = resolve()
+            injected = fresh
 
 
-def _supervise(child: subprocess.Popen[bytes], handed_out: tuple[tuple[str, int, str], ...],
+def _supervise(child: subprocess.Popen[bytes], injected: Sequence[Injected], resolve: Callable[[], list[Injected]],
                watch: Callable[[], tuple[tuple[str, int, str], ...]] | None, options: ExecOptions,
-               notify: Callable[[str], None], forwarder: _SignalForwarder) -> bool:
-    """Wait for ``child``; True if it must be restarted because a token changed (child still running)."""
+               notify: Callable[[str], None], forwarder: _SignalForwarder) -> list[Injected] | None:
+    """Wait for ``child``. None once it has exited; the freshly resolved tokens when a token changed
+    (the child still running: the caller stops it)."""
     if watch is None:
         child.wait()
-        return False
+        return None
+    handed_out = version_key(i.record for i in injected)
+    last_problem = ""
     while True:
         try:
             child.wait(timeout=options.poll_interval)
-            return False
+            return None
         except subprocess.TimeoutExpired:
             pass
         if forwarder.terminated_by is not None:
             continue  # shutting down: let the child finish with the signal it was sent
         try:
-            now = watch()
-        except VaultError as exc:  # a database hiccup must not kill a running service
-            notify(f"tokenvault: cannot check for rotation ({exc.message}); will retry")
+            if watch() == handed_out:
+                continue
+            fresh = resolve()
+        except VaultError as exc:  # a database hiccup or an unusable new version must not kill a running service
+            if exc.message != last_problem:
+                notify(f"tokenvault: cannot pick up the rotated token ({exc.message}); "
+                       "the command keeps running with the one it has; will retry")
+                last_problem = exc.message
             continue
-        if now != handed_out:
-            changed = ", ".join(f"{new[0]} v{old[1]} -> v{new[1]}" for old, new in zip(handed_out, now, strict=False)
-                                if old != new)
-            notify(f"tokenvault: token rotated ({changed}); restarting the command")
-            return True
+        now = version_key(i.record for i in fresh)
+        if now == handed_out:
+            continue
+        changed = ", ".join(f"{new[0]} v{old[1]} -> v{new[1]}" for old, new in zip(handed_out, now, strict=True)
+                            if old != new)
+        notify(f"tokenvault: token rotated ({changed}); restarting the command")
+        return fresh
 
 
 __all__ = [
