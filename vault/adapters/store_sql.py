@@ -212,6 +212,11 @@ class SqlStore:
                         f"The database {_safe_url(url)} has schema version {version}, newer than this "
                         f"tokenvault ({migrations.LATEST}).", hint="Upgrade tokenvault on this host; nothing was changed.")
                 if version == 0 and not create:
+                    if path is not None and path.stat().st_size == 0:  # init died early, or the file was truncated
+                        raise DatabaseUnavailable(
+                            f"The database {path} is empty (0 bytes): `tokenvault init` never finished, or the "
+                            "file was truncated.", hint="If it held your tokens, restore tokenvault.db from a "
+                            "backup; otherwise run `tokenvault init`. Nothing was changed.")
                     raise DatabaseUnavailable(
                         f"The database {_safe_url(url)} has no tokenvault schema.",
                         hint="Run `tokenvault init` first.",
