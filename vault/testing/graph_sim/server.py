@@ -1,0 +1,108 @@
+"""The simulator as a local HTTP server: stdlib ThreadingHTTPServer in a background thread."""
+
+from __future__ import annotations
+
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from os import PathLike
+from types import TracebackType
+from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
+
+from .wire import WireRequest, parse_query
+
+if TYPE_CHECKING:
+    from .core import GraphSimulator
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: _Server
+
+    def _serve(self) -> None:
+        length = int(self.headers.get("content-length") or 0)
+        body = self.rfile.read(length) if length > 0 else b""
+        split = urlsplit(self.path)
+        headers = {k.lower(): v for k, v in self.headers.items()}
+        host = headers.get("host") or self.server.host_port
+        request = WireRequest(self.command, split.path, parse_query(split.query), headers, body, f"http://{host}")
+        response = self.server.sim.handle(request)
+        self.server.after_request()
+        if response.drop:
+            self.close_connection = True  # no response at all: the client sees the connection closed
+            return
+        self.send_response(response.status)
+        for name, value in response.headers.items():
+            self.send_header(name, value)
+        self.send_header("content-length", str(len(response.body)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(response.body)
+
+    do_GET = do_POST = do_DELETE = do_PUT = _serve
+
+    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - stdlib signature
+        pass  # quiet: request lines carry tokens
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(self, sim: GraphSimulator, address: tuple[str, int], state_path: str | PathLike[str] | None) -> None:
+        self.sim = sim
+        self.state_path = state_path
+        self._saved = sim.generation
+        self._save_lock = threading.Lock()
+        super().__init__(address, _Handler)
+        self.host_port = f"{address[0]}:{self.server_port}"
+
+    def after_request(self) -> None:
+        """With a state file, save after every request that changed the state."""
+        if self.state_path is None:
+            return
+        with self._save_lock:
+            generation = self.sim.generation
+            if generation != self._saved:
+                self.sim.save(self.state_path)
+                self._saved = generation
+
+
+class SimServer:
+    """A running server: ``url`` (``http://127.0.0.1:PORT``), ``port``, ``close()``; a context manager.
+
+    ``state_path``: save the state there after every change (and on close).
+    """
+
+    def __init__(self, sim: GraphSimulator, host: str = "127.0.0.1", port: int = 0, *,
+                 state_path: str | PathLike[str] | None = None) -> None:
+        self.sim = sim
+        self._server = _Server(sim, (host, port), state_path)
+        self.host = host
+        self.port: int = self._server.server_address[1]
+        self.url = f"http://{host}:{self.port}"
+        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
+                                        name=f"graph-sim-{self.port}", daemon=True)
+        self._thread.start()
+        self._closed = False
+
+    def close(self) -> None:
+        """Stop serving, close the socket, save the state file if any. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(timeout=5)
+        if self._server.state_path is not None:
+            self.sim.save(self._server.state_path)
+
+    def __enter__(self) -> SimServer:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"SimServer({self.url})"
