@@ -272,11 +272,15 @@ class GraphSimulator:
 
         return AsyncSimTransport(self)
 
-    def serve(self, host: str = "127.0.0.1", port: int = 0) -> SimServer:
-        """Start a local HTTP server in a background thread (already listening); close it when done."""
+    def serve(self, host: str = "127.0.0.1", port: int = 0, *,
+              state_path: str | PathLike[str] | None = None) -> SimServer:
+        """Start a local HTTP server in a background thread (already listening); close it when done.
+
+        ``state_path``: :meth:`save` there after every request that changed the state, and on close.
+        """
         from .server import SimServer
 
-        return SimServer(self, host, port)
+        return SimServer(self, host, port, state_path=state_path)
 
     def handle(self, request: WireRequest) -> WireResponse:
         """The one request-handling core used by the transport and the server."""
@@ -315,10 +319,10 @@ class GraphSimulator:
         return restore(cls, json.loads(Path(path).read_text(encoding="utf-8")))
 
     @classmethod
-    def demo_world(cls, clock: SimClock | None = None) -> tuple[GraphSimulator, DemoWorld]:
+    def demo_world(cls, clock: SimClock | None = None, *, seed: int = 0) -> tuple[GraphSimulator, DemoWorld]:
         """A ready world: one business, its app, an old admin (30 days), a new admin (1 hour), an employee,
         a WABA with a phone number, and an admin token issued by hand to the old admin."""
-        sim = cls(clock=clock)
+        sim = cls(clock=clock, seed=seed)
         now = sim.clock.now()
         biz, app_id, waba, phone = "1000000000001", "2000000000002", "3000000000003", "4000000000004"
         secret = hashlib.sha256(b"tokenvault demo app secret").hexdigest()[:32]
