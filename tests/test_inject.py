@@ -294,7 +294,7 @@ def test_export_k8s_secret_is_valid_yaml_with_provenance(cli: Any, ready: Path) 
 
 
 def test_export_k8s_secret_options(cli: Any, ready: Path) -> None:
-    doc = _k8s(cli, "--name", "wa-token", "--namespace", "shop", "--var", "TOKEN", "--string-data")
+    doc = _k8s(cli, "--name", "wa-token", "-n", "shop", "--var", "TOKEN", "--string-data")
     assert doc["metadata"]["name"] == "wa-token" and doc["metadata"]["namespace"] == "shop"
     assert doc["stringData"] == {"TOKEN": TOKEN} and "data" not in doc
     bad = cli("export", "prod", "--format", "k8s-secret", "--name", "Not_Valid")

@@ -104,7 +104,8 @@ def export(
     var: Annotated[str, typer.Option("--var", help="Variable / Secret key name.")] = "WHATSAPP_TOKEN",
     name: Annotated[Optional[str], typer.Option(  # noqa: UP045
         "--name", help="k8s-secret: metadata.name (default: from the label).")] = None,
-    namespace: Annotated[Optional[str], typer.Option("--namespace", help="k8s-secret: metadata.namespace.")] = None,  # noqa: UP045
+    namespace: Annotated[Optional[str], typer.Option(  # noqa: UP045
+        "--namespace", "-n", help="k8s-secret: metadata.namespace.")] = None,
     string_data: Annotated[bool, typer.Option("--string-data", help="k8s-secret: stringData (plain) instead of "
                                               "data (base64).")] = False,
     out: Annotated[Optional[str], typer.Option("--out", "-o", help="Write to FILE (0600, atomically) instead of "  # noqa: UP045
