@@ -17,6 +17,7 @@ if TYPE_CHECKING:
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # headers and body are two writes: no 40 ms delayed-ACK stall
     server: _Server
 
     def _serve(self) -> None:
@@ -71,17 +72,18 @@ class _Server(ThreadingHTTPServer):
 class SimServer:
     """A running server: ``url`` (``http://127.0.0.1:PORT``), ``port``, ``close()``; a context manager.
 
-    ``state_path``: save the state there after every change (and on close).
+    ``state_path``: save the state there after every change (and on close). ``poll_interval``: how often
+    the serving thread checks for shutdown (short, so ``close()`` is quick in tests).
     """
 
     def __init__(self, sim: GraphSimulator, host: str = "127.0.0.1", port: int = 0, *,
-                 state_path: str | PathLike[str] | None = None) -> None:
+                 state_path: str | PathLike[str] | None = None, poll_interval: float = 0.01) -> None:
         self.sim = sim
         self._server = _Server(sim, (host, port), state_path)
         self.host = host
         self.port: int = self._server.server_address[1]
         self.url = f"http://{host}:{self.port}"
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
+        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": poll_interval},
                                         name=f"graph-sim-{self.port}", daemon=True)
         self._thread.start()
         self._closed = False
