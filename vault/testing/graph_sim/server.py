@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import sys
 import threading
+import traceback
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from os import PathLike
 from types import TracebackType
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
-from .wire import WireRequest, parse_query
+from .wire import WireRequest, WireResponse, parse_query
 
 if TYPE_CHECKING:
     from .core import GraphSimulator
@@ -27,7 +29,12 @@ class _Handler(BaseHTTPRequestHandler):
         headers = {k.lower(): v for k, v in self.headers.items()}
         host = headers.get("host") or self.server.host_port
         request = WireRequest(self.command, split.path, parse_query(split.query), headers, body, f"http://{host}")
-        response = self.server.sim.handle(request)
+        try:
+            response = self.server.sim.handle(request)
+        except Exception as exc:  # noqa: BLE001 - a simulator bug or a bad knob: say so instead of hanging up
+            traceback.print_exc(file=sys.stderr)
+            response = WireResponse.of_json(500, {"error": {"message": f"graph simulator failure: {exc!r}",
+                                                            "type": "SimulatorError", "code": 1}})
         self.server.after_request()
         if response.drop:
             self.close_connection = True  # no response at all: the client sees the connection closed
