@@ -622,8 +622,9 @@ def _free_port() -> int:
 def test_cli_simulator_serve_subprocess(tmp_path: Path) -> None:
     port, state_file = _free_port(), tmp_path / "sim-state.json"
     env = {k: v for k, v in os.environ.items() if not k.startswith("TOKENVAULT_")}
-    proc = subprocess.Popen([sys.executable, "-m", "cli.main", "simulator", "serve", "--port", str(port), "--state",
-                             str(state_file), "--seed-demo", "--json"], cwd=REPO, env=env, stdout=subprocess.PIPE,
+    argv = ["simulator", "serve", "--port", str(port), "--state", str(state_file), "--seed-demo", "--json",
+            "--start", "2026-01-01T00:00:00Z"]
+    proc = subprocess.Popen([sys.executable, "-m", "cli.main", *argv], cwd=REPO, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     url = f"http://127.0.0.1:{port}"
     client = httpx.Client(timeout=5, verify=False)  # plain HTTP: no TLS context to build

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -26,6 +27,8 @@ def serve(
     seed_demo: Annotated[bool, typer.Option("--seed-demo", help="Start from the demo world (new state only).")] = False,
     host: Annotated[str, typer.Option("--host", help="Interface to bind; keep it on loopback.")] = "127.0.0.1",
     seed: Annotated[int, typer.Option("--seed", help="RNG seed for token values and ids (new state only).")] = 0,
+    start: Annotated[str, typer.Option("--start", help="Simulated start time, ISO-8601 or 'now' (new state only); "
+                                                       "the clock then stands still until /_sim/advance.")] = "now",
     json_out: Annotated[bool, typer.Option("--json", help="Print one JSON line (url, pid, demo) on start.")] = False,
 ) -> None:
     """Serve the Graph API simulator on HOST:PORT until interrupted (Ctrl-C or SIGTERM).
@@ -40,7 +43,9 @@ def serve(
     import threading
 
     from vault.errors import InvalidInput
-    from vault.testing.graph_sim import GraphSimulator
+    from vault.testing.graph_sim import GraphSimulator, SimClock
+
+    clock = SimClock(_start_time(start))
 
     if state_file is not None and state_file.exists():
         try:
@@ -51,9 +56,9 @@ def serve(
         if seed_demo and sim.demo is None:
             render.info("note: --seed-demo ignored: the state file exists already")
     elif seed_demo:
-        sim, _ = GraphSimulator.demo_world(seed=seed)
+        sim, _ = GraphSimulator.demo_world(clock, seed=seed)
     else:
-        sim = GraphSimulator(seed=seed)
+        sim = GraphSimulator(clock=clock, seed=seed)
     if state_file is not None:
         sim.save(state_file)
     try:
@@ -81,3 +86,16 @@ def serve(
     finally:
         server.close()
     render.info("simulator stopped" + (f"; state saved to {state_file}" if state_file else ""))
+
+
+def _start_time(text: str) -> datetime:
+    from vault.errors import InvalidInput
+
+    if text == "now":
+        return datetime.now(UTC).replace(microsecond=0)
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        raise InvalidInput(f"--start {text!r} is not an ISO-8601 time or 'now'.",
+                           hint="For example --start 2026-01-01T00:00:00+00:00") from None
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
