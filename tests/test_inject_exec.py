@@ -63,8 +63,8 @@ else:
     signal.signal(signal.SIGTERM, lambda s, f: (print("bye %d" % os.getpid(), flush=True), os._exit(0)))
 signal.signal(signal.SIGINT, lambda s, f: (print("interrupted", flush=True), os._exit(43)))
 token = os.environ["WHATSAPP_TOKEN"]
-print("serving pid=%d sha=%s" % (os.getpid(), hashlib.sha256(token.encode()).hexdigest()[:16]), flush=True)
 print(token, file=sys.stderr, flush=True)  # what a careless log line does; --mask must catch it
+print("serving pid=%d sha=%s" % (os.getpid(), hashlib.sha256(token.encode()).hexdigest()[:16]), flush=True)
 while True:
     signal.pause()
 """
