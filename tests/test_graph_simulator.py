@@ -612,6 +612,16 @@ def test_control_endpoints(graph: Graph) -> None:
     assert graph.sim.requests[-1].route == "/me"  # control calls are not recorded
 
 
+def test_fixtures_serve_the_demo_world(graph_server: Any, graph_world: DemoWorld, sim_clock: SimClock) -> None:
+    token = graph_world.admin_token
+    with httpx.Client(base_url=graph_server.url, verify=False) as client:
+        me = client.get("/v24.0/me", headers={"Authorization": f"OAuth {token}"},
+                        params={"appsecret_proof": appsecret_proof(graph_world.app_secret, token)})
+        assert me.json()["id"] == graph_world.old_admin_id
+        moved = client.post("/_sim/advance", json={"to": "2026-02-01T00:00:00+00:00"})
+    assert moved.json() == {"now": "2026-02-01T00:00:00+00:00"} and sim_clock.now() == datetime(2026, 2, 1, tzinfo=UTC)
+
+
 def _free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
