@@ -38,7 +38,7 @@ class State:
 
     def reset(self) -> None:
         if self._manager is not None:
-            self._manager.store.close()
+            self._manager.close()
         self._settings = None
         self._manager = None
 

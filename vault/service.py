@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from . import crypto
 from .errors import (
     InvalidInput,
+    InvalidRequest,
     NotFound,
     TokenInvalid,
     VaultError,
@@ -125,6 +126,14 @@ class TokenManager:
 
     def now(self) -> datetime:
         return self.clock.now()
+
+    def close(self) -> None:
+        """Release the store's connections and the Graph client (its sockets). Idempotent."""
+        graph, self._graph = self._graph, None
+        close = getattr(graph, "close", None)
+        if callable(close):
+            close()
+        self.store.close()
 
     def audit(self, action: str, subject: str, **details: Any) -> None:
         self.store.append_audit(self.actor, action, subject, details, self.now())
@@ -244,7 +253,15 @@ class TokenManager:
                 raise InvalidInput("--system-user is required with --no-verify.",
                                    hint="Name the system user that generated the token (its id in Business Settings).")
             return prov
-        info = self.graph.debug_token(secret, self.app_credentials(biz))
+        try:
+            info = self.graph.debug_token(secret, self.app_credentials(biz))
+        except InvalidRequest as exc:
+            if "app_id" not in exc.message.lower():
+                raise
+            # Meta: "(#100) The App_id in the input_token did not match the Viewing App"
+            raise InvalidInput(f"This token belongs to another app, not to {biz.name}'s app {biz.app_id}; "
+                               "nothing was stored.",
+                               hint="Import it under the business whose app generated it.") from None
         if not info.is_valid:
             raise TokenInvalid(f"Meta says this token is not valid ({info.error_message or 'no reason given'}); "
                                "nothing was stored.", hint="Generate a new token in Business Settings and import it.")
