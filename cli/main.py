@@ -50,7 +50,7 @@ def _register() -> None:
     app.add_typer(tokens.app, name="token")
     app.add_typer(audit.app, name="audit")
     app.add_typer(keys.app, name="keys")
-    for optional in ("system_users", "reminders", "inject", "simulator", "backend"):
+    for optional in ("system_users", "reminders", "inject", "simulator", "backend", "demo"):
         try:
             module = __import__(f"cli.commands.{optional}", fromlist=["register"])
         except ModuleNotFoundError as exc:
