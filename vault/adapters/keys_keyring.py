@@ -72,6 +72,9 @@ class KeyringKeyProvider(LocalKeyProvider):
                                           "file|env|vault-transit.") from None
         except keyring.errors.KeyringError as exc:
             raise KeyringUnavailable(f"The OS keyring failed to {what}: {type(exc).__name__}.") from None
+        except OSError as exc:  # file-backed backends: a read-only or full disk, a missing folder
+            raise KeyringUnavailable(f"The OS keyring failed to {what}: {exc.strerror or type(exc).__name__}.") \
+                from None
 
     def availability(self) -> Availability:
         try:
