@@ -8,13 +8,17 @@ is ever passed to the store, the audit trail or an exception.
 
 from __future__ import annotations
 
+import contextlib
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from . import crypto
 from .errors import (
+    Conflict,
+    IntegrityError,
     InvalidInput,
     InvalidRequest,
     NotFound,
@@ -48,6 +52,8 @@ FINGERPRINT_PURPOSE = "fingerprint"
 _FP_AAD = b"tokenvault/v1|internal|fingerprint-key"
 LABEL_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.")
 USABLE = (TokenStatus.ACTIVE,)
+KEY_ROTATION_LEASE = "keys-rotate"
+KEY_ROTATION_LEASE_TTL = timedelta(minutes=10)
 
 
 def validate_label(label: str, what: str = "label") -> str:
@@ -154,34 +160,42 @@ class TokenManager:
     def initialize(self, provider_name: str) -> dict[str, Any]:
         """Create the master key (if the provider has none) and the fingerprint key. Idempotent.
 
-        Never replaces an existing key: a second run reports what exists.
+        Never replaces an existing key: a second run reports what exists. On an existing store the
+        configured provider must hold the key the store was made with (:class:`WrongMasterKey`
+        otherwise), and that is checked *before* anything is created, so a wrong provider or key
+        (a second host, another keyring service) never leaves a stray new master key behind.
         Returns ``{"created": bool, "key_id": ..., "key_provider": ...}``.
         """
+        existing = self.store.get_wrapped_key(FINGERPRINT_PURPOSE)
+        if existing is not None:
+            self._fingerprint_key()  # proves the configured key opens this store (WrongMasterKey otherwise)
         created = False
         if not self.keys.has_key():
             self.keys.create_key()
             created = True
         key_id = self.keys.current_key_id()
-        existing = self.store.get_wrapped_key(FINGERPRINT_PURPOSE)
         if existing is None:
             wrapped_id, wrapped = self.keys.wrap(crypto.new_key(), _FP_AAD)
             self.store.put_wrapped_key(FINGERPRINT_PURPOSE, wrapped_id, wrapped)
             self.store.set_setting("key_provider", provider_name)
             self.audit("init", "store", key_provider=provider_name, key_id=key_id)
             created = True
-        else:
-            self._fingerprint_key()  # proves the configured key opens this store (WrongMasterKey otherwise)
         return {"created": created, "key_id": key_id, "key_provider": provider_name}
 
     # ------------------------------------------------------------------ businesses
     def add_business(self, name: str, business_id: str, app_id: str, app_secret: Secret,
                      admin_token: Secret) -> BusinessRecord:
-        """Register a Business Manager and its app; the app secret and admin token are stored encrypted."""
+        """Register a Business Manager and its app; the app secret and admin token are stored encrypted.
+
+        Raises :class:`WrongMasterKey` before anything is written when the configured master key does
+        not open this store (otherwise the two secrets would be sealed under a key nobody else holds).
+        """
         validate_label(name, "business name")
         for what, value in (("business id", business_id), ("app id", app_id)):
             if not value.isdigit():
                 raise InvalidInput(f"The {what} must be digits, got {value!r}.",
                                    hint="Copy it from Business Settings > Business info / the app dashboard.")
+        self._fingerprint_key()
         business = self.store.add_business(name, business_id, app_id, self.now())
         meta = {"business": name, "business_id": business_id, "app_id": app_id}
         self.secrets.put(SecretRef(SecretKind.APP_SECRET, business.id, 1, name), app_secret, meta)
@@ -347,7 +361,8 @@ class TokenManager:
         self.audit("token.verify", label, version=record.version, valid=info.is_valid)
         return self.store.get_token(label), info
 
-    def revoke(self, label: str, *, version: int | None = None, status: TokenStatus = TokenStatus.REVOKED) -> TokenRecord:
+    def revoke(self, label: str, *, version: int | None = None,
+               status: TokenStatus = TokenStatus.REVOKED) -> TokenRecord:
         """Revoke ``label`` (current or given version) at Meta, then mark it revoked.
 
         A token Meta already considers invalid counts as revoked. The record is only marked after
@@ -497,7 +512,38 @@ class TokenManager:
         retired only when nothing references them, so an interrupted run leaves every secret readable
         with the old or the new key; running again finishes the job. ``stop_after`` (tests) simulates
         an interruption after that many blobs.
+
+        Before anything is created the configured key must open the store (:class:`WrongMasterKey`)
+        and the ``keys-rotate`` lease must be free (:class:`Conflict`, exit 8): two concurrent runs
+        could otherwise retire each other's new key. Taking the lease is also the first write, so a
+        read-only database fails here (exit 5) before a new key exists.
         """
+        self._fingerprint_key()
+        owner = self._lock_key_rotation()
+        try:
+            return self._rotate_master_key(progress, stop_after, owner)
+        finally:
+            with contextlib.suppress(VaultError):  # the error that stopped us is the one to report
+                self.store.release_lease(KEY_ROTATION_LEASE, owner)
+
+    def _lock_key_rotation(self) -> str:
+        from .rotation import lease_is_stale, lease_owner
+
+        owner = lease_owner()
+        if self.store.acquire_lease(KEY_ROTATION_LEASE, owner, self.now(), KEY_ROTATION_LEASE_TTL):
+            return owner
+        holder = self.store.lease_holder(KEY_ROTATION_LEASE)
+        if holder is not None and lease_is_stale(holder[0]):  # its process died on this host
+            self.store.release_lease(KEY_ROTATION_LEASE, holder[0])
+            if self.store.acquire_lease(KEY_ROTATION_LEASE, owner, self.now(), KEY_ROTATION_LEASE_TTL):
+                return owner
+        until = f" (lease until {holder[1]:%H:%M:%S} UTC)" if holder else ""
+        raise Conflict(f"Another `tokenvault keys rotate` is under way{until}; nothing was changed.",
+                       hint="Wait for it to finish; if it crashed on another host, run `tokenvault keys rotate` "
+                            "again once its lease expires.")
+
+    def _rotate_master_key(self, progress: Callable[[int, int], None] | None, stop_after: int | None,
+                           owner: str) -> KeyRotationResult:
         old_ids = set(self.store.key_ids_in_use())
         target = self._resume_or_create_key(old_ids)
         done = 0
@@ -506,14 +552,23 @@ class TokenManager:
             batch = self.store.blobs_not_under(target)
             if not batch:
                 break
+            self.store.acquire_lease(KEY_ROTATION_LEASE, owner, self.now(), KEY_ROTATION_LEASE_TTL)  # renew
             for blob in batch:
                 if stop_after is not None and done >= stop_after:
                     raise KeyboardInterrupt("simulated interruption")
                 ref = SecretRef(SecretKind(blob.kind), blob.owner_id, blob.version, "")
-                sealed = crypto.rewrap(self.keys, crypto.SealedSecret(blob.key_id, blob.wrapped_key, blob.ciphertext),
-                                       ref, to_key_id=target)
+                try:
+                    sealed = crypto.rewrap(self.keys, crypto.SealedSecret(blob.key_id, blob.wrapped_key,
+                                                                          blob.ciphertext), ref, to_key_id=target)
+                except IntegrityError as exc:  # name the record: the user must restore or remove it
+                    raise type(exc)(
+                        f"{exc.message} Record: {blob.kind} #{blob.owner_id} version {blob.version}; keys rotate "
+                        f"stopped there ({done} re-wrapped so far, every other secret stays readable).",
+                        hint="Restore that record from a backup (or revoke and re-import its token), then run "
+                             "`tokenvault keys rotate` again to finish.") from None
                 self.store.rewrap_blob(blob.id, blob.key_id, sealed.key_id, sealed.wrapped_key)
                 done += 1
+                _test_crash(f"keys.rewrapped:{done}")
                 if progress:
                     progress(done, total_pending)
         stored = self.store.get_wrapped_key(FINGERPRINT_PURPOSE)
@@ -521,12 +576,14 @@ class TokenManager:
             fp_key = self.keys.unwrap(stored[0], stored[1], _FP_AAD)
             new_id, wrapped = self.keys.wrap(fp_key, _FP_AAD, key_id=target)
             self.store.put_wrapped_key(FINGERPRINT_PURPOSE, new_id, wrapped, expected_key_id=stored[0])
+            _test_crash("keys.fingerprint")
         retired = []
         still_used = self.store.key_ids_in_use()
         for key_id in self.keys.key_ids():
             if key_id != target and key_id not in still_used:
                 self.keys.retire_key(key_id)
                 retired.append(key_id)
+                _test_crash("keys.retired")
         self.store.set_setting("key_rotation_target", "")
         self.audit("keys.rotate", "master-key", new_key_id=target, rewrapped=done, retired=retired)
         return KeyRotationResult(new_key_id=target, rewrapped=done, retired=retired)
@@ -544,7 +601,14 @@ class TokenManager:
             # Transit keeps one named key with versions: a new version is its way of making a new key.
             rotate_master = getattr(self.keys, "rotate_master", None)
             target = rotate_master() if callable(rotate_master) else self.keys.create_key()
+            if target == current:  # the env provider cannot make keys: it returned the one in use
+                raise InvalidInput(
+                    f"The {self.keys.name} key provider has no new master key to rotate to; nothing was changed.",
+                    hint="Generate a new key, export it as TOKENVAULT_MASTER_KEY, move the current one to "
+                         "TOKENVAULT_MASTER_KEY_PREVIOUS, then run `tokenvault keys rotate` (docs/key-providers.md).")
+            _test_crash("keys.created")
         self.store.set_setting("key_rotation_target", target)
+        _test_crash("keys.target")
         return target
 
     # ------------------------------------------------------------------ doctor
@@ -564,6 +628,13 @@ class TokenManager:
             checks.append(DoctorCheck("master key", True, f"opens this store (key {self.keys.current_key_id()})"))
         except VaultError as exc:
             checks.append(DoctorCheck("master key", False, exc.message, exc.hint))
+        try:
+            if self.store.get_setting("key_rotation_target"):
+                checks.append(DoctorCheck("master key rotation", False, "an interrupted `keys rotate` left some "
+                                          "secrets under the old key (all of them are readable)",
+                                          "Run `tokenvault keys rotate` again to finish it"))
+        except VaultError:
+            pass  # the database check above already says what is wrong
         backend = self.secrets.availability()
         checks.append(DoctorCheck(f"secret backend ({self.secrets.name})", backend.ok, backend.reason or "available"))
         try:
@@ -575,10 +646,22 @@ class TokenManager:
             tokens = self.store.list_tokens()
             bad = [t.label for t in tokens if t.status is not TokenStatus.ACTIVE]
             detail = f"{len(tokens)} tokens" + (f"; not active: {', '.join(bad)}" if bad else "")
-            checks.append(DoctorCheck("tokens", not bad, detail, "Rotate them with `tokenvault token rotate`" if bad else ""))
+            checks.append(DoctorCheck("tokens", not bad, detail,
+                                      "Rotate them with `tokenvault token rotate`" if bad else ""))
         except VaultError as exc:
             checks.append(DoctorCheck("tokens", False, exc.message, exc.hint))
         return checks
+
+
+def _test_crash(point: str) -> None:
+    """Crash tests: ``TOKENVAULT_TEST_CRASH_AFTER=<point>`` SIGKILLs this process right after ``point``
+    (e.g. ``keys.rewrapped:2``); ``TOKENVAULT_TEST_CRASH_SIGNAL=INT`` sends SIGINT instead (a Ctrl-C).
+    Honoured only with ``TOKENVAULT_TEST_MODE=1``, like :mod:`vault.rotation`'s hook."""
+    if os.environ.get("TOKENVAULT_TEST_MODE") == "1" and os.environ.get("TOKENVAULT_TEST_CRASH_AFTER") == point:
+        import signal
+
+        sig = signal.SIGINT if os.environ.get("TOKENVAULT_TEST_CRASH_SIGNAL") == "INT" else signal.SIGKILL
+        os.kill(os.getpid(), sig)
 
 
 def _debug_summary(info: TokenDebugInfo) -> dict[str, Any]:

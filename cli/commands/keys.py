@@ -21,7 +21,12 @@ def rotate(json_out: Annotated[bool, typer.Option("--json")] = False) -> None:
         if not json_out and (done == total or done % 100 == 0):
             render.info(f"re-wrapped {done}/{total}")
 
-    result = manager.rotate_master_key(progress=progress)
+    try:
+        result = manager.rotate_master_key(progress=progress)
+    except KeyboardInterrupt:
+        render.error("interrupted; every secret is readable with the old or the new master key",
+                     "Run `tokenvault keys rotate` again to finish the rotation.")
+        raise typer.Exit(130) from None
     if json_out:
         render.emit_json({"key_id": result.new_key_id, "rewrapped": result.rewrapped, "retired": result.retired})
     else:
