@@ -9,21 +9,21 @@ Every SQLAlchemy error is translated here (most specific first): a corrupt file 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, delete, event, func, update
+from sqlalchemy import Engine, create_engine, delete, event, func, text, update
 from sqlalchemy import exc as sa_exc
 from sqlmodel import Session, col, select
 
-from .. import migrations, models
+from .. import migrations, models, queries
+from ..audit import AUDIT_HEAD, GENESIS, audit_hash, next_link, read_head
 from ..errors import (
     AlreadyExists,
     AuditChainBroken,
@@ -33,11 +33,11 @@ from ..errors import (
     VaultError,
 )
 from ..fileutil import ensure_private_dir
+from ..queries import BlobRecord
 from ..types import (
     AgeSource,
     AuditEventRecord,
     BusinessRecord,
-    Provenance,
     SystemUserRecord,
     TokenRecord,
     TokenSource,
@@ -45,9 +45,6 @@ from ..types import (
     TokenVersionRecord,
     as_utc,
 )
-
-GENESIS = "0" * 64
-AUDIT_HEAD = "audit_head"
 
 
 def _db(dt: datetime) -> datetime:
@@ -109,17 +106,6 @@ def _sqlite_path(url: str) -> Path | None:
     if parsed.get_backend_name() != "sqlite" or not parsed.database or parsed.database == ":memory:":
         return None
     return Path(parsed.database)
-
-
-@dataclass(frozen=True, slots=True)
-class BlobRecord:
-    id: int
-    kind: str
-    owner_id: int
-    version: int
-    key_id: str
-    wrapped_key: bytes
-    ciphertext: bytes
 
 
 @dataclass(frozen=True, slots=True)
@@ -210,7 +196,8 @@ class SqlStore:
                 if version > migrations.LATEST:
                     raise DatabaseUnavailable(
                         f"The database {_safe_url(url)} has schema version {version}, newer than this "
-                        f"tokenvault ({migrations.LATEST}).", hint="Upgrade tokenvault on this host; nothing was changed.")
+                        f"tokenvault ({migrations.LATEST}).",
+                        hint="Upgrade tokenvault on this host; nothing was changed.")
                 if version == 0 and not create:
                     if path is not None and path.stat().st_size == 0:  # init died early, or the file was truncated
                         raise DatabaseUnavailable(
@@ -430,7 +417,8 @@ class SqlStore:
         """Update fields of one version (status, verified_at, debug_summary, revoked_at, expires_at...)."""
         with self.session() as s:
             row = s.exec(select(models.TokenVersionRow).where(
-                col(models.TokenVersionRow.token_id) == token_id, col(models.TokenVersionRow.version) == version)).first()
+                col(models.TokenVersionRow.token_id) == token_id,
+                col(models.TokenVersionRow.version) == version)).first()
             if row is None:
                 raise NotFound(f"Token id {token_id} has no version {version}.")
             for key, value in fields.items():
@@ -468,27 +456,27 @@ class SqlStore:
             return tid
 
     def get_token(self, label: str, *, with_history: bool = False) -> TokenRecord:
+        """``label``'s current version (and, ``with_history``, every version, newest first).
+
+        The statements are :mod:`vault.queries`', shared with the fast read path. Raises NotFound."""
         with self.session() as s:
-            token = s.exec(select(models.TokenRow).where(col(models.TokenRow.label) == label)).first()
-            if token is None:
-                raise NotFound(f"No token labelled {label!r}.", hint="See `tokenvault token list`.")
-            return self._token_record(s, token, with_history=with_history)
+            conn = s.connection()
+            row = conn.execute(text(queries.TOKEN_BY_LABEL), {"label": label}).first()
+            versions = (conn.execute(text(queries.VERSIONS_OF_TOKEN), {"token_id": row[0]}).all()
+                        if with_history and row is not None else ())
+            return queries.token_from_rows(label, row, versions)
 
     def list_tokens(self) -> list[TokenRecord]:
+        """Every token with a current version, by label: one query, rows straight to records (no ORM objects)."""
         with self.session() as s:
-            rows = s.exec(
-                select(models.TokenRow, models.TokenVersionRow, models.BusinessRow)
-                .join(models.TokenVersionRow, (col(models.TokenVersionRow.token_id) == models.TokenRow.id)
-                      & (col(models.TokenVersionRow.version) == models.TokenRow.current_version))
-                .join(models.BusinessRow, col(models.BusinessRow.id) == models.TokenRow.business_pk)
-                .order_by(col(models.TokenRow.label))
-            ).all()
-            return [_token(t, v, b, ()) for t, v, b in rows]
+            result = s.connection().execute(text(queries.ALL_TOKENS))
+            return [queries.token_record(row) for row in result]
 
     def version_record(self, token_id: int, version: int) -> TokenVersionRecord:
         with self.session() as s:
             row = s.exec(select(models.TokenVersionRow).where(
-                col(models.TokenVersionRow.token_id) == token_id, col(models.TokenVersionRow.version) == version)).first()
+                col(models.TokenVersionRow.token_id) == token_id,
+                col(models.TokenVersionRow.version) == version)).first()
             if row is None:
                 raise NotFound(f"Token id {token_id} has no version {version}.")
             return _version(row)
@@ -508,17 +496,6 @@ class SqlStore:
             ).all()
             return [(label, version) for label, version in rows]
 
-    def _token_record(self, s: Session, token: models.TokenRow, *, with_history: bool) -> TokenRecord:
-        versions = s.exec(select(models.TokenVersionRow).where(col(models.TokenVersionRow.token_id) == token.id)
-                          .order_by(col(models.TokenVersionRow.version).desc())).all()
-        business = s.get(models.BusinessRow, token.business_pk)
-        assert business is not None
-        current = next((v for v in versions if v.version == token.current_version), None)
-        if current is None:
-            raise NotFound(f"Token {token.label!r} has no stored version yet.")
-        history = tuple(_version(v) for v in versions) if with_history else ()
-        return _token(token, current, business, history)
-
     # ------------------------------------------------------------------ secret blobs (local backend)
     def put_blob(self, kind: str, owner_id: int, version: int, key_id: str, wrapped: bytes, ciphertext: bytes) -> None:
         with self.session() as s:
@@ -533,10 +510,9 @@ class SqlStore:
 
     def get_blob(self, kind: str, owner_id: int, version: int) -> BlobRecord | None:
         with self.session() as s:
-            row = s.exec(select(models.SecretBlobRow).where(
-                col(models.SecretBlobRow.kind) == kind, col(models.SecretBlobRow.owner_id) == owner_id,
-                col(models.SecretBlobRow.version) == version)).first()
-            return _blob(row) if row else None
+            row = s.connection().execute(text(queries.BLOB),
+                                         {"kind": kind, "owner_id": owner_id, "version": version}).first()
+            return queries.blob_record(row)
 
     def delete_blob(self, kind: str, owner_id: int, version: int) -> None:
         with self.session() as s:
@@ -580,21 +556,17 @@ class SqlStore:
                 pass
             self._audit_head_missing = False
         with self.session() as s:
-            head = s.exec(select(models.SettingRow).where(col(models.SettingRow.key) == AUDIT_HEAD).with_for_update()).first()
+            head = s.exec(select(models.SettingRow).where(col(models.SettingRow.key) == AUDIT_HEAD)
+                          .with_for_update()).first()
             if head is None:
-                seq, prev = 0, GENESIS
                 head = models.SettingRow(key=AUDIT_HEAD, value="")
                 s.add(head)
-            else:
-                state = json.loads(head.value)
-                seq, prev = int(state["seq"]), str(state["hash"])
-            at = _db(now)
-            body = json.dumps(details, sort_keys=True, separators=(",", ":"), default=str)
-            digest = audit_hash(seq + 1, prev, at, actor, action, subject, body)
-            s.add(models.AuditEventRow(seq=seq + 1, at=at, actor=actor, action=action, subject=subject,
-                                       details=body, prev_hash=prev, hash=digest))
-            head.value = json.dumps({"seq": seq + 1, "hash": digest})
-            return seq + 1
+            link = next_link(head.value, actor, action, subject, details, now)
+            s.add(models.AuditEventRow(seq=link.seq, at=link.at, actor=link.actor, action=link.action,
+                                       subject=link.subject, details=link.details, prev_hash=link.prev_hash,
+                                       hash=link.hash))
+            head.value = link.head
+            return link.seq
 
     def list_audit(self, limit: int | None = None, subject: str | None = None) -> list[AuditEventRecord]:
         with self.session() as s:
@@ -626,11 +598,10 @@ class SqlStore:
                     raise AuditChainBroken(f"Audit event #{row.seq} was edited after it was written.",
                                            event_id=row.seq)
                 prev, expected_seq, count = row.hash, expected_seq + 1, count + 1
-            head: dict[str, Any] = (json.loads(head_row.value) if head_row and head_row.value
-                                    else {"seq": 0, "hash": GENESIS})
-            if int(head["seq"]) != count or head["hash"] != prev:
+            head_seq, head_hash = read_head(head_row.value if head_row else None)
+            if head_seq != count or head_hash != prev:
                 raise AuditChainBroken(
-                    f"The audit trail ends at event #{count} but its head records #{head['seq']}: "
+                    f"The audit trail ends at event #{count} but its head records #{head_seq}: "
                     "the newest events were deleted.", event_id=count + 1)
             return count
 
@@ -759,13 +730,6 @@ class SqlStore:
             return (row.owner, _req(row.expires_at)) if row else None
 
 
-def audit_hash(seq: int, prev: str, at: datetime, actor: str, action: str, subject: str, details: str) -> str:
-    """The chain link: SHA-256 over the event's canonical fields and the previous hash."""
-    canonical = json.dumps([seq, prev, at.replace(tzinfo=None).isoformat(timespec="microseconds"), actor, action,
-                            subject, details], separators=(",", ":"))
-    return hashlib.sha256(canonical.encode()).hexdigest()
-
-
 def _make_engine(url: str) -> Engine:
     try:
         if url.startswith("sqlite"):
@@ -831,19 +795,6 @@ def _version(row: models.TokenVersionRow) -> TokenVersionRecord:
         expires_at=_aware(row.expires_at), verified_at=_aware(row.verified_at), revoked_at=_aware(row.revoked_at),
         backend=row.backend, system_user_id=row.system_user_id, scopes=tuple(json.loads(row.scopes)),
         waba_ids=tuple(json.loads(row.waba_ids)),
-    )
-
-
-def _token(token: models.TokenRow, v: models.TokenVersionRow, business: models.BusinessRow,
-           history: Sequence[TokenVersionRecord]) -> TokenRecord:
-    assert token.id is not None
-    return TokenRecord(
-        id=token.id, label=token.label, business_name=business.name, status=TokenStatus(v.status),
-        version=v.version, source=TokenSource(v.source),
-        provenance=Provenance(business_id=business.business_id, system_user_id=v.system_user_id, app_id=v.app_id,
-                              scopes=tuple(json.loads(v.scopes)), waba_ids=tuple(json.loads(v.waba_ids))),
-        created_at=_req(v.created_at), expires_at=_aware(v.expires_at), fingerprint=v.fingerprint, last4=v.last4,
-        verified_at=_aware(v.verified_at), backend=v.backend, max_age_days=token.max_age_days, history=history,
     )
 
 

@@ -1,0 +1,206 @@
+"""The token reads, written once: SQL text and the functions that turn its rows into records.
+
+Both stores run exactly these statements: :class:`~vault.adapters.store_sql.SqlStore` through SQLAlchemy's
+``text()`` (SQLite or PostgreSQL), and the fast read path of :mod:`vault.fastread` through the standard
+library's ``sqlite3`` (no SQLAlchemy import: ``token reveal`` and ``exec`` start fast). The parameters are
+named (``:label``), a style both accept; the SQL is plain enough for SQLite and PostgreSQL alike.
+
+The tables and columns are named once, in :data:`TABLES` and the ``*_COLUMNS`` tuples; the SQL is built
+from them, and the tests check every one of them against the table definitions of :mod:`vault.models`
+and :data:`SCHEMA_VERSION` against :data:`vault.migrations.LATEST`. A schema change therefore fails the
+tests until these queries follow it; at run time the fast path refuses a database whose schema version
+is not :data:`SCHEMA_VERSION` (and the full path takes over).
+
+Stdlib only.
+"""
+# ruff: noqa: S608 - the SQL is assembled from the constant table and column names below, never from input;
+# every value is a bound parameter.
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from functools import lru_cache
+from typing import Any
+
+from .errors import NotFound
+from .types import Provenance, TokenRecord, TokenSource, TokenStatus, TokenVersionRecord, as_utc
+
+#: The schema version these statements are written for (:data:`vault.migrations.LATEST`; a test checks).
+SCHEMA_VERSION = 2
+
+#: alias -> table name (the ``__tablename__`` of the vault.models tables).
+TABLES: dict[str, str] = {
+    "t": "tv_token",
+    "b": "tv_business",
+    "v": "tv_token_version",
+    "k": "tv_secret_blob",
+    "s": "tv_setting",
+    "a": "tv_audit_event",
+    "m": "tv_schema_version",
+}
+
+#: A version's fields, in the order :func:`version_record` reads them.
+VERSION_COLUMNS: tuple[tuple[str, str], ...] = tuple(("v", c) for c in (
+    "version", "status", "source", "fingerprint", "last4", "created_at", "expires_at", "verified_at",
+    "revoked_at", "backend", "system_user_id", "scopes", "waba_ids"))
+#: A token with its current version and business, in the order :func:`token_record` reads them.
+TOKEN_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("t", "id"), ("t", "label"), ("t", "max_age_days"), ("b", "name"), ("b", "business_id"),
+    *(("v", c) for c in ("version", "status", "source", "system_user_id", "app_id", "scopes", "waba_ids",
+                         "created_at", "expires_at", "fingerprint", "last4", "verified_at", "backend")),
+)
+BLOB_COLUMNS: tuple[tuple[str, str], ...] = tuple(("k", c) for c in (
+    "id", "kind", "owner_id", "version", "key_id", "wrapped_key", "ciphertext"))
+#: The audit event's columns, named like the fields of :class:`vault.audit.AuditLink`.
+AUDIT_COLUMNS: tuple[tuple[str, str], ...] = tuple(("a", c) for c in (
+    "seq", "at", "actor", "action", "subject", "details", "prev_hash", "hash"))
+#: Every (alias, column) a statement here names, for the tests against vault.models.
+REFERENCED: tuple[tuple[str, str], ...] = (
+    *TOKEN_COLUMNS, *VERSION_COLUMNS, *BLOB_COLUMNS, *AUDIT_COLUMNS,
+    ("t", "business_pk"), ("t", "current_version"), ("b", "id"), ("v", "id"), ("v", "token_id"),
+    ("s", "key"), ("s", "value"), ("m", "version"),
+)
+
+
+def _cols(columns: Iterable[tuple[str, str]]) -> str:
+    return ", ".join(f'{alias}."{name}"' for alias, name in columns)
+
+
+def _names(columns: Iterable[tuple[str, str]]) -> str:
+    return ", ".join(f'"{name}"' for _alias, name in columns)
+
+
+def _t(alias: str) -> str:
+    return f"{TABLES[alias]} {alias}"
+
+
+_TOKEN_FROM = (f"FROM {_t('t')} JOIN {_t('b')} ON b.id = t.business_pk "
+               f"LEFT JOIN {_t('v')} ON v.token_id = t.id AND v.version = t.current_version")
+
+#: One token by label; the version columns are NULL while the token has no version yet (a reserved id).
+TOKEN_BY_LABEL = f"SELECT {_cols(TOKEN_COLUMNS)} {_TOKEN_FROM} WHERE t.label = :label"
+#: Every token that has a current version, ordered by label: one pass, no query per token.
+ALL_TOKENS = f"SELECT {_cols(TOKEN_COLUMNS)} {_TOKEN_FROM} WHERE v.id IS NOT NULL ORDER BY t.label"
+#: Every version of one token, newest first.
+VERSIONS_OF_TOKEN = (f"SELECT {_cols(VERSION_COLUMNS)} FROM {_t('v')} WHERE v.token_id = :token_id "
+                     "ORDER BY v.version DESC")
+#: The sealed blob of one (kind, owner, version).
+BLOB = (f"SELECT {_cols(BLOB_COLUMNS)} FROM {_t('k')} "
+        "WHERE k.kind = :kind AND k.owner_id = :owner_id AND k.version = :version")
+SETTING = f'SELECT s."value" FROM {_t("s")} WHERE s."key" = :key'
+SETTING_INSERT = f'INSERT INTO {TABLES["s"]} ("key", "value") VALUES (:key, :value)'
+SETTING_UPDATE = f'UPDATE {TABLES["s"]} SET "value" = :value WHERE "key" = :key'
+SCHEMA_VERSION_QUERY = f"SELECT max(m.version) FROM {_t('m')}"
+AUDIT_INSERT = (f"INSERT INTO {TABLES['a']} ({_names(AUDIT_COLUMNS)}) "
+                f"VALUES ({', '.join(':' + name for _alias, name in AUDIT_COLUMNS)})")
+
+
+@dataclass(frozen=True, slots=True)
+class BlobRecord:
+    """A sealed secret as stored by the local backend."""
+
+    id: int
+    kind: str
+    owner_id: int
+    version: int
+    key_id: str
+    wrapped_key: bytes
+    ciphertext: bytes
+
+
+# ---------------------------------------------------------------------------------------------- errors
+def token_not_found(label: str) -> NotFound:
+    return NotFound(f"No token labelled {label!r}.", hint="See `tokenvault token list`.")
+
+
+def no_version_yet(label: str) -> NotFound:
+    return NotFound(f"Token {label!r} has no stored version yet.")
+
+
+# ---------------------------------------------------------------------------------------------- rows -> records
+_STATUS: dict[str, TokenStatus] = {s.value: s for s in TokenStatus}
+_SOURCE: dict[str, TokenSource] = {s.value: s for s in TokenSource}
+
+
+def when(value: datetime | str | None) -> datetime | None:
+    """A stored datetime as aware UTC. SQLite gives text (SQLAlchemy's ``YYYY-MM-DD HH:MM:SS.ffffff``),
+    PostgreSQL a naive ``datetime``; both hold UTC."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    return as_utc(value)
+
+
+def _when_req(value: datetime | str) -> datetime:
+    result = when(value)
+    assert result is not None
+    return result
+
+
+@lru_cache(maxsize=4096)
+def _strings(raw: str) -> tuple[str, ...]:
+    """A JSON list column as a tuple (cached: many tokens share their scopes and WABA ids)."""
+    return tuple(json.loads(raw))
+
+
+def token_record(row: Sequence[Any], history: Sequence[TokenVersionRecord] = ()) -> TokenRecord:
+    """A :data:`TOKEN_COLUMNS` row (with a version) as a :class:`TokenRecord`."""
+    (token_id, label, max_age_days, business_name, business_id, version, status, source, system_user_id,
+     app_id, scopes, waba_ids, created_at, expires_at, fingerprint, last4, verified_at, backend) = row
+    return TokenRecord(
+        id=token_id, label=label, business_name=business_name, status=_STATUS[status], version=version,
+        source=_SOURCE[source],
+        provenance=Provenance(business_id=business_id, system_user_id=system_user_id, app_id=app_id,
+                              scopes=_strings(scopes), waba_ids=_strings(waba_ids)),
+        created_at=_when_req(created_at), expires_at=when(expires_at), fingerprint=fingerprint, last4=last4,
+        verified_at=when(verified_at), backend=backend, max_age_days=max_age_days, history=tuple(history),
+    )
+
+
+def version_record(row: Sequence[Any]) -> TokenVersionRecord:
+    """A :data:`VERSION_COLUMNS` row as a :class:`TokenVersionRecord`."""
+    (version, status, source, fingerprint, last4, created_at, expires_at, verified_at, revoked_at, backend,
+     system_user_id, scopes, waba_ids) = row
+    return TokenVersionRecord(
+        version=version, status=_STATUS[status], source=_SOURCE[source], fingerprint=fingerprint, last4=last4,
+        created_at=_when_req(created_at), expires_at=when(expires_at), verified_at=when(verified_at),
+        revoked_at=when(revoked_at), backend=backend, system_user_id=system_user_id, scopes=_strings(scopes),
+        waba_ids=_strings(waba_ids),
+    )
+
+
+def token_from_rows(label: str, row: Sequence[Any] | None,
+                    versions: Iterable[Sequence[Any]] = ()) -> TokenRecord:
+    """The :data:`TOKEN_BY_LABEL` row of ``label`` (and, for history, its :data:`VERSIONS_OF_TOKEN` rows) as a
+    record. Raises NotFound when there is no such token, or when it has no version yet."""
+    if row is None:
+        raise token_not_found(label)
+    if row[5] is None:  # the LEFT JOIN found no current version
+        raise no_version_yet(label)
+    return token_record(row, [version_record(v) for v in versions])
+
+
+def blob_record(row: Sequence[Any] | None) -> BlobRecord | None:
+    """A :data:`BLOB_COLUMNS` row (PostgreSQL gives ``memoryview`` for bytes) as a :class:`BlobRecord`."""
+    if row is None:
+        return None
+    blob_id, kind, owner_id, version, key_id, wrapped_key, ciphertext = row
+    return BlobRecord(id=blob_id, kind=kind, owner_id=owner_id, version=version, key_id=key_id,
+                      wrapped_key=bytes(wrapped_key), ciphertext=bytes(ciphertext))
+
+
+def sqlite_datetime(value: datetime) -> str:
+    """``value`` as SQLAlchemy stores a DateTime in SQLite (UTC, no offset, microseconds): for writes made
+    without SQLAlchemy, so that both paths store, read and hash identical values."""
+    return as_utc(value).replace(tzinfo=None).isoformat(sep=" ", timespec="microseconds")
+
+
+__all__ = [
+    "ALL_TOKENS", "AUDIT_INSERT", "BLOB", "SCHEMA_VERSION", "SETTING", "TABLES", "TOKEN_BY_LABEL",
+    "VERSIONS_OF_TOKEN", "BlobRecord", "blob_record", "sqlite_datetime", "token_from_rows", "token_record",
+    "version_record", "when",
+]
