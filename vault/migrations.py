@@ -32,8 +32,29 @@ def _v1_initial_schema(conn: Connection) -> None:
         table.__table__.create(conn, checkfirst=False)  # type: ignore[attr-defined]
 
 
+#: (table, index name) added by version 2; the indexes themselves are defined on the tables in vault.models.
+V2_INDEXES = [
+    (models.AuditEventRow, "ix_tv_audit_event_subject_seq"),
+    (models.ReminderRow, "ix_tv_reminder_status_due_at"),
+    (models.RotationRow, "ix_tv_rotation_state"),
+]
+
+
+def _v2_read_indexes(conn: Connection) -> None:
+    """Version 2: indexes for reads that scanned a whole table at scale: one subject's audit events, the
+    open reminders by due date, the open rotations.
+
+    ``checkfirst``: version 1 creates the tables as vault.models defines them today, indexes included, so a
+    database created fresh has them already; one created by an older tokenvault gets them here.
+    """
+    for table, name in V2_INDEXES:
+        index = next(i for i in table.__table__.indexes if i.name == name)  # type: ignore[attr-defined]
+        index.create(conn, checkfirst=True)
+
+
 MIGRATIONS: list[tuple[int, Migration]] = [
     (1, _v1_initial_schema),
+    (2, _v2_read_indexes),
 ]
 LATEST = MIGRATIONS[-1][0]
 

@@ -1,5 +1,5 @@
-"""The metadata store's tables (sqlmodel). Schema version 1; later changes are migrations in
-:mod:`vault.migrations`, never ``create_all`` on an existing database.
+"""The metadata store's tables (sqlmodel), as of the latest schema version; every change is an ordered
+migration in :mod:`vault.migrations`, never ``create_all`` on an existing database.
 
 Nothing here ever holds a secret value: ``SecretBlob`` holds AES-GCM ciphertext and the wrapped
 data key; token rows hold a keyed fingerprint and the last four characters at most.
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Column, LargeBinary, UniqueConstraint
+from sqlalchemy import Column, Index, LargeBinary, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 
@@ -115,6 +115,8 @@ class SecretBlobRow(SQLModel, table=True):
 
 class AuditEventRow(SQLModel, table=True):
     __tablename__ = "tv_audit_event"
+    # v2: the events of one subject, newest first (`audit list --label`) without a scan of the whole trail
+    __table_args__ = (Index("ix_tv_audit_event_subject_seq", "subject", "seq"),)
 
     id: int | None = Field(default=None, primary_key=True)
     seq: int = Field(index=True, unique=True)
@@ -129,6 +131,8 @@ class AuditEventRow(SQLModel, table=True):
 
 class ReminderRow(SQLModel, table=True):
     __tablename__ = "tv_reminder"
+    # v2: open reminders by due date (`run-due`, `reminders list`)
+    __table_args__ = (Index("ix_tv_reminder_status_due_at", "status", "due_at"),)
 
     id: int | None = Field(default=None, primary_key=True)
     label: str = Field(max_length=128, index=True)
@@ -151,6 +155,8 @@ class RotationRow(SQLModel, table=True):
     """The rotation journal: each step recorded before it is taken (see vault.rotation)."""
 
     __tablename__ = "tv_rotation"
+    # v2: the open rotations (`run-due` resumes them) among every rotation ever journaled
+    __table_args__ = (Index("ix_tv_rotation_state", "state"),)
 
     id: int | None = Field(default=None, primary_key=True)
     token_id: int = Field(foreign_key="tv_token.id", index=True)
