@@ -1,91 +1,52 @@
-"""The typer app, its global options, and the ONE error boundary that maps errors to exit codes.
+"""The entry point: the ONE error boundary that maps errors to exit codes, in front of the typer app.
 
-Commands live in :mod:`cli.commands`; none of them handles errors itself.
+``token reveal LABEL`` and ``exec --token LABEL -- CMD`` are first offered to :mod:`cli.fast`, which runs
+them without typer or SQLAlchemy when it can (a plain local store); everything else, and every case the
+fast path declines, goes to the typer app of :mod:`cli.app`. Either way errors end here, as one line, a
+hint and the contract's exit code. This module imports nothing heavy: start-up is part of every command.
 """
 
 from __future__ import annotations
 
 import os
 import sys
-from pathlib import Path
-from typing import Annotated, Optional
+from typing import Any
 
-import typer
-
-from .state import state
-
-app = typer.Typer(
-    name="tokenvault",
-    help="Secure vault and rotation manager for Meta system-user access tokens (WhatsApp Cloud API, Graph API).",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-    pretty_exceptions_show_locals=False,  # a token in a local variable must never reach a traceback
-    context_settings={"help_option_names": ["-h", "--help"]},
-)
+#: Set to 0 to send every command through typer and SQLAlchemy (troubleshooting, benchmarks).
+FAST_PATH_ENV = "TOKENVAULT_FAST_PATH"
 
 
-@app.callback()
-def main(
-    home: Annotated[Optional[Path], typer.Option("--home", help="Data folder (TOKENVAULT_HOME).")] = None,  # noqa: UP045
-    db_url: Annotated[Optional[str], typer.Option("--db-url", help="Metadata DB URL (TOKENVAULT_DB_URL).")] = None,  # noqa: UP045
-    key_provider: Annotated[
-        Optional[str],  # noqa: UP045
-        typer.Option("--key-provider", help="keyring | file | env | vault-transit (TOKENVAULT_KEY_PROVIDER)."),
-    ] = None,
-    backend: Annotated[Optional[str], typer.Option("--backend", help="local | vault (TOKENVAULT_BACKEND).")] = None,  # noqa: UP045
-    graph_url: Annotated[Optional[str], typer.Option("--graph-url", help="Graph API base URL (TOKENVAULT_GRAPH_URL).")] = None,  # noqa: UP045
-) -> None:
-    """Global options override TOKENVAULT_* variables, which override config.toml."""
-    state.reset()
-    state.flags = {"home": home, "db_url": db_url, "key_provider": key_provider, "backend": backend,
-                   "graph_url": graph_url}
+def __getattr__(name: str) -> Any:  # ``from cli.main import app`` still works, without importing typer eagerly
+    if name == "app":
+        from .app import app
+
+        return app
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-def _register() -> None:
-    from .commands import audit, business, core, keys, tokens
+def run(argv: list[str] | None = None, *, fast: bool | None = None) -> int:
+    """Entry point: run the command and turn every error into one line, a hint and the contract's exit code.
 
-    core.register(app)
-    app.add_typer(business.app, name="business")
-    app.add_typer(tokens.app, name="token")
-    app.add_typer(audit.app, name="audit")
-    app.add_typer(keys.app, name="keys")
-    for optional in ("system_users", "reminders", "inject", "simulator", "backend", "demo"):
-        try:
-            module = __import__(f"cli.commands.{optional}", fromlist=["register"])
-        except ModuleNotFoundError as exc:
-            if exc.name != f"cli.commands.{optional}":
-                raise
-            continue
-        module.register(app)
-
-
-_register()
-
-
-def run(argv: list[str] | None = None) -> int:
-    """Entry point: run the app and turn every error into one line, a hint and the contract's exit code."""
-    import click
-
+    ``fast``: offer the command to :mod:`cli.fast` first (default: unless TOKENVAULT_FAST_PATH=0).
+    """
     from vault.errors import VaultError
 
+    from .state import state
+
+    use_fast = fast if fast is not None else os.environ.get(FAST_PATH_ENV, "1") != "0"
     code = 0
     try:
-        result = app(args=argv, prog_name="tokenvault", standalone_mode=False)
-        code = result if isinstance(result, int) else 0
+        handled = None
+        if use_fast:
+            from .fast import dispatch
+
+            handled = dispatch(sys.argv[1:] if argv is None else argv)
+        code = handled if handled is not None else _run_app(argv)
     except VaultError as exc:
         from .render import error
 
         error(exc.message, exc.hint)
         code = exc.exit_code
-    except click.exceptions.Exit as exc:
-        code = exc.exit_code
-    except click.exceptions.Abort:
-        sys.stderr.write("error: aborted\n")
-        code = 2
-    except click.ClickException as exc:
-        exc.show()
-        code = 2
     except KeyboardInterrupt:
         sys.stderr.write("error: interrupted; nothing half-done was recorded as done "
                          "(interrupted rotations resume with `tokenvault run-due`)\n")
@@ -112,6 +73,25 @@ def run(argv: list[str] | None = None) -> int:
     if argv is None:
         sys.exit(code)
     return code
+
+
+def _run_app(argv: list[str] | None) -> int:
+    """The typer app; click's own outcomes (exit, abort, usage errors) become exit codes here."""
+    import click
+
+    from .app import app
+
+    try:
+        result = app(args=argv, prog_name="tokenvault", standalone_mode=False)
+        return result if isinstance(result, int) else 0
+    except click.exceptions.Exit as exc:
+        return exc.exit_code
+    except click.exceptions.Abort:
+        sys.stderr.write("error: aborted\n")
+        return 2
+    except click.ClickException as exc:
+        exc.show()
+        return 2
 
 
 if __name__ == "__main__":  # pragma: no cover

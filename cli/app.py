@@ -1,0 +1,66 @@
+"""The typer app and its global options. Commands live in :mod:`cli.commands`; none of them handles errors
+itself: :func:`cli.main.run` is the one error boundary.
+
+Imported only when a command goes through typer (:mod:`cli.fast` serves ``token reveal`` and ``exec``
+without it when it can), so typer, click and the command modules stay out of the fast path.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from .state import state
+
+app = typer.Typer(
+    name="tokenvault",
+    help="Secure vault and rotation manager for Meta system-user access tokens (WhatsApp Cloud API, Graph API).",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    pretty_exceptions_show_locals=False,  # a token in a local variable must never reach a traceback
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+@app.callback()
+def main(
+    home: Annotated[Optional[Path], typer.Option("--home", help="Data folder (TOKENVAULT_HOME).")] = None,  # noqa: UP045
+    db_url: Annotated[Optional[str], typer.Option("--db-url", help="Metadata DB URL (TOKENVAULT_DB_URL).")] = None,  # noqa: UP045
+    key_provider: Annotated[
+        Optional[str],  # noqa: UP045
+        typer.Option("--key-provider", help="keyring | file | env | vault-transit (TOKENVAULT_KEY_PROVIDER)."),
+    ] = None,
+    backend: Annotated[Optional[str], typer.Option("--backend", help="local | vault (TOKENVAULT_BACKEND).")] = None,  # noqa: UP045
+    graph_url: Annotated[
+        Optional[str],  # noqa: UP045
+        typer.Option("--graph-url", help="Graph API base URL (TOKENVAULT_GRAPH_URL)."),
+    ] = None,
+) -> None:
+    """Global options override TOKENVAULT_* variables, which override config.toml."""
+    state.reset()
+    state.flags = {"home": home, "db_url": db_url, "key_provider": key_provider, "backend": backend,
+                   "graph_url": graph_url}
+
+
+def _register() -> None:
+    from .commands import audit, business, core, keys, tokens
+
+    core.register(app)
+    app.add_typer(business.app, name="business")
+    app.add_typer(tokens.app, name="token")
+    app.add_typer(audit.app, name="audit")
+    app.add_typer(keys.app, name="keys")
+    for optional in ("system_users", "reminders", "inject", "simulator", "backend", "demo"):
+        try:
+            module = __import__(f"cli.commands.{optional}", fromlist=["register"])
+        except ModuleNotFoundError as exc:
+            if exc.name != f"cli.commands.{optional}":
+                raise
+            continue
+        module.register(app)
+
+
+_register()

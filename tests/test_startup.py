@@ -1,0 +1,257 @@
+"""Start-up: what a command imports, and the fast path of `token reveal` / `exec` (cli.fast) giving exactly
+what the typer path gives - output, error lines, exit codes - while usage errors and help stay typer's."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cli_support import Result
+
+import cli.fast
+import cli.main
+from cli.main import run
+
+ROOT = Path(__file__).resolve().parent.parent
+TOKEN = "EAAGstartupToken" + "s1t2u3" * 20 + "WXYZ"
+OTHER = "EAAGstartupOther" + "v4w5x6" * 20 + "ABCD"
+HEAVY = ("hvac", "httpx", "sqlalchemy", "sqlmodel")
+TYPER = ("typer", "click", "rich")
+
+_PROBE = """
+import json, sys
+from cli.main import run
+code = run(json.loads(sys.argv[1]))
+loaded = sorted({name.split(".")[0] for name in sys.modules} & set(json.loads(sys.argv[2])))
+sys.stderr.write("\\nLOADED " + json.dumps({"code": code, "loaded": loaded}) + "\\n")
+"""
+
+
+def _imports(args: list[str], env: dict[str, str], watch: tuple[str, ...]) -> tuple[int, list[str], str]:
+    """Run ``tokenvault ARGS`` in a fresh interpreter; its exit code and which of ``watch`` it imported."""
+    proc = subprocess.run([sys.executable, "-c", _PROBE, json.dumps(args), json.dumps(list(watch))], env=env,
+                          capture_output=True, text=True, timeout=120, cwd=ROOT)
+    marker = proc.stderr.rsplit("LOADED ", 1)
+    assert len(marker) == 2, proc.stderr
+    data = json.loads(marker[1])
+    return data["code"], data["loaded"], proc.stdout
+
+
+def _env(home: Path | None = None) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TOKENVAULT_", "VAULT_"))}
+    if home is not None:
+        env.update(TOKENVAULT_HOME=str(home), TOKENVAULT_KEY_PROVIDER="file")
+    return env
+
+
+@pytest.fixture
+def store(env_home: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A home with two tokens, made through the CLI (without capsys: these tests capture file descriptors)."""
+    import io
+
+    def call(*args: str, stdin: str = "") -> None:
+        monkeypatch.setattr(sys, "stdin", io.StringIO(stdin))
+        assert run(list(args)) == 0, args
+
+    call("init")
+    call("business", "add", "acme", "--business-id", "111", "--app-id", "222",
+         stdin="app-secret-xyz-123\nEAAadminTokenForCli9876\n")
+    for label, value in (("prod", TOKEN), ("other", OTHER)):
+        call("token", "import", label, "--business", "acme", "--system-user", "333", "--scopes",
+             "whatsapp_business_messaging", "--no-verify", stdin=value + "\n")
+    return env_home
+
+
+# --------------------------------------------------------------------------- what start-up imports
+@pytest.mark.slow
+@pytest.mark.parametrize("args", [["--help"], ["token", "--help"], ["exec", "--help"], ["token", "reveal", "--help"]],
+                         ids=["help", "token-help", "exec-help", "reveal-help"])
+def test_help_imports_no_http_vault_or_database_library(args: list[str], tmp_path: Path) -> None:
+    code, loaded, out = _imports(args, _env(tmp_path / "home"), HEAVY)
+    assert code == 0 and "Usage" in out
+    assert loaded == [], f"`tokenvault {' '.join(args)}` imported {loaded}"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("args", [["token", "reveal", "prod"], ["exec", "--token", "prod", "--", "true"]],
+                         ids=["reveal", "exec"])
+def test_fast_commands_import_neither_typer_nor_sqlalchemy(store: Path, args: list[str]) -> None:
+    code, loaded, _out = _imports(args, _env(store), HEAVY + TYPER + ("keyring",))
+    assert code == 0
+    assert loaded == [], f"`tokenvault {' '.join(args)}` imported {loaded}"
+
+
+# --------------------------------------------------------------------------- the fast path = the typer path
+def _both(capfd: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, args: list[str],
+          stdin: str = "") -> tuple[Result, Result, bool]:
+    """Run ``args`` through the fast path and through typer; both results, and whether the fast path ran."""
+    import io
+
+    ran_app: list[bool] = []
+    real = cli.main._run_app
+
+    def spy(argv: list[str] | None) -> int:
+        ran_app.append(True)
+        return real(argv)
+
+    monkeypatch.setattr(cli.main, "_run_app", spy)
+    results = []
+    for fast in (True, False):
+        monkeypatch.setattr(sys, "stdin", io.StringIO(stdin))
+        capfd.readouterr()
+        code = run(list(args), fast=fast)
+        captured = capfd.readouterr()
+        results.append(Result(code, captured.out, captured.err))
+        if fast:
+            fast_ran = not ran_app
+    return results[0], results[1], fast_ran
+
+
+CHILD = [sys.executable, "-c", "import os,sys; print(os.environ.get('WHATSAPP_TOKEN','-')[-4:], "
+         "os.environ.get('TOKENVAULT_PROD','-')[-4:], os.environ.get('TOKENVAULT_OTHER','-')[-4:]); "
+         "sys.exit(int(sys.argv[1]) if len(sys.argv) > 1 else 0)"]
+
+
+@pytest.mark.parametrize("args,code", [
+    (["token", "reveal", "prod"], 0),
+    (["token", "reveal", "other", "--version", "1"], 0),
+    (["token", "reveal", "--version=1", "prod"], 0),
+    (["token", "reveal", "nope"], 3),
+    (["token", "reveal", "prod", "--version", "9"], 3),
+    (["exec", "--token", "prod", "--", *CHILD], 0),
+    (["exec", "-t", "prod", "--token=other", "--", *CHILD, "7"], 7),
+    (["exec", "--token", "prod:MY_VAR", "--mask", "--", *CHILD], 0),
+    (["exec", "--token", "nope", "--", *CHILD], 3),
+    (["exec", "--token", "bad label!", "--", *CHILD], 2),
+    (["exec", "--token", "prod", "--", "/nonexistent/tokenvault-test-cmd"], 127),
+], ids=["reveal", "reveal-version", "reveal-version-first", "reveal-unknown", "reveal-no-such-version", "exec",
+        "exec-two-tokens-exit-code", "exec-named-var-mask", "exec-unknown", "exec-bad-spec", "exec-not-found"])
+def test_fast_path_output_errors_and_exit_codes_are_the_typer_paths(
+        store: Path, capfd: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, args: list[str],
+        code: int) -> None:
+    fast, full, fast_ran = _both(capfd, monkeypatch, args)
+    assert fast_ran, "this command line should have taken the fast path"
+    assert fast == full
+    assert fast.code == code, fast.err
+    if code == 0 and args[0] == "token":
+        assert fast.out in (TOKEN + "\n", OTHER + "\n")
+    if code not in (0, 7):
+        lines = fast.err.splitlines()
+        assert lines[0].startswith("error: ") and len(lines) <= 2, fast.err
+
+
+def test_a_tampered_row_is_exit_4_on_both_paths(store: Path, capfd: pytest.CaptureFixture[str],
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    import sqlite3
+
+    conn = sqlite3.connect(store / "tokenvault.db")
+    with conn:  # the 'other' token's sealed value moved onto 'prod': it opens only for 'other'
+        row = conn.execute("SELECT wrapped_key, ciphertext FROM tv_secret_blob WHERE kind = 'token' AND owner_id = "
+                           "(SELECT id FROM tv_token WHERE label = 'other')").fetchone()
+        conn.execute("UPDATE tv_secret_blob SET wrapped_key = ?, ciphertext = ? WHERE kind = 'token' AND owner_id = "
+                     "(SELECT id FROM tv_token WHERE label = 'prod')", row)
+    conn.close()
+    for args in (["token", "reveal", "prod"], ["exec", "--token", "prod", "--", *CHILD]):
+        fast, full, fast_ran = _both(capfd, monkeypatch, args)
+        assert fast_ran and fast == full
+        assert fast.code == 4 and fast.out == "" and fast.err.startswith("error: "), fast.err
+
+
+@pytest.mark.parametrize("args", [
+    ["token", "reveal"],
+    ["token", "reveal", "prod", "extra"],
+    ["token", "reveal", "prod", "--version", "abc"],
+    ["token", "reveal", "prod", "--verbose"],
+    ["token", "reveal", "--help"],
+    ["exec", "--token", "prod"],
+    ["exec", "--", "true"],
+    ["exec", "--token", "prod", "--restart-on-rotate", "--", "true"],
+    ["exec", "--token", "--", "true"],
+    ["--home", "--", "token", "reveal", "prod"],
+    ["--nope", "token", "reveal", "prod"],
+    ["token", "reveal", "-h"],
+], ids=["reveal-no-label", "reveal-two-labels", "reveal-bad-version", "reveal-unknown-option", "reveal-help",
+        "exec-no-command", "exec-no-token", "exec-other-option", "exec-token-without-value", "global-without-value",
+        "unknown-global", "reveal-short-help"])
+def test_bad_usage_and_help_go_through_typer(store: Path, capfd: pytest.CaptureFixture[str],
+                                             monkeypatch: pytest.MonkeyPatch, args: list[str]) -> None:
+    assert cli.fast.recognise(args) is None
+    fast, full, fast_ran = _both(capfd, monkeypatch, args)
+    assert not fast_ran and fast == full
+
+
+def test_a_store_that_is_not_the_plain_case_goes_through_typer_with_the_same_result(
+        store: Path, capfd: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    import sqlite3
+
+    conn = sqlite3.connect(store / "tokenvault.db")
+    with conn:  # as if an older tokenvault made it: the full path migrates it, the fast path stays away
+        conn.execute("DELETE FROM tv_schema_version WHERE version = (SELECT max(version) FROM tv_schema_version)")
+    conn.close()
+    fast, full, fast_ran = _both(capfd, monkeypatch, ["token", "reveal", "prod"])
+    assert not fast_ran and fast == full and fast.out == TOKEN + "\n"
+    fast, full, fast_ran = _both(capfd, monkeypatch, ["token", "reveal", "prod"])  # migrated by the first run
+    assert fast_ran and fast == full
+
+
+def test_configuration_errors_are_reported_by_the_typer_path(store: Path, capfd: pytest.CaptureFixture[str],
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TOKENVAULT_BACKEND", "vault")  # contradicts the store's record
+    fast, full, fast_ran = _both(capfd, monkeypatch, ["token", "reveal", "prod"])
+    assert not fast_ran and fast == full and fast.code == 2
+    monkeypatch.delenv("TOKENVAULT_BACKEND")
+    monkeypatch.setenv("TOKENVAULT_KEY_PROVIDER", "nonsense")
+    fast, full, fast_ran = _both(capfd, monkeypatch, ["token", "reveal", "prod"])
+    assert not fast_ran and fast == full and fast.code == 2
+
+
+def test_a_database_error_mid_read_falls_back_to_the_typer_path(store: Path, capfd: pytest.CaptureFixture[str],
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    from vault.fastread import FastPathUnavailable, FastStore
+
+    def broken(*_args: Any, **_kw: Any) -> int:
+        raise FastPathUnavailable("OperationalError: disk I/O error")
+
+    monkeypatch.setattr(FastStore, "append_audit", broken)
+    fast, full, fast_ran = _both(capfd, monkeypatch, ["token", "reveal", "prod"])
+    assert not fast_ran and fast == full and fast.out == TOKEN + "\n"
+
+
+def test_global_options_are_honoured(store: Path, capfd: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+                                     tmp_path: Path) -> None:
+    monkeypatch.setenv("TOKENVAULT_HOME", str(tmp_path / "elsewhere"))
+    for args in (["--home", str(store), "token", "reveal", "prod"], [f"--home={store}", "--key-provider", "file",
+                                                                     "--backend=local", "token", "reveal", "prod"]):
+        fast, full, fast_ran = _both(capfd, monkeypatch, args)
+        assert fast_ran and fast == full and fast.out == TOKEN + "\n"
+
+
+# --------------------------------------------------------------------------- the fast parser knows typer's options
+def _click_command(*path: str) -> Any:
+    import typer.main
+
+    from cli.app import app
+
+    command = typer.main.get_command(app)
+    for name in path:
+        command = command.commands[name]  # type: ignore[attr-defined]
+    return command
+
+
+def _opts(command: Any) -> set[str]:
+    return {opt for p in command.params if p.param_type_name == "option" for opt in (*p.opts, *p.secondary_opts)}
+
+
+def test_the_fast_parser_knows_exactly_the_global_options() -> None:
+    assert _opts(_click_command()) - {"-h", "--help"} == set(cli.fast.GLOBAL_OPTIONS)
+
+
+def test_the_fast_parser_only_accepts_options_typer_has() -> None:
+    assert set(cli.fast.REVEAL_OPTIONS) <= _opts(_click_command("token", "reveal"))
+    exec_opts = _opts(_click_command("exec"))
+    assert set(cli.fast.EXEC_VALUE_OPTIONS) | set(cli.fast.EXEC_FLAGS) <= exec_opts
