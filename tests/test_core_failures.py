@@ -825,6 +825,72 @@ def test_env_provider_keys_rotate_needs_a_new_key_and_then_works(cli: CliRunner,
     _all_readable(cli, vault)
 
 
+# ===================================================== moving and restoring the master key (docs/key-providers.md)
+def _keyring_cli(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, *args: str,
+                 stdin: str | None = None) -> str:
+    """keyring's own command line (``python -m keyring ...``), in-process, on the test's file-backed backend."""
+    import io
+
+    from keyring.cli import main as keyring_main
+
+    if stdin is not None:
+        monkeypatch.setattr(sys, "stdin", io.StringIO(stdin))
+    capsys.readouterr()
+    assert keyring_main(["-b", KEYRING_BACKEND, *args]) in (None, 0)
+    return capsys.readouterr().out.strip()
+
+
+def test_the_keyring_key_backs_up_with_keyring_get_and_restores_with_keyring_set(
+        cli: CliRunner, vault: Vault, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """The recipe in docs/key-providers.md: three entries, read with ``keyring get``, written back with
+    ``keyring set`` from a pipe into a fresh keyring (a new machine, a reinstalled desktop)."""
+    backup = {name: _keyring_cli(capsys, monkeypatch, "get", "tokenvault", name)
+              for name in ("current-key-id", "key-ids")}
+    backup["master-key:" + backup["current-key-id"]] = _keyring_cli(
+        capsys, monkeypatch, "get", "tokenvault", "master-key:" + backup["current-key-id"])
+    vault.keyring_file.unlink()
+    _one_line_error(cli("token", "reveal", "prod"), 4, vault)  # the keyring lost it: wrong (no) key, exit 4
+    for name, value in backup.items():
+        _keyring_cli(capsys, monkeypatch, "set", "tokenvault", name, stdin=value + "\n")
+    _all_readable(cli, vault)
+
+
+def test_a_key_moves_between_local_providers_because_its_id_is_derived_from_it(
+        cli: CliRunner, vault: Vault, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """keyring -> env -> file, as docs/key-providers.md describes: same 32 bytes, same key id, same store."""
+    key_id = _keyring_cli(capsys, monkeypatch, "get", "tokenvault", "current-key-id")
+    key_b64 = _keyring_cli(capsys, monkeypatch, "get", "tokenvault", f"master-key:{key_id}")
+    monkeypatch.setenv("PYTHON_KEYRING_BACKEND", "keyring.backends.fail.Keyring")  # the keyring is gone
+    monkeypatch.setenv("TOKENVAULT_KEY_PROVIDER", "env")
+    monkeypatch.setenv("TOKENVAULT_MASTER_KEY", key_b64)
+    _all_readable(cli, vault)
+    monkeypatch.delenv("TOKENVAULT_MASTER_KEY")
+    monkeypatch.setenv("TOKENVAULT_KEY_PROVIDER", "file")
+    keys = vault.home / "keys"
+    keys.mkdir(mode=0o700)
+    for name, content in ((f"master-{key_id}.key", key_b64), ("current", key_id)):
+        fd = os.open(keys / name, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+        os.write(fd, (content + "\n").encode())
+        os.close(fd)
+    _all_readable(cli, vault)
+    assert cli("keys", "rotate").code == 0 and len(list(keys.glob("master-*.key"))) == 1
+    _all_readable(cli, vault)
+
+
+def test_init_on_an_existing_shared_folder_warns_and_does_not_chmod_it(cli: CliRunner, home: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    home.mkdir(mode=0o755)
+    home.chmod(0o755)
+    monkeypatch.setenv("TOKENVAULT_HOME", str(home))
+    monkeypatch.setenv("TOKENVAULT_KEY_PROVIDER", "file")
+    result = cli("init", "--json")
+    assert result.code == 0 and result.json()["created"] is True  # stdout: the JSON document only
+    assert "warning:" in result.err and f"chmod 700 {home}" in result.err
+    assert stat.S_IMODE(home.stat().st_mode) == 0o755
+    for path in home.rglob("*"):  # what tokenvault made itself is private
+        assert stat.S_IMODE(path.stat().st_mode) == (0o700 if path.is_dir() else 0o600), path
+
+
 # ========================================================================================== the Python API
 def test_tokenvault_open_get_returns_a_secret_that_never_shows_its_value(cli: CliRunner, vault: Vault) -> None:
     import logging

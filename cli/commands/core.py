@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import stat
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -31,6 +33,7 @@ def init(json_out: JsonOpt = False) -> None:
     if not settings.config_path.exists():
         write_config(settings.config_path, {"key_provider": provider, "backend": settings.backend})
     result.update(home=str(settings.home), database=manager.store.display_url, backend=settings.backend)
+    _warn_if_shared(settings.home)
     if json_out:
         render.emit_json(result)
         return
@@ -38,6 +41,18 @@ def init(json_out: JsonOpt = False) -> None:
         render.ok(f"Initialised tokenvault in {settings.home} (key provider: {provider}, key {result['key_id']}).")
     else:
         render.ok(f"Already initialised in {settings.home}; the existing key {result['key_id']} was kept.")
+
+
+def _warn_if_shared(home: Path) -> None:
+    """A home that existed before init keeps its mode; say so if other users can enter it (never chmod behind
+    the user's back: it may be a folder they share on purpose)."""
+    try:
+        mode = stat.S_IMODE(home.stat().st_mode)
+    except OSError:
+        return  # no local home (e.g. PostgreSQL and nothing written there)
+    if mode & 0o077:
+        render.info(f"warning: {home} existed already with mode {mode:o}: other users can list it. The files in it "
+                    f"are 0600, but run `chmod 700 {home}` unless you share that folder on purpose.")
 
 
 def doctor(json_out: JsonOpt = False) -> None:
