@@ -76,22 +76,57 @@ def run(argv: list[str] | None = None, *, fast: bool | None = None) -> int:
 
 
 def _run_app(argv: list[str] | None) -> int:
-    """The typer app; click's own outcomes (exit, abort, usage errors) become exit codes here."""
-    import click
-
+    """The typer app; the framework's own outcomes (exit, abort, usage errors) become exit codes here."""
     from .app import app
 
+    exits, aborts, usage_errors = _framework_exceptions()
     try:
         result = app(args=argv, prog_name="tokenvault", standalone_mode=False)
         return result if isinstance(result, int) else 0
-    except click.exceptions.Exit as exc:
-        return exc.exit_code
-    except click.exceptions.Abort:
+    except exits as exc:
+        return int(getattr(exc, "exit_code", 0))
+    except aborts:
         sys.stderr.write("error: aborted\n")
         return 2
-    except click.ClickException as exc:
-        exc.show()
-        return 2
+    except usage_errors as exc:
+        if type(exc).__name__ == "NoArgsIsHelpError":
+            exc.show()  # type: ignore[attr-defined]  # a bare group: its help is the answer
+            return 2
+        from .render import error
+
+        ctx = getattr(exc, "ctx", None)
+        path = getattr(ctx, "command_path", None) or "tokenvault"
+        message = exc.format_message()  # type: ignore[attr-defined]
+        error(message.rstrip(".") + ".", f"Run `{path} --help` for its usage.")
+        return 2  # the contract's "bad usage or bad input", whatever code the framework would pick
+
+
+def _framework_exceptions() -> tuple[tuple[type[BaseException], ...], ...]:
+    """(exit, abort, usage-error) classes of typer and of the click it runs on.
+
+    typer >= 0.2x vendors click as ``typer._click`` (its exceptions are not ``click``'s); older
+    typers raise click's own. Both families are caught, so a missing argument is exit 2, not a "bug".
+    """
+    import typer
+
+    exits: list[type[BaseException]] = [typer.Exit]
+    aborts: list[type[BaseException]] = [typer.Abort]
+    usage: list[type[BaseException]] = []
+    try:
+        from typer._click.exceptions import ClickException as VendoredClickException
+
+        usage.append(VendoredClickException)
+    except ImportError:
+        pass
+    try:
+        import click
+
+        exits.append(click.exceptions.Exit)
+        aborts.append(click.exceptions.Abort)
+        usage.append(click.ClickException)
+    except ImportError:
+        pass
+    return tuple(exits), tuple(aborts), tuple(usage)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import stat
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Optional
 
 import typer
 
@@ -19,11 +19,24 @@ def register(app: typer.Typer) -> None:
     app.command()(doctor)
 
 
-def init(json_out: JsonOpt = False) -> None:
-    """Create the home (0700), the store (0600) and the master key. Idempotent; never replaces a key."""
+def init(
+    key_provider: Annotated[
+        Optional[str],  # noqa: UP045
+        typer.Option("--key-provider", help="keyring | file | env | vault-transit; recorded for later commands."),
+    ] = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Create the home (0700), the store (0600) and the master key. Idempotent; never replaces a key.
+
+    The key provider is the one named here (or by the global --key-provider / TOKENVAULT_KEY_PROVIDER),
+    else the OS keyring when a real one exists; on a headless machine init stops and names the others.
+    """
     from vault.config import write_config
     from vault.wiring import choose_key_provider
 
+    if key_provider is not None:
+        state.flags["key_provider"] = key_provider
+        state._settings = None
     settings = state.settings()
     provider = choose_key_provider(settings, None)
     settings = settings.with_overrides(key_provider=provider)

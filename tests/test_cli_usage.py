@@ -1,0 +1,31 @@
+"""Bad usage is exit 2 with one `error:` line and a `hint:`, never "unexpected ... bug" (typer vendors click)."""
+
+from __future__ import annotations
+
+import pytest
+from cli_support import CliRunner
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["token", "show"], "error: Missing argument 'label'."),
+    (["--bogus"], "error: No such option: --bogus."),
+    (["token", "generate", "x"], "error: Missing option '--business'."),
+    (["exec", "--token", "x"], "error: Missing argument"),
+    (["reminders", "ics", "not-a-number"], "error: Invalid value"),
+], ids=["missing-argument", "unknown-option", "missing-option", "exec-without-command", "bad-int"])
+def test_bad_usage_is_exit_2_with_one_error_line_and_a_hint(cli: CliRunner, args: list[str], message: str) -> None:
+    res = cli(*args)
+    assert res.code == 2, res.err
+    lines = [line for line in res.err.splitlines() if line.strip()]
+    assert lines[0].startswith(message), res.err
+    assert len(lines) == 2 and lines[1].startswith("hint: Run `tokenvault") and "--help" in lines[1]
+    assert "bug" not in res.err and "Traceback" not in res.err
+
+
+def test_init_takes_the_key_provider_named_in_the_hint(cli: CliRunner, home: object,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TOKENVAULT_HOME", str(home))
+    res = cli("init", "--key-provider", "file", "--json")
+    assert res.code == 0, res.err
+    assert res.json()["key_provider"] == "file"
+    assert cli("init", "--key-provider", "bogus").code == 2
