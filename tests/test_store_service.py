@@ -121,7 +121,8 @@ def _sql(db_path: Path, statement: str, *params: object) -> list[tuple[object, .
     return rows
 
 
-def test_flipped_byte_in_ciphertext_fails_to_open_and_others_stay_readable(manager: TokenManager, db_path: Path) -> None:
+def test_flipped_byte_in_ciphertext_fails_to_open_and_others_stay_readable(manager: TokenManager,
+                                                                           db_path: Path) -> None:
     _import(manager, "prod", TOKEN_A)
     _import(manager, "staging", TOKEN_B)
     (blob_id, ciphertext), = _sql(db_path, "SELECT b.id, b.ciphertext FROM tv_secret_blob b JOIN tv_token t "

@@ -131,7 +131,8 @@ class VaultUnavailable(BackendUnavailable):
 class DatabaseUnavailable(BackendUnavailable):
     """The metadata database cannot be opened, read or written."""
 
-    default_hint = "Check TOKENVAULT_DB_URL / TOKENVAULT_HOME: the file must exist, be writable and be a tokenvault database."
+    default_hint = ("Check TOKENVAULT_DB_URL / TOKENVAULT_HOME: the file must exist, be writable and be a "
+                    "tokenvault database.")
 
 
 class GraphError(VaultError):
@@ -191,7 +192,8 @@ class Deferred(VaultError):
     """The work cannot be done yet; a reminder was recorded (exit 7). ``opens_at`` is when it can."""
 
     exit_code = 7
-    default_hint = "`tokenvault run-due` (from cron/systemd) finishes it when the window opens; see `tokenvault reminders list`."
+    default_hint = ("`tokenvault run-due` (from cron/systemd) finishes it when the window opens; "
+                    "see `tokenvault reminders list`.")
 
     def __init__(
         self, message: str, *, opens_at: datetime | None = None, reminder_id: int | None = None, hint: str | None = None

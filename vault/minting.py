@@ -106,7 +106,8 @@ class Minter:
                                         "only an admin system user can mint here.",
                                         hint="Name an admin system user, or create one in Business Settings.")
             raise NotFound(f"{biz.name} has no admin system user known to tokenvault.",
-                           hint="Create an admin system user in Business Settings, then `tokenvault system-users sync`.")
+                           hint="Create an admin system user in Business Settings, "
+                                "then `tokenvault system-users sync`.")
         first = min(admins, key=lambda uv: uv[1].eligible_from)
         raise Deferred(
             f"No eligible admin system user in {biz.name} yet: {first[0].name} ({first[0].id}) "
