@@ -195,3 +195,21 @@ def test_transient_faults_are_retried_and_nothing_is_lost(world: World) -> None:
     outcome = m.rotate("prod")
     assert outcome.state == "done"
     assert valid_minted(world.sim) == [m.reveal("prod").reveal()]
+
+
+def test_check_whatsapp_reads_the_phone_number_with_the_token_itself(world: World) -> None:
+    from vault.errors import InvalidInput, NotFound, TokenInvalid
+
+    m = world.manager()
+    m.generate_token("prod", business="acme", scopes=SCOPES)
+    fields = m.check_whatsapp("prod", world.ids.phone_number_id)
+    assert fields["id"] == world.ids.phone_number_id and "display_phone_number" in fields
+    call = world.sim.requests[-1]
+    assert call.access_token == m.reveal("prod").reveal()  # the token under test made the call
+    with pytest.raises(InvalidInput):
+        m.check_whatsapp("prod", "+1 555")
+    world.sim.revoke(m.reveal("prod").reveal())
+    with pytest.raises(TokenInvalid):
+        m.check_whatsapp("prod", world.ids.phone_number_id)
+    with pytest.raises(NotFound):
+        m.check_whatsapp("nope", world.ids.phone_number_id)

@@ -361,6 +361,22 @@ class TokenManager:
         self.audit("token.verify", label, version=record.version, valid=info.is_valid)
         return self.store.get_token(label), info
 
+    def check_whatsapp(self, label: str, phone_number_id: str) -> dict[str, object]:
+        """A cheap live call with the token itself: read a WhatsApp phone number's public fields.
+
+        Proves what debug_token cannot: that the token reaches this WABA's number for WhatsApp today.
+        Raises TokenInvalid / PermissionMissing (no access to the number's WABA) / ... (exit 6).
+        """
+        if not phone_number_id.isdigit():
+            raise InvalidInput(f"A phone number id is digits, got {phone_number_id!r}.",
+                               hint="Copy it from WhatsApp Manager > Phone numbers (the id, not the number).")
+        record = self.store.get_token(label)
+        biz = self.store.get_business(record.business_name)
+        secret = self.secrets.get(SecretRef(SecretKind.TOKEN, record.id, record.version, label))
+        fields = self.graph.check_whatsapp(secret, self.app_credentials(biz), phone_number_id)
+        self.audit("token.check_whatsapp", label, version=record.version, phone_number_id=phone_number_id)
+        return fields
+
     def revoke(self, label: str, *, version: int | None = None,
                status: TokenStatus = TokenStatus.REVOKED) -> TokenRecord:
         """Revoke ``label`` (current or given version) at Meta, then mark it revoked.
