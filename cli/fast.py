@@ -1,10 +1,12 @@
-"""``token reveal`` and ``exec`` without typer, click, rich or SQLAlchemy, when that gives the same result.
+"""``token reveal``, ``exec`` and ``token list --json`` without typer, click, rich or SQLAlchemy, when that
+gives the same result.
 
 :func:`dispatch` recognises exactly these command lines (global options first, as typer takes them)::
 
     tokenvault [--home P] [--db-url U] [--key-provider K] [--backend B] [--graph-url G] \\
         token reveal LABEL [--version N]
     tokenvault [global options] exec (--token|-t) LABEL[:VAR] ... [--mask] [--allow-inactive] -- CMD [ARGS...]
+    tokenvault [global options] token list --json
 
 and runs them on :func:`vault.fastread.open_fast`'s reader. It returns None - run the typer app instead -
 for anything else: any other command or option, ``--help``, bad usage, a store that is not the plain local
@@ -38,7 +40,7 @@ EXEC_FLAGS = {"--mask": "mask", "--allow-inactive": "allow_inactive"}
 class FastCommand:
     """A recognised command line."""
 
-    name: str  # "reveal" | "exec"
+    name: str  # "reveal" | "exec" | "list"
     flags: dict[str, Any]
     label: str = ""
     version: int | None = None
@@ -76,6 +78,8 @@ def recognise(args: list[str]) -> FastCommand | None:
     rest = args[i:]
     if rest[:2] == ["token", "reveal"]:
         return _reveal(flags, rest[2:])
+    if rest == ["token", "list", "--json"]:
+        return FastCommand("list", flags)
     if rest[:1] == ["exec"]:
         return _exec(flags, rest[1:])
     return None
@@ -149,6 +153,12 @@ def dispatch(args: list[str]) -> int | None:
             if cmd.name == "reveal":
                 secret = reader.reveal(cmd.label, version=cmd.version)
                 sys.stdout.write(secret.reveal() + "\n")
+                return 0
+            if cmd.name == "list":
+                records = reader.list_tokens()
+                from . import render
+
+                render.emit_json_array(r.as_json() for r in records)
                 return 0
             return _run_exec(reader, cmd)
     except FastPathUnavailable:

@@ -14,6 +14,13 @@ def emit_json(data: Any) -> None:
     sys.stdout.write(json.dumps(data, indent=2, sort_keys=False, default=_default) + "\n")
 
 
+def emit_json_array(items: Iterable[Any]) -> None:
+    """One JSON array on stdout, one element per line: still one document, and fast for 100,000 elements
+    (``indent`` makes :mod:`json` fall back to its pure-Python encoder, ~5x slower)."""
+    encode = json.JSONEncoder(default=_default, check_circular=False).encode
+    sys.stdout.write("[\n" + ",\n".join(map(encode, items)) + "\n]\n")
+
+
 def _default(value: Any) -> Any:
     if isinstance(value, datetime):
         return value.isoformat()

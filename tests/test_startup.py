@@ -129,8 +129,10 @@ CHILD = [sys.executable, "-c", "import os,sys; print(os.environ.get('WHATSAPP_TO
     (["exec", "--token", "nope", "--", *CHILD], 3),
     (["exec", "--token", "bad label!", "--", *CHILD], 2),
     (["exec", "--token", "prod", "--", "/nonexistent/tokenvault-test-cmd"], 127),
+    (["token", "list", "--json"], 0),
 ], ids=["reveal", "reveal-version", "reveal-version-first", "reveal-unknown", "reveal-no-such-version", "exec",
-        "exec-two-tokens-exit-code", "exec-named-var-mask", "exec-unknown", "exec-bad-spec", "exec-not-found"])
+        "exec-two-tokens-exit-code", "exec-named-var-mask", "exec-unknown", "exec-bad-spec", "exec-not-found",
+        "list-json"])
 def test_fast_path_output_errors_and_exit_codes_are_the_typer_paths(
         store: Path, capfd: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, args: list[str],
         code: int) -> None:
@@ -138,8 +140,10 @@ def test_fast_path_output_errors_and_exit_codes_are_the_typer_paths(
     assert fast_ran, "this command line should have taken the fast path"
     assert fast == full
     assert fast.code == code, fast.err
-    if code == 0 and args[0] == "token":
+    if code == 0 and args[:2] == ["token", "reveal"]:
         assert fast.out in (TOKEN + "\n", OTHER + "\n")
+    if args[:2] == ["token", "list"]:
+        assert [t["label"] for t in json.loads(fast.out)] == ["other", "prod"]
     if code not in (0, 7):
         lines = fast.err.splitlines()
         assert lines[0].startswith("error: ") and len(lines) <= 2, fast.err
@@ -175,9 +179,11 @@ def test_a_tampered_row_is_exit_4_on_both_paths(store: Path, capfd: pytest.Captu
     ["--home", "--", "token", "reveal", "prod"],
     ["--nope", "token", "reveal", "prod"],
     ["token", "reveal", "-h"],
+    ["token", "list"],
+    ["token", "list", "--json", "--help"],
 ], ids=["reveal-no-label", "reveal-two-labels", "reveal-bad-version", "reveal-unknown-option", "reveal-help",
         "exec-no-command", "exec-no-token", "exec-other-option", "exec-token-without-value", "global-without-value",
-        "unknown-global", "reveal-short-help"])
+        "unknown-global", "reveal-short-help", "list-table", "list-help"])
 def test_bad_usage_and_help_go_through_typer(store: Path, capfd: pytest.CaptureFixture[str],
                                              monkeypatch: pytest.MonkeyPatch, args: list[str]) -> None:
     assert cli.fast.recognise(args) is None

@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any
 
@@ -125,20 +125,23 @@ _STATUS: dict[str, TokenStatus] = {s.value: s for s in TokenStatus}
 _SOURCE: dict[str, TokenSource] = {s.value: s for s in TokenSource}
 
 
+_parse = datetime.fromisoformat
+
+
 def when(value: datetime | str | None) -> datetime | None:
-    """A stored datetime as aware UTC. SQLite gives text (SQLAlchemy's ``YYYY-MM-DD HH:MM:SS.ffffff``),
-    PostgreSQL a naive ``datetime``; both hold UTC."""
+    """A stored datetime as aware UTC. SQLite gives text (SQLAlchemy's ``YYYY-MM-DD HH:MM:SS.ffffff``, no
+    offset), PostgreSQL a naive ``datetime``; both hold UTC."""
     if value is None:
         return None
-    if isinstance(value, str):
-        value = datetime.fromisoformat(value)
-    return as_utc(value)
+    if type(value) is str:  # the hot case (a list of 100,000 tokens parses 300,000 of these)
+        return _parse(value).replace(tzinfo=UTC)
+    return as_utc(value)  # type: ignore[arg-type]
 
 
 def _when_req(value: datetime | str) -> datetime:
-    result = when(value)
-    assert result is not None
-    return result
+    if type(value) is str:
+        return _parse(value).replace(tzinfo=UTC)
+    return as_utc(value)  # type: ignore[arg-type]
 
 
 @lru_cache(maxsize=4096)
@@ -156,8 +159,9 @@ def token_record(row: Sequence[Any], history: Sequence[TokenVersionRecord] = ())
         source=_SOURCE[source],
         provenance=Provenance(business_id=business_id, system_user_id=system_user_id, app_id=app_id,
                               scopes=_strings(scopes), waba_ids=_strings(waba_ids)),
-        created_at=_when_req(created_at), expires_at=when(expires_at), fingerprint=fingerprint, last4=last4,
-        verified_at=when(verified_at), backend=backend, max_age_days=max_age_days, history=tuple(history),
+        created_at=_when_req(created_at), expires_at=None if expires_at is None else when(expires_at),
+        fingerprint=fingerprint, last4=last4, verified_at=None if verified_at is None else when(verified_at),
+        backend=backend, max_age_days=max_age_days, history=tuple(history),
     )
 
 

@@ -31,7 +31,8 @@ def show_record(record: TokenRecord, json_out: bool) -> None:
         if record.history:
             data["history"] = [
                 {"version": v.version, "status": v.status.value, "source": v.source.value,
-                 "created_at": v.created_at.isoformat(), "revoked_at": v.revoked_at.isoformat() if v.revoked_at else None,
+                 "created_at": v.created_at.isoformat(),
+                 "revoked_at": v.revoked_at.isoformat() if v.revoked_at else None,
                  "fingerprint": v.fingerprint, "last4": v.last4, "system_user_id": v.system_user_id}
                 for v in record.history]
         render.emit_json(data)
@@ -78,12 +79,13 @@ def import_(
 
 @app.command("list")
 def list_(json_out: JsonOpt = False) -> None:
-    """Every token's metadata and provenance; never a secret."""
+    """Every token's metadata and provenance; never a secret. --json: an array, one token per line."""
     records = state.manager().list_tokens()
     if json_out:
-        render.emit_json([r.as_json() for r in records])
+        render.emit_json_array(r.as_json() for r in records)
         return
-    render.table("Tokens", ["label", "status", "v", "business", "system user", "scopes", "expires", "verified", "last4"],
+    render.table("Tokens",
+                 ["label", "status", "v", "business", "system user", "scopes", "expires", "verified", "last4"],
                  [(r.label, r.status.value, r.version, r.business_name, r.provenance.system_user_id,
                    ",".join(r.provenance.scopes), render.when(r.expires_at), render.when(r.verified_at, "-"), r.last4)
                   for r in records])
