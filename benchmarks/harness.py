@@ -1,0 +1,220 @@
+"""What every benchmark section shares: the Figure type, hyperfine-like timing of commands, and homes to run them in.
+
+A figure is always reported with a *ratio* to something measured in the same run (the bare interpreter, the
+same command on a small store, the OpenBao CLI...), because absolute milliseconds depend on the machine;
+the ratio is what the goals in issue 7 are written against.
+
+Timing: every command is run as a fresh process (``subprocess``), ``warmup`` times unmeasured, then ``runs``
+times; commands that are compared with each other are interleaved round-robin so that a busy moment on the
+machine hits all of them alike. The figure is the median; min and the median absolute deviation are kept in
+results.json.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+TOKEN = "EAAGbenchmarkToken" + "Zq9Xw8Vu7" * 20 + "WXYZ"
+
+
+@dataclass
+class Figure:
+    """One measured figure. ``ratio`` is ``value`` relative to ``baseline`` (named), measured in the same run;
+    ``ok`` says whether ``goal`` is met (None when the figure has no goal)."""
+
+    section: str
+    what: str
+    value: float
+    unit: str
+    ratio: float | None = None
+    baseline: str | None = None
+    goal: str = ""
+    ok: bool | None = None
+    detail: dict[str, Any] = field(default_factory=dict)
+
+    def as_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Timing:
+    """Wall times of repeated runs of one command, in seconds."""
+
+    samples: tuple[float, ...]
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.samples)
+
+    @property
+    def minimum(self) -> float:
+        return min(self.samples)
+
+    @property
+    def mad(self) -> float:
+        med = self.median
+        return statistics.median(abs(s - med) for s in self.samples)
+
+    def summary(self) -> dict[str, Any]:
+        return {"runs": len(self.samples), "median_ms": round(self.median * 1000, 2),
+                "min_ms": round(self.minimum * 1000, 2), "mad_ms": round(self.mad * 1000, 2)}
+
+
+def tool(name: str) -> str:
+    """An executable of this virtualenv (tokenvault, bao), else PATH."""
+    beside = BIN / name
+    if beside.exists():
+        return str(beside)
+    found = shutil.which(name)
+    if not found:
+        raise FileNotFoundError(f"{name} is not installed next to {sys.executable} nor on PATH")
+    return found
+
+
+def run_once(argv: Sequence[str], env: Mapping[str, str], *, stdin: str | None = None,
+             check: bool = True) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.run(list(argv), env=dict(env), input=stdin, capture_output=True, text=True, timeout=600)
+    if check and proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(argv)} exited {proc.returncode}: {proc.stderr.strip()[-2000:]}")
+    return proc
+
+
+def compare(commands: Mapping[str, tuple[Sequence[str], Mapping[str, str]]], *, runs: int,
+            warmup: int = 2) -> dict[str, Timing]:
+    """Time each ``name: (argv, env)`` ``runs`` times (after ``warmup``), interleaved; output discarded."""
+    samples: dict[str, list[float]] = {name: [] for name in commands}
+    for round_ in range(warmup + runs):
+        for name, (argv, env) in commands.items():
+            start = time.perf_counter()
+            proc = subprocess.run(list(argv), env=dict(env), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                  stderr=subprocess.PIPE, timeout=600)
+            elapsed = time.perf_counter() - start
+            if proc.returncode != 0:
+                raise RuntimeError(f"{name}: {' '.join(argv)} exited {proc.returncode}: "
+                                   f"{proc.stderr.decode(errors='replace').strip()[-2000:]}")
+            if round_ >= warmup:
+                samples[name].append(elapsed)
+    return {name: Timing(tuple(values)) for name, values in samples.items()}
+
+
+def base_env(home: Path | None = None, **extra: str) -> dict[str, str]:
+    """A minimal, explicit environment: no TOKENVAULT_*/VAULT_* of the person running the benchmark."""
+    keep = ("PATH", "LANG", "LC_ALL", "TMPDIR", "SYSTEMROOT", "PYTHONPATH")  # PYTHONPATH: benchmark another tree
+    env = {k: v for k, v in os.environ.items() if k in keep}
+    env["HOME"] = str(home.parent if home else tempfile.gettempdir())
+    env["PYTHONDONTWRITEBYTECODE"] = "0"
+    if home is not None:
+        env["TOKENVAULT_HOME"] = str(home)
+        env["TOKENVAULT_KEY_PROVIDER"] = "file"
+        env["TOKENVAULT_ACTOR"] = "benchmark@localhost"
+    env.update(extra)
+    return env
+
+
+def make_home(base: Path, tokens: int, *, label_prefix: str = "bench") -> tuple[Path, list[str]]:
+    """A tokenvault home with ``tokens`` tokens on the local backend and the file key provider.
+
+    The first token goes through the real CLI (init, business add, token import) so the store is exactly what
+    a user has; the rest are added in bulk by :func:`bulk_tokens`. Returns the home and the labels.
+    """
+    home = base / f"home-{tokens}"
+    env = base_env(home)
+    tv = tool("tokenvault")
+    run_once([tv, "init"], env)
+    run_once([tv, "business", "add", "acme", "--business-id", "1001", "--app-id", "2002"], env,
+             stdin="app-secret-for-benchmarks\nEAAadminTokenForBenchmarks9876\n")
+    first = f"{label_prefix}-{0:06d}"
+    run_once([tv, "token", "import", first, "--business", "acme", "--system-user", "3003",
+              "--scopes", "whatsapp_business_messaging,whatsapp_business_management", "--waba", "4004",
+              "--no-verify"], env, stdin=TOKEN + "\n")
+    labels = [first] + [f"{label_prefix}-{i:06d}" for i in range(1, tokens)]
+    if tokens > 1:
+        bulk_tokens(home, labels[1:])
+    return home, labels
+
+
+def bulk_tokens(home: Path, labels: Sequence[str]) -> None:
+    """Add tokens the way ``token import`` stores them (token, version, sealed blob, audit event), in bulk.
+
+    Uses tokenvault's own sealing (:func:`vault.crypto.seal_secret` with the home's key provider) and the
+    audit chain's hash, and SQLAlchemy Core inserts on the model tables; one transaction.
+    """
+    sys.path.insert(0, str(ROOT))
+    import json
+    from datetime import UTC, datetime, timedelta
+
+    import sqlalchemy as sa
+
+    from vault import crypto, models
+    from vault.adapters import store_sql
+    from vault.adapters.keys_file import FileKeyProvider
+    from vault.types import Secret, SecretKind, SecretRef
+
+    keys = FileKeyProvider(home / "keys")
+    key_id = keys.current_key_id()
+    master = keys._key(key_id)  # one read of the key file instead of one per token (bulk only)
+
+    class _Cached:
+        def wrap(self, dek: bytes, aad: bytes, *, key_id: str | None = None) -> tuple[str, bytes]:
+            return key_id_, crypto.seal(master, dek, aad)
+
+    key_id_ = key_id
+    engine = sa.create_engine(f"sqlite:///{home / 'tokenvault.db'}")
+    t0 = datetime(2025, 1, 1, tzinfo=UTC)
+    try:
+        with engine.begin() as conn:
+            next_id = conn.execute(sa.select(sa.func.max(models.TokenRow.id))).scalar_one() + 1
+            head_row = conn.execute(sa.select(models.SettingRow.value).where(
+                models.SettingRow.key == "audit_head")).scalar_one()
+            head = json.loads(head_row)
+            seq, prev = int(head["seq"]), str(head["hash"])
+            tokens, versions, blobs, events = [], [], [], []
+            for offset, label in enumerate(labels):
+                token_id = next_id + offset
+                value = f"EAAGbulk{token_id:08d}" + "Kp4Lm5" * 20 + f"{token_id % 10000:04d}"
+                created = t0 + timedelta(seconds=offset)
+                tokens.append({"id": token_id, "label": label, "business_pk": 1, "current_version": 1,
+                               "max_age_days": None, "created_at": created})
+                versions.append({"token_id": token_id, "version": 1, "status": "active", "source": "imported",
+                                 "system_user_id": "3003", "app_id": "2002",
+                                 "scopes": json.dumps(["whatsapp_business_messaging"]),
+                                 "waba_ids": json.dumps(["4004"]), "fingerprint": f"{token_id:032x}",
+                                 "last4": value[-4:], "created_at": created, "expires_at": None,
+                                 "verified_at": None, "debug_summary": "{}", "revoked_at": None,
+                                 "backend": "local"})
+                sealed = crypto.seal_secret(_Cached(), Secret(value),  # type: ignore[arg-type]
+                                            SecretRef(SecretKind.TOKEN, token_id, 1, label))
+                blobs.append({"kind": "token", "owner_id": token_id, "version": 1, "key_id": sealed.key_id,
+                              "wrapped_key": sealed.wrapped_key, "ciphertext": sealed.ciphertext})
+                body = json.dumps({"fingerprint": f"{token_id:032x}", "system_user_id": "3003", "verified": False,
+                                   "version": 1}, sort_keys=True, separators=(",", ":"))
+                seq += 1
+                digest = store_sql.audit_hash(seq, prev, created, "benchmark@localhost", "token.import", label, body)
+                events.append({"seq": seq, "at": created, "actor": "benchmark@localhost", "action": "token.import",
+                               "subject": label, "details": body, "prev_hash": prev, "hash": digest})
+                prev = digest
+            conn.execute(sa.insert(models.TokenRow.__table__), tokens)  # type: ignore[attr-defined]
+            conn.execute(sa.insert(models.TokenVersionRow.__table__), versions)  # type: ignore[attr-defined]
+            conn.execute(sa.insert(models.SecretBlobRow.__table__), blobs)  # type: ignore[attr-defined]
+            conn.execute(sa.insert(models.AuditEventRow.__table__), events)  # type: ignore[attr-defined]
+            conn.execute(sa.update(models.SettingRow.__table__)  # type: ignore[attr-defined]
+                         .where(models.SettingRow.key == "audit_head")
+                         .values(value=json.dumps({"seq": seq, "hash": prev})))
+    finally:
+        engine.dispose()
+
+
+def ms(seconds: float) -> float:
+    return round(seconds * 1000, 1)
