@@ -837,6 +837,50 @@ def test_env_provider_keys_rotate_needs_a_new_key_and_then_works(cli: CliRunner,
     _all_readable(cli, vault)
 
 
+# ======================================================================== both read paths fail the same way
+def test_token_reveal_fails_identically_on_the_fast_path_and_the_full_one(cli: CliRunner, vault: Vault,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """``token reveal`` is first offered to a fast path (no typer/SQLAlchemy); each failure above must give the
+    same exit code and the same two lines there and on the full path (TOKENVAULT_FAST_PATH=0)."""
+    backup = vault.db.read_bytes()
+    blob_id, _, ciphertext = _blob(vault.db, "prod")
+
+    def flipped() -> None:
+        _sql(vault.db, "UPDATE tv_secret_blob SET ciphertext=? WHERE id=?", _flip(ciphertext, -1), blob_id)
+
+    def corrupt() -> None:
+        _damage(vault.db, "garbage-pages")
+
+    def emptied() -> None:
+        vault.db.write_bytes(b"")
+
+    states = {
+        "wrong-key": lambda: (monkeypatch.setenv("TOKENVAULT_KEY_PROVIDER", "env"),
+                              monkeypatch.setenv("TOKENVAULT_MASTER_KEY", master_key_b64())),
+        "no-keyring": lambda: monkeypatch.setenv("PYTHON_KEYRING_BACKEND", "keyring.backends.fail.Keyring"),
+        "flipped-byte": flipped, "corrupt-db": corrupt, "empty-db": emptied,
+        "unknown-label": lambda: None,
+    }
+    expected = {"wrong-key": 4, "no-keyring": 5, "flipped-byte": 4, "corrupt-db": 4, "empty-db": 5,
+                "unknown-label": 3}
+    for name, damage in states.items():
+        damage()
+        label = "nope" if name == "unknown-label" else "prod"
+        results = []
+        for fast in ("1", "0"):
+            monkeypatch.setenv("TOKENVAULT_FAST_PATH", fast)
+            results.append(cli("token", "reveal", label))
+        for result in results:
+            _one_line_error(result, expected[name], vault)
+        assert results[0].err == results[1].err, name
+        monkeypatch.delenv("TOKENVAULT_KEY_PROVIDER", raising=False)
+        monkeypatch.delenv("TOKENVAULT_MASTER_KEY", raising=False)
+        monkeypatch.setenv("PYTHON_KEYRING_BACKEND", KEYRING_BACKEND)
+        vault.db.write_bytes(backup)
+    monkeypatch.delenv("TOKENVAULT_FAST_PATH")
+    _all_readable(cli, vault)
+
+
 # ===================================================== moving and restoring the master key (docs/key-providers.md)
 def _keyring_cli(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, *args: str,
                  stdin: str | None = None) -> str:
