@@ -59,9 +59,18 @@ def show_record(record: TokenRecord, json_out: bool) -> None:
 def import_(
     label: Annotated[str, typer.Argument(help="A label for the token, e.g. prod-whatsapp.")],
     business: Annotated[str, typer.Option("--business", help="The registered business name.")],
-    system_user: Annotated[Optional[str], typer.Option("--system-user", help="The system user id that generated it.")] = None,  # noqa: UP045
-    scopes: Annotated[Optional[str], typer.Option("--scopes", help="Comma-separated scopes, e.g. whatsapp_business_messaging.")] = None,  # noqa: UP045
-    waba: Annotated[Optional[list[str]], typer.Option("--waba", help="A WABA id the token reaches (repeatable).")] = None,  # noqa: UP045
+    system_user: Annotated[
+        Optional[str],  # noqa: UP045
+        typer.Option("--system-user", help="The system user id that generated it."),
+    ] = None,
+    scopes: Annotated[
+        Optional[str],  # noqa: UP045
+        typer.Option("--scopes", help="Comma-separated scopes, e.g. whatsapp_business_messaging."),
+    ] = None,
+    waba: Annotated[
+        Optional[list[str]],  # noqa: UP045
+        typer.Option("--waba", help="A WABA id the token reaches (repeatable)."),
+    ] = None,
     no_verify: Annotated[bool, typer.Option("--no-verify", help="Do not check the token with debug_token.")] = False,
     max_age_days: Annotated[Optional[int], typer.Option("--max-age-days", help="Rotate when older than this.")] = None,  # noqa: UP045
     json_out: JsonOpt = False,
@@ -142,7 +151,8 @@ def generate(
     scopes: Annotated[str, typer.Option("--scopes", help="Comma-separated scopes.")] = (
         "whatsapp_business_management,whatsapp_business_messaging"),
     system_user: Annotated[Optional[str], typer.Option("--system-user", help="Mint through this system user.")] = None,  # noqa: UP045
-    expiring: Annotated[bool, typer.Option("--expiring", help="A 60-day token instead of a never-expiring one.")] = False,
+    expiring: Annotated[
+        bool, typer.Option("--expiring", help="A 60-day token instead of a never-expiring one.")] = False,
     max_age_days: Annotated[Optional[int], typer.Option("--max-age-days", help="Rotate when older than this.")] = None,  # noqa: UP045
     json_out: JsonOpt = False,
 ) -> None:
@@ -163,7 +173,10 @@ def rotate(
     compromised: Annotated[bool, typer.Option("--compromised", help="Revoke the old token FIRST, then mint.")] = False,
     reason: Annotated[str, typer.Option("--reason", help="Why (kept in the audit trail).")] = "",
     all_: Annotated[bool, typer.Option("--all", help="Rotate every active token.")] = False,
-    system_user: Annotated[Optional[str], typer.Option("--system-user", help="Rotate every token minted by this system user.")] = None,  # noqa: UP045
+    system_user: Annotated[
+        Optional[str],  # noqa: UP045
+        typer.Option("--system-user", help="Rotate every token minted by this system user."),
+    ] = None,
     concurrency: Annotated[int, typer.Option("--concurrency", min=1, max=64, help="Parallel rotations (bulk).")] = 4,
     json_out: JsonOpt = False,
 ) -> None:
