@@ -591,7 +591,7 @@ def test_a_home_path_blocked_by_a_file_is_a_one_line_error_and_the_file_is_kept(
     for args in (("init",), ("token", "list")):
         result = cli(*args)
         _one_line_error(result, 2)
-        assert "Not a directory" in result.err and str(blocker) in result.err
+        assert "is not a folder: a file is in the way" in result.err and str(blocker) in result.err
     assert blocker.read_bytes() == b"not a folder" and sorted(tmp_path.iterdir()) == [blocker]
 
 

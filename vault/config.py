@@ -127,6 +127,10 @@ def _read_config_file(path: Path) -> dict[str, object]:
         raw = path.read_bytes()
     except FileNotFoundError:
         return {}
+    except NotADirectoryError:
+        raise InvalidInput(f"TOKENVAULT_HOME {path.parent} is not a folder: a file is in the way.",
+                           hint="Point TOKENVAULT_HOME (or --home) at a folder; `tokenvault init` creates it 0700.") \
+            from None
     except OSError as exc:
         raise InvalidInput(f"Cannot read {path}: {exc.strerror}.", hint="Check the file's permissions.") from None
     try:
