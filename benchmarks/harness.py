@@ -6,13 +6,15 @@ the ratio is what the goals in issue 7 are written against.
 
 Timing: every command is run as a fresh process (``subprocess``), ``warmup`` times unmeasured, then ``runs``
 times; commands that are compared with each other are interleaved round-robin so that a busy moment on the
-machine hits all of them alike. The figure is the median; min and the median absolute deviation are kept in
-results.json.
+machine hits all of them alike. The figure is the median wall time; min, the median absolute deviation and
+the median CPU time (user + system of the child, from ``getrusage``: what the command costs, whatever else
+the machine is doing) are kept in results.json.
 """
 
 from __future__ import annotations
 
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -50,9 +52,10 @@ class Figure:
 
 @dataclass(frozen=True)
 class Timing:
-    """Wall times of repeated runs of one command, in seconds."""
+    """Wall times (and CPU times) of repeated runs of one command, in seconds."""
 
     samples: tuple[float, ...]
+    cpu: tuple[float, ...] = ()
 
     @property
     def median(self) -> float:
@@ -67,9 +70,14 @@ class Timing:
         med = self.median
         return statistics.median(abs(s - med) for s in self.samples)
 
+    @property
+    def cpu_median(self) -> float:
+        return statistics.median(self.cpu) if self.cpu else float("nan")
+
     def summary(self) -> dict[str, Any]:
         return {"runs": len(self.samples), "median_ms": round(self.median * 1000, 2),
-                "min_ms": round(self.minimum * 1000, 2), "mad_ms": round(self.mad * 1000, 2)}
+                "min_ms": round(self.minimum * 1000, 2), "mad_ms": round(self.mad * 1000, 2),
+                "cpu_median_ms": round(self.cpu_median * 1000, 2)}
 
 
 def tool(name: str) -> str:
@@ -95,18 +103,22 @@ def compare(commands: Mapping[str, tuple[Sequence[str], Mapping[str, str]]], *, 
             warmup: int = 2) -> dict[str, Timing]:
     """Time each ``name: (argv, env)`` ``runs`` times (after ``warmup``), interleaved; output discarded."""
     samples: dict[str, list[float]] = {name: [] for name in commands}
+    cpu: dict[str, list[float]] = {name: [] for name in commands}
     for round_ in range(warmup + runs):
         for name, (argv, env) in commands.items():
+            before = resource.getrusage(resource.RUSAGE_CHILDREN)
             start = time.perf_counter()
             proc = subprocess.run(list(argv), env=dict(env), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                   stderr=subprocess.PIPE, timeout=600)
             elapsed = time.perf_counter() - start
+            after = resource.getrusage(resource.RUSAGE_CHILDREN)
             if proc.returncode != 0:
                 raise RuntimeError(f"{name}: {' '.join(argv)} exited {proc.returncode}: "
                                    f"{proc.stderr.decode(errors='replace').strip()[-2000:]}")
             if round_ >= warmup:
                 samples[name].append(elapsed)
-    return {name: Timing(tuple(values)) for name, values in samples.items()}
+                cpu[name].append(after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime)
+    return {name: Timing(tuple(samples[name]), tuple(cpu[name])) for name in commands}
 
 
 def base_env(home: Path | None = None, **extra: str) -> dict[str, str]:

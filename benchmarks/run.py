@@ -15,7 +15,9 @@ import argparse
 import importlib
 import json
 import math
+import os
 import platform
+import signal
 import sys
 import time
 import traceback
@@ -70,6 +72,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", action="append", metavar="SECTION", help=f"one of {', '.join(sections())}")
     parser.add_argument("--output", type=Path, default=HERE / "results.json", help="where to write the JSON")
     args = parser.parse_args(argv)
+    # SIGTERM unwinds like Ctrl-C: the sections' finally blocks stop the servers they started
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     available = sections()
     chosen = args.only or list(available)
     unknown = [name for name in chosen if name not in available]
@@ -91,7 +95,8 @@ def main(argv: list[str] | None = None) -> int:
         "when": datetime.now(UTC).isoformat(timespec="seconds"),
         "quick": args.quick,
         "machine": {"python": platform.python_version(), "platform": platform.platform(),
-                    "processor": platform.processor() or platform.machine()},
+                    "processor": platform.processor() or platform.machine(), "cpus": os.cpu_count(),
+                    "load_average_at_end": [round(x, 2) for x in os.getloadavg()]},
         "seconds": round(time.perf_counter() - started, 1),
         "figures": [_finite(f.as_json()) for f in figures],
         "errors": errors,

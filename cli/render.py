@@ -16,9 +16,14 @@ def emit_json(data: Any) -> None:
 
 def emit_json_array(items: Iterable[Any]) -> None:
     """One JSON array on stdout, one element per line: still one document, and fast for 100,000 elements
-    (``indent`` makes :mod:`json` fall back to its pure-Python encoder, ~5x slower)."""
+    (``indent`` makes :mod:`json` fall back to its pure-Python encoder, ~5x slower). ``items`` may be a
+    generator: it is consumed with the cyclic GC paused (see :func:`vault.queries.gc_paused`)."""
+    from vault.queries import gc_paused
+
     encode = json.JSONEncoder(default=_default, check_circular=False).encode
-    sys.stdout.write("[\n" + ",\n".join(map(encode, items)) + "\n]\n")
+    with gc_paused():
+        text = "[\n" + ",\n".join(map(encode, items)) + "\n]\n"
+    sys.stdout.write(text)
 
 
 def _default(value: Any) -> Any:

@@ -106,7 +106,9 @@ def test_every_table_and_column_the_queries_name_is_in_vault_models() -> None:
 
 
 def test_the_queries_are_written_for_the_latest_schema_version() -> None:
-    assert queries.SCHEMA_VERSION == migrations.LATEST
+    assert queries.SCHEMA_VERSION == migrations.LATEST, (
+        "a migration was added: check vault/queries.py against the new schema (this file's tests), then set "
+        "vault.queries.SCHEMA_VERSION to migrations.LATEST (until then the fast path steps aside)")
 
 
 def test_the_fast_store_has_sql_stores_signatures() -> None:

@@ -137,7 +137,7 @@ class FastStore:
 
     def list_tokens(self) -> list[TokenRecord]:
         with self._errors():
-            return [queries.token_record(row) for row in self.conn.execute(queries.ALL_TOKENS)]
+            return queries.token_records(self.conn.execute(queries.ALL_TOKENS))
 
     def get_blob(self, kind: str, owner_id: int, version: int) -> BlobRecord | None:
         return queries.blob_record(self._one(queries.BLOB, {"kind": kind, "owner_id": owner_id, "version": version}))

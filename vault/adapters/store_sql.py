@@ -469,8 +469,7 @@ class SqlStore:
     def list_tokens(self) -> list[TokenRecord]:
         """Every token with a current version, by label: one query, rows straight to records (no ORM objects)."""
         with self.session() as s:
-            result = s.connection().execute(text(queries.ALL_TOKENS))
-            return [queries.token_record(row) for row in result]
+            return queries.token_records(s.connection().execute(text(queries.ALL_TOKENS)))
 
     def version_record(self, token_id: int, version: int) -> TokenVersionRecord:
         with self.session() as s:
