@@ -328,16 +328,28 @@ def test_a_token_envelope_moved_onto_the_app_secret_does_not_open(cli: CliRunner
     assert cli("token", "reveal", "prod").out == vault.tokens["prod"] + "\n"
 
 
-@pytest.mark.xfail(strict=True, reason="known gap (SECURITY.md): envelopes are bound to (kind, record id, version), "
-                   "not to the label, so a database writer can swap two records' labels; binding the label needs an "
-                   "envelope format change with a migration of every stored envelope")
-def test_swapped_labels_do_not_hand_out_the_other_token(cli: CliRunner, vault: Vault) -> None:
-    with sqlite3.connect(vault.db) as conn:
+def _swap_labels(db: Path) -> None:
+    with sqlite3.connect(db) as conn:
         conn.execute("UPDATE tv_token SET label='tmp' WHERE label='prod'")
         conn.execute("UPDATE tv_token SET label='prod' WHERE label='staging'")
         conn.execute("UPDATE tv_token SET label='staging' WHERE label='tmp'")
     conn.close()
-    assert cli("token", "reveal", "prod").out != vault.tokens["staging"] + "\n"
+
+
+@pytest.mark.parametrize("path", ["fast", "full"])
+def test_swapped_labels_do_not_hand_out_the_other_token(cli: CliRunner, vault: Vault, path: str,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Envelopes are bound to the label too: swapping two tokens' labels in the database is exit 4 for both
+    (on the fast read path and the full one), and swapping them back restores everything."""
+    if path == "full":
+        monkeypatch.setenv("TOKENVAULT_DB_URL", f"sqlite:///{vault.db}?timeout=30")  # with options: no fast path
+    _swap_labels(vault.db)
+    for label in ("prod", "staging"):
+        result = cli("token", "reveal", label)
+        _one_line_error(result, 4, vault)
+        assert vault.tokens["prod"] not in result.out and vault.tokens["staging"] not in result.out
+    _swap_labels(vault.db)
+    _all_readable(cli, vault)
 
 
 # ======================================================================================= corrupt database file

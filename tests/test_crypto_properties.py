@@ -120,6 +120,11 @@ def test_seal_secret_then_open_secret_round_trips_any_text(secret: str, ref: Sec
     assert repr(sealed) == f"SealedSecret(key_id='{sealed.key_id}')"  # the repr shows neither blob
 
 
+FIXED_TEXT = ("The ciphertext / wrapped data key / secret is truncated or not in tokenvault's format. "
+              "does not authenticate: it was edited, truncated or belongs to another record. "
+              "is not valid text after decryption.")
+
+
 @PROPS
 @given(secret=secrets, ref=refs, part=st.sampled_from(["ciphertext", "wrapped_key"]), data=st.data())
 def test_any_damage_to_the_ciphertext_or_the_wrapped_key_is_tampering(secret: str, ref: SecretRef, part: str,
@@ -128,7 +133,9 @@ def test_any_damage_to_the_ciphertext_or_the_wrapped_key_is_tampering(secret: st
     damaged = replace(sealed, **{part: _damaged(data, getattr(sealed, part))})
     with pytest.raises(TamperedCiphertext) as info:
         open_secret(PROVIDER, damaged, ref)
-    assert info.value.exit_code == 4 and (len(secret) < 8 or secret not in info.value.message)
+    assert info.value.exit_code == 4
+    # the message is fixed text that never includes the secret (a secret that is a word of it proves nothing)
+    assert len(secret) < 8 or secret in FIXED_TEXT or secret not in info.value.message
 
 
 @PROPS

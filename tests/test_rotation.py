@@ -123,7 +123,7 @@ def test_compromised_rotation_deferred_is_loud_and_the_leak_is_still_dead(tmp_pa
 def test_two_concurrent_rotations_mint_exactly_once(world: World) -> None:
     m0 = world.manager()
     m0.generate_token("prod", business="acme", scopes=SCOPES)
-    world.sim.latency = 0.05  # both threads are inside the rotation at the same time
+    world.sim.latency = 0.4  # a rotation takes > 1 s: both threads are inside it at the same time, even on a busy box
     minted_before = len(world.sim.minted)
     results: list[object] = []
     barrier = threading.Barrier(2)

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import crypto
 from .errors import (
+    AlreadyExists,
     Conflict,
     IntegrityError,
     InvalidInput,
@@ -393,16 +394,18 @@ class TokenManager:
         self.audit("token.revoke", label, version=number, status=status.value)
         return self.store.get_token(label, with_history=True)
 
-    def _revoke_at_meta(self, biz: BusinessRecord, secret: Secret, caller: Secret | None = None) -> None:
+    def _revoke_at_meta(self, biz: BusinessRecord, secret: Secret, caller: Secret | None = None, *,
+                        app: AppCredentials | None = None, admin: Secret | None = None) -> None:
         """Revoke ``secret`` at Meta; succeed when Meta no longer accepts it.
 
         A 190 (TokenInvalid) answer does not say *which* token is invalid, the revoked one or the caller,
         so it is settled with debug_token (app credentials, no caller): an invalid ``secret`` means the goal
-        is reached; a valid one is retried once with the business admin token as the caller.
+        is reached; a valid one is retried once with the business admin token as the caller. ``app`` and
+        ``admin``: the business's, when the caller has them already (bulk rotation reads them once).
         """
-        app = self.app_credentials(biz)
+        app = app or self.app_credentials(biz)
         callers = [caller or secret]
-        admin = self.admin_token(biz)
+        admin = admin or self.admin_token(biz)
         if admin not in callers:
             callers.append(admin)
         for attempt in callers:
@@ -436,8 +439,13 @@ class TokenManager:
             raise InvalidInput("At least one scope is needed.",
                                hint="e.g. --scopes whatsapp_business_management,whatsapp_business_messaging")
         biz = self.store.get_business(business)
+        with contextlib.suppress(NotFound):  # checked before minting: a token minted for a used label is lost
+            self.store.get_token(label)
+            raise AlreadyExists(f"A token labelled {label!r} exists already; nothing was minted.",
+                                hint="Choose another label, or replace it with `tokenvault token rotate`.")
+        minter = Minter(self)
         try:
-            minted = Minter(self).mint(biz, scopes, system_user_id=system_user_id, expiring=expiring)
+            minted = minter.mint(biz, scopes, system_user_id=system_user_id, expiring=expiring)
         except Deferred as exc:
             if from_reminder:
                 raise
@@ -451,13 +459,22 @@ class TokenManager:
             raise Deferred(f"Cannot mint {label} yet: {exc.message}", opens_at=opens_at, reminder_id=reminder_id,
                            hint=f"Reminder #{reminder_id} recorded; `tokenvault run-due` mints it when the window "
                                 "opens (or name an older admin with --system-user).") from None
-        token_id = self.store.reserve_token_id(label, biz.id, self.now(), max_age_days)
-        ref = SecretRef(SecretKind.TOKEN, token_id, 1, label)
-        prov: dict[str, Any] = {"system_user_id": minted.system_user_id, "app_id": biz.app_id, "scopes": scopes,
-                                "waba_ids": (), "fingerprint": self.fingerprint(minted.secret)}
-        self.secrets.put(ref, minted.secret, self._backend_metadata(biz, prov))
-        self.store.add_version(token_id, 1, self._version_fields(minted.secret, TokenSource.GENERATED, prov),
-                               make_current=True)
+        with minter.keep_or_revoke(minted, label):  # a minted token that cannot be kept is revoked, never lost
+            token_id = self.store.reserve_token_id(label, biz.id, self.now(), max_age_days)
+            ref = SecretRef(SecretKind.TOKEN, token_id, 1, label)
+            try:
+                prov: dict[str, Any] = {"system_user_id": minted.system_user_id, "app_id": biz.app_id,
+                                        "scopes": scopes, "waba_ids": (),
+                                        "fingerprint": self.fingerprint(minted.secret)}
+                self.secrets.put(ref, minted.secret, self._backend_metadata(biz, prov))
+                self.store.add_version(token_id, 1,
+                                       self._version_fields(minted.secret, TokenSource.GENERATED, prov),
+                                       make_current=True)
+            except BaseException:
+                self._discard(ref)
+                with contextlib.suppress(VaultError):
+                    self.store.drop_empty_token(token_id)
+                raise
         self.audit("token.generate", label, version=1, system_user_id=minted.system_user_id,
                    scopes=list(scopes), expiring=expiring, fingerprint=prov["fingerprint"])
         try:
@@ -558,12 +575,19 @@ class TokenManager:
                        hint="Wait for it to finish; if it crashed on another host, run `tokenvault keys rotate` "
                             "again once its lease expires.")
 
+    def _record_names(self) -> dict[tuple[bool, int], str]:
+        """(is a token?, owner id) -> the name its envelopes are bound to (token label / business name)."""
+        names: dict[tuple[bool, int], str] = {(True, t.id): t.label for t in self.store.list_tokens()}
+        names.update({(False, b.id): b.name for b in self.store.list_businesses()})
+        return names
+
     def _rotate_master_key(self, progress: Callable[[int, int], None] | None, stop_after: int | None,
                            owner: str) -> KeyRotationResult:
         old_ids = set(self.store.key_ids_in_use())
         target = self._resume_or_create_key(old_ids)
         done = 0
         total_pending = len(self.store.blobs_not_under(target, limit=1_000_000))
+        names = self._record_names()
         while True:
             batch = self.store.blobs_not_under(target)
             if not batch:
@@ -572,7 +596,9 @@ class TokenManager:
             for blob in batch:
                 if stop_after is not None and done >= stop_after:
                     raise KeyboardInterrupt("simulated interruption")
-                ref = SecretRef(SecretKind(blob.kind), blob.owner_id, blob.version, "")
+                kind = SecretKind(blob.kind)
+                name = names.get((kind is SecretKind.TOKEN, blob.owner_id), "")
+                ref = SecretRef(kind, blob.owner_id, blob.version, name)
                 try:
                     sealed = crypto.rewrap(self.keys, crypto.SealedSecret(blob.key_id, blob.wrapped_key,
                                                                           blob.ciphertext), ref, to_key_id=target)

@@ -87,8 +87,13 @@ class SecretRef:
     name: str
 
     def associated_data(self) -> bytes:
-        """The AES-GCM associated data: a ciphertext opens only for this exact record."""
-        return f"tokenvault/v1|{self.kind.value}|{self.owner_id}|{self.version}".encode()
+        """The AES-GCM associated data: a ciphertext opens only for this exact record *under this name*.
+
+        The name (token label / business name) is bound too, so a database writer who swaps two tokens'
+        labels gets an integrity error, not the other token. Names never contain ``|`` (labels are
+        validated), and tokenvault never renames a record.
+        """
+        return f"tokenvault/v2|{self.kind.value}|{self.owner_id}|{self.version}|{self.name}".encode()
 
 
 class TokenStatus(str, enum.Enum):
