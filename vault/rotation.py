@@ -15,25 +15,36 @@ call is made. A database lease on ``rotate:<token id>`` (not a file lock: it hol
 share PostgreSQL) makes sure two rotations of one token never both mint; the loser gets
 :class:`~vault.errors.RotationInProgress` (exit 8). When minting is blocked by Meta's seven-day rule the
 rotation is parked as *deferred* with a reminder dated when the window opens.
+
+Cost per rotation, which bulk rotation multiplies by thousands: three Graph calls (mint, debug_token,
+revoke) and one database transaction per journaled step, holding that step's writes, its journal entry
+and its audit event. Concurrent rotations share their commits (:class:`GroupCommit`): one commit, hence
+one fsync, for every step that is ready at the same time. Within a rotation the journal, the versions and
+the secrets it minted are kept in memory (the lease makes this process their only writer), and a bulk run
+reads each business's app secret and admin token once.
 """
 
 from __future__ import annotations
 
 import os
 import socket
+import threading
 import uuid
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager, nullcontext
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from .errors import Deferred, RotationInProgress, TokenInvalid, VaultError
-from .minting import Minter
-from .types import SecretKind, SecretRef, TokenRecord, TokenSource, TokenStatus
+from .minting import Minter, MintResult
+from .types import BusinessRecord, Secret, SecretKind, SecretRef, TokenRecord, TokenSource, TokenStatus
 
 if TYPE_CHECKING:
-    from .adapters.store_sql import RotationRecord
+    from .adapters.store_sql import RotationRecord, SqlStore
+    from .ports.graph import AppCredentials
     from .service import TokenManager
+    from .types import TokenVersionRecord
 
 LEASE_TTL = timedelta(minutes=10)
 STEPS = ("started", "compromised_revoked", "minting", "stored", "verified", "promoted", "old_revoked", "done")
@@ -82,10 +93,144 @@ class RotationOutcome:
                 "opens_at": self.opens_at, "reminder_id": self.reminder_id}
 
 
+_T = TypeVar("_T")
+
+
+@dataclass(eq=False)
+class _Pending(Generic[_T]):
+    work: Callable[[], _T]
+    ready: threading.Event = field(default_factory=threading.Event)
+    lead: bool = False
+    result: _T | None = None
+    error: BaseException | None = None
+
+    def outcome(self) -> _T:
+        if self.error is not None:
+            raise self.error
+        return self.result  # type: ignore[return-value]  # set whenever error is None
+
+
+class GroupCommit:
+    """Group commit: the store writes of many threads, committed in one transaction.
+
+    :meth:`run` hands a function doing store calls (never network calls) to whichever thread is committing;
+    every function that arrives while a commit is under way goes into the next one, so N rotations at the
+    same step pay one commit (one fsync) instead of N. Each function runs in a savepoint: its error (raised
+    in its own thread) undoes only its writes. :meth:`run` returns once the commit holding the function is
+    durable, so "recorded before the next step is taken" still holds per rotation.
+    """
+
+    def __init__(self, store: SqlStore) -> None:
+        self._store = store
+        self._lock = threading.Lock()
+        self._queue: list[_Pending[Any]] = []
+        self._leading = False
+        self.commits = 0  # transactions committed (for reports and tests)
+        self.writes = 0  # functions run in them
+
+    def run(self, work: Callable[[], _T]) -> _T:
+        item: _Pending[_T] = _Pending(work)
+        with self._lock:
+            self._queue.append(item)
+            lead = not self._leading
+            self._leading = True
+        if not lead:
+            item.ready.wait()
+            if not item.lead:
+                return item.outcome()
+        self._lead()
+        return item.outcome()
+
+    def _lead(self) -> None:
+        with self._lock:
+            batch, self._queue = self._queue, []
+        try:
+            self._commit(batch)
+        finally:
+            for item in batch:
+                item.lead = False
+                item.ready.set()
+            with self._lock:
+                if self._queue:  # hand over: the oldest waiting thread commits the next batch
+                    self._queue[0].lead = True
+                    self._queue[0].ready.set()
+                else:
+                    self._leading = False
+
+    def _commit(self, batch: list[_Pending[Any]]) -> None:
+        try:
+            with self._store.transaction():
+                if len(batch) == 1:  # alone: its error rolls back the transaction, no savepoint needed
+                    batch[0].result = batch[0].work()
+                for item in batch if len(batch) > 1 else ():
+                    try:
+                        with self._store.transaction():  # a savepoint
+                            item.result = item.work()
+                    except Exception as exc:  # noqa: BLE001 - delivered to the thread that asked
+                        item.error = exc
+            self.commits += 1
+            self.writes += len(batch)
+        except BaseException as exc:  # the commit failed: nothing of this batch was written
+            for item in batch:
+                if item.error is None:
+                    item.error, item.result = exc, None
+            if not isinstance(exc, Exception):
+                raise
+
+
+@dataclass(frozen=True)
+class _Business:
+    """What the Graph calls of a rotation need about its business, read (and decrypted) once."""
+
+    record: BusinessRecord
+    app: AppCredentials = field(repr=False)
+    admin: Secret = field(repr=False)
+
+
+@dataclass(frozen=True)
+class _Begun:
+    record: TokenRecord
+    rotation: RotationRecord | None  # None: skipped (rotated by another process since the caller looked)
+    new: bool
+    old: TokenVersionRecord | None = None
+
+
+@dataclass
+class _Work:
+    """What a rotation knows in memory (its lease makes this process the only writer of its rows)."""
+
+    record: TokenRecord
+    fresh: bool  # started by this call: nothing of it can be stored yet
+    old: TokenVersionRecord | None = None
+    owner: str | None = None  # the lease, until released
+    old_secret: Secret | None = field(default=None, repr=False)
+    new_secret: Secret | None = field(default=None, repr=False)
+
+
+@dataclass
+class _Next:
+    """What a step handler hands back: the next step, the journal's changes, and the step's store writes
+    (committed together with the journal entry). ``before`` runs just ahead of that commit, outside the
+    transaction (a write to a remote secret backend); ``guard`` wraps both (minting: a token that cannot be
+    kept is revoked at Meta)."""
+
+    step: str
+    changes: dict[str, Any] = field(default_factory=dict)
+    write: Callable[[], None] | None = None
+    before: Callable[[], None] | None = None
+    guard: AbstractContextManager[None] | None = None
+
+
 class Rotator:
+    """Runs rotations for one manager. One Rotator may serve many threads (:meth:`rotate_many`); it keeps
+    each business's app credentials and admin token for its lifetime (one bulk run, one ``run-due``)."""
+
     def __init__(self, manager: TokenManager) -> None:
         self.m = manager
         self.minter = Minter(manager)
+        self.group = GroupCommit(manager.store)
+        self._businesses: dict[str, _Business] = {}
+        self._businesses_lock = threading.Lock()
 
     # ------------------------------------------------------------------ entry points
     def rotate(self, label: str, *, compromised: bool = False, reason: str = "",
@@ -96,43 +241,93 @@ class Rotator:
         looked, nothing is done (the outcome's state is ``skipped``), so two schedulers never rotate twice.
         """
         record = self.m.store.get_token(label)
-        owner = self._lock(record)
+        owner = lease_owner()
+        begin = self._begin(label, record.id, owner, compromised, reason, expected_version)
+        try:  # the usual case, one commit: the lease (nobody holds one) and the journal up to the first step
+            begun = self.group.run(lambda: begin(True))
+        except VaultError:
+            begun = None  # another host took the lease at the same moment (PostgreSQL)
+        if begun is None:  # a lease exists: held, expired, or left by a dead process
+            self._lock(record, owner)
+            try:
+                begun = self.group.run(lambda: begin(False))
+            except BaseException:
+                self._unlock(record, owner)
+                raise
+        assert begun is not None
+        work = _Work(begun.record, fresh=begun.new, old=begun.old, owner=owner)
         try:
-            record = self.m.store.get_token(label)  # re-read under the lock
-            open_rotation = self.m.store.open_rotation(record.id)
-            if expected_version is not None and open_rotation is None and record.version != expected_version:
-                return RotationOutcome(label, "skipped", expected_version, record.version, compromised,
+            rotation = begun.rotation
+            if rotation is None:
+                return RotationOutcome(label, "skipped", expected_version or 0, begun.record.version, compromised,
                                        "already rotated by another process")
-            if open_rotation is None:
-                rotation_id = self.m.store.start_rotation(record.id, label, record.version, compromised, reason,
-                                                          self.m.now())
-                self.m.audit("rotation.start", label, rotation=rotation_id, from_version=record.version,
-                             compromised=compromised, reason=reason)
-            else:
-                rotation_id = open_rotation.id
-                if compromised and not open_rotation.compromised and open_rotation.step in ("started", "minting") \
-                        and not self._new_version_stored(open_rotation):
-                    self.m.store.update_rotation(rotation_id, self.m.now(), compromised=True, step="started")
-                self.m.audit("rotation.resume", label, rotation=rotation_id, step=open_rotation.step)
-            return self._run(rotation_id)
+            if begun.new:
+                _maybe_crash(rotation.step)
+                return self._run(rotation, work)
+            open_rotation = rotation
+            upgrade = (compromised and not open_rotation.compromised and open_rotation.step in ("started", "minting")
+                       and not self._new_version_stored(open_rotation))
+
+            def resume() -> RotationRecord:
+                if upgrade:
+                    self.m.store.update_rotation(open_rotation.id, self.m.now(), compromised=True, step="started")
+                self.m.audit("rotation.resume", label, rotation=open_rotation.id, step=open_rotation.step)
+                return self.m.store.get_rotation(open_rotation.id)
+
+            return self._run(self.group.run(resume), work)
         finally:
-            self.m.store.release_lease(_resource(record.id), owner)
+            if work.owner is not None:
+                self._unlock(record, work.owner)
+
+    def _begin(self, label: str, token_id: int, owner: str, compromised: bool, reason: str,
+               expected_version: int | None) -> Callable[[bool], _Begun | None]:
+        """The store work that opens a rotation, for one commit: with ``take_lease``, the lease if no one holds
+        it (else None: the caller takes it the careful way); then, under the lease, the token re-read, and the
+        open rotation, or a new one journaled up to its first step (``minting``, or ``started`` when compromised).
+        """
+        def begin(take_lease: bool) -> _Begun | None:
+            store, now = self.m.store, self.m.now()
+            if take_lease:
+                if store.lease_holder(_resource(token_id)) is not None:
+                    return None
+                if not store.acquire_lease(_resource(token_id), owner, now, LEASE_TTL):
+                    return None
+            record = store.get_token(label)  # re-read under the lease
+            open_rotation = store.open_rotation(record.id)
+            if open_rotation is not None:
+                return _Begun(record, open_rotation, new=False)
+            if expected_version is not None and record.version != expected_version:
+                return _Begun(record, None, new=False)
+            rotation_id = store.start_rotation(record.id, label, record.version, compromised, reason, now)
+            self.m.audit("rotation.start", label, rotation=rotation_id, from_version=record.version,
+                         compromised=compromised, reason=reason)
+            old = store.version_record(record.id, record.version)
+            if not compromised:  # "started" needs no call to Meta: journal "minting" in the same commit
+                to_version = store.max_version(record.id) + 1
+                store.update_rotation(rotation_id, now, step="minting", to_version=to_version)
+                self.m.audit("rotation.minting", label, rotation=rotation_id, to_version=to_version)
+            return _Begun(record, store.get_rotation(rotation_id), new=True, old=old)
+        return begin
 
     def resume(self, rotation_id: int) -> RotationOutcome:
         """Continue an open rotation (crashed or deferred) from its journaled step."""
         rotation = self.m.store.get_rotation(rotation_id)
         record = self.m.store.get_token(rotation.label)
         owner = self._lock(record)
+        work = _Work(record, fresh=False, owner=owner)
         try:
-            self.m.audit("rotation.resume", rotation.label, rotation=rotation_id, step=rotation.step)
-            return self._run(rotation_id)
+            self.group.run(lambda: self.m.audit("rotation.resume", rotation.label, rotation=rotation_id,
+                                                step=rotation.step))
+            return self._run(self.m.store.get_rotation(rotation_id), work)
         finally:
-            self.m.store.release_lease(_resource(record.id), owner)
+            if work.owner is not None:
+                self._unlock(record, work.owner)
 
     def rotate_many(self, labels: Sequence[str], *, compromised: bool = False, reason: str = "",
                     concurrency: int = 4,
                     progress: Callable[[RotationOutcome], None] | None = None) -> list[RotationOutcome]:
-        """Rotate several tokens with bounded concurrency; one outcome per label (errors do not stop others)."""
+        """Rotate several tokens with bounded concurrency; one outcome per label, in the order given (an
+        error does not stop the others). ``progress`` is called from the worker threads as each one ends."""
         from concurrent.futures import ThreadPoolExecutor
 
         def one(label: str) -> RotationOutcome:
@@ -147,12 +342,12 @@ class Rotator:
                 progress(outcome)
             return outcome
 
-        with ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool:
+        with ThreadPoolExecutor(max_workers=max(1, concurrency), thread_name_prefix="rotate") as pool:
             return list(pool.map(one, labels))
 
     # ------------------------------------------------------------------ the machine
-    def _lock(self, record: TokenRecord) -> str:
-        owner = lease_owner()
+    def _lock(self, record: TokenRecord, owner: str | None = None) -> str:
+        owner = owner or lease_owner()
         resource = _resource(record.id)
         if self.m.store.acquire_lease(resource, owner, self.m.now(), LEASE_TTL):
             return owner
@@ -166,23 +361,49 @@ class Rotator:
                                  hint="Wait for it to finish; if it crashed, `tokenvault run-due` resumes it "
                                       "once its lease expires.")
 
-    def _run(self, rotation_id: int) -> RotationOutcome:
-        while True:
-            rotation = self.m.store.get_rotation(rotation_id)
-            if rotation.state == "done":
-                return self._outcome(rotation, "done")
-            step = rotation.step
-            handler = getattr(self, f"_step_{step}")
-            next_step, changes = handler(rotation)
-            self.m.store.update_rotation(rotation_id, self.m.now(), step=next_step,
-                                         state="done" if next_step == "done" else "running", **changes)
-            self.m.audit(f"rotation.{next_step}", rotation.label, rotation=rotation_id,
+    def _unlock(self, record: TokenRecord, owner: str) -> None:
+        self.group.run(lambda: self.m.store.release_lease(_resource(record.id), owner))
+
+    def _run(self, rotation: RotationRecord, work: _Work) -> RotationOutcome:
+        while rotation.state != "done":
+            handler: Callable[[RotationRecord, _Work], _Next] = getattr(self, f"_step_{rotation.step}")
+            nxt = handler(rotation, work)
+            state = "done" if nxt.step == "done" else "running"
+            with nxt.guard or nullcontext():
+                if nxt.before is not None:
+                    nxt.before()
+                self.group.run(self._journal(rotation, work, nxt.step, state, nxt.changes, nxt.write))
+            rotation = replace(rotation, step=nxt.step, state=state, **nxt.changes)
+            _maybe_crash(nxt.step)
+        return self._outcome(rotation, "done")
+
+    def _journal(self, rotation: RotationRecord, work: _Work, next_step: str, state: str, changes: dict[str, Any],
+                 write: Callable[[], None] | None) -> Callable[[], None]:
+        """The step's writes, its journal entry and its audit event (and, once done, the lease): one commit."""
+        def commit() -> None:
+            if write is not None:
+                write()
+            self.m.store.update_rotation(rotation.id, self.m.now(), step=next_step, state=state, **changes)
+            self.m.audit(f"rotation.{next_step}", rotation.label, rotation=rotation.id,
                          to_version=changes.get("to_version", rotation.to_version))
-            _maybe_crash(next_step)
+            if state == "done" and work.owner is not None:
+                self.m.store.release_lease(_resource(rotation.token_id), work.owner)
+                work.owner = None
+        return commit
 
     def _outcome(self, rotation: RotationRecord, state: str) -> RotationOutcome:
         return RotationOutcome(rotation.label, state, rotation.from_version, rotation.to_version,
                                rotation.compromised)
+
+    def _business(self, name: str) -> _Business:
+        with self._businesses_lock:
+            cached = self._businesses.get(name)
+        if cached is None:
+            biz = self.m.store.get_business(name)
+            cached = _Business(biz, self.m.app_credentials(biz), self.m.admin_token(biz))
+            with self._businesses_lock:
+                self._businesses.setdefault(name, cached)
+        return cached
 
     def _refs(self, rotation: RotationRecord) -> tuple[SecretRef, SecretRef | None]:
         old = SecretRef(SecretKind.TOKEN, rotation.token_id, rotation.from_version, rotation.label)
@@ -194,60 +415,107 @@ class Rotator:
         _, new = self._refs(rotation)
         return new is not None and self.m.secrets.exists(new)
 
-    def _step_started(self, rotation: RotationRecord) -> tuple[str, dict[str, Any]]:
+    def _old_version(self, rotation: RotationRecord, work: _Work) -> TokenVersionRecord:
+        if work.old is None:
+            work.old = self.m.store.version_record(rotation.token_id, rotation.from_version)
+        return work.old
+
+    def _old_secret(self, rotation: RotationRecord, work: _Work) -> Secret:
+        if work.old_secret is None:
+            work.old_secret = self.m.secrets.get(self._refs(rotation)[0])
+        return work.old_secret
+
+    def _new_secret(self, rotation: RotationRecord, work: _Work) -> Secret:
+        if work.new_secret is None:
+            _, new_ref = self._refs(rotation)
+            assert new_ref is not None
+            work.new_secret = self.m.secrets.get(new_ref)
+        return work.new_secret
+
+    def _step_started(self, rotation: RotationRecord, work: _Work) -> _Next:
         if not rotation.compromised:
-            return "minting", {"to_version": self.m.store.max_version(rotation.token_id) + 1}
-        old_ref, _ = self._refs(rotation)
-        record = self.m.store.get_token(rotation.label)
-        biz = self.m.store.get_business(record.business_name)
-        version = self.m.store.version_record(rotation.token_id, rotation.from_version)
+            return _Next("minting", {"to_version": self.m.store.max_version(rotation.token_id) + 1})
+        biz = self._business(work.record.business_name)
+        version = self._old_version(rotation, work)
         if version.revoked_at is None:
-            old_secret = self.m.secrets.get(old_ref)
             # The leaked token may be the only token we hold: revoke with the business admin token as caller.
-            self.m._revoke_at_meta(biz, old_secret, caller=self.m.admin_token(biz))
-        self.m.store.update_version(rotation.token_id, rotation.from_version, status=TokenStatus.COMPROMISED,
-                                    revoked_at=version.revoked_at or self.m.now())
-        return "compromised_revoked", {}
+            self.m._revoke_at_meta(biz.record, self._old_secret(rotation, work), caller=biz.admin, app=biz.app,
+                                   admin=biz.admin)
+        revoked_at = version.revoked_at or self.m.now()
 
-    def _step_compromised_revoked(self, rotation: RotationRecord) -> tuple[str, dict[str, Any]]:
-        return "minting", {"to_version": self.m.store.max_version(rotation.token_id) + 1}
+        def write() -> None:
+            self.m.store.update_version(rotation.token_id, rotation.from_version, status=TokenStatus.COMPROMISED,
+                                        revoked_at=revoked_at)
+        return _Next("compromised_revoked", write=write)
 
-    def _step_minting(self, rotation: RotationRecord) -> tuple[str, dict[str, Any]]:
+    def _step_compromised_revoked(self, rotation: RotationRecord, work: _Work) -> _Next:
+        return _Next("minting", {"to_version": self.m.store.max_version(rotation.token_id) + 1})
+
+    def _step_minting(self, rotation: RotationRecord, work: _Work) -> _Next:
         _, new_ref = self._refs(rotation)
         assert new_ref is not None and rotation.to_version is not None
-        record = self.m.store.get_token(rotation.label)
-        old = self.m.store.version_record(rotation.token_id, rotation.from_version)
-        if self.m.secrets.exists(new_ref):  # minted and stored before a crash: finish recording it
-            secret = self.m.secrets.get(new_ref)
+        to_version = rotation.to_version
+        record = work.record
+        old = self._old_version(rotation, work)
+        in_store = self._secrets_in_store()
+        nxt = _Next("stored")
+        # A new rotation on the local backend cannot have stored anything yet; otherwise ask the backend
+        # (which also proves a remote one is reachable before Meta mints anything).
+        if not (work.fresh and in_store) and self.m.secrets.exists(new_ref):  # stored before a crash: record it
+            secret = self._new_secret(rotation, work)
             system_user_id = old.system_user_id
+            put: Callable[[], None] | None = None
         else:
-            biz = self.m.store.get_business(record.business_name)
+            biz = self._business(record.business_name)
             try:
-                minted = self.minter.mint(biz, tuple(old.scopes), expiring=old.expires_at is not None)
+                minted = self.minter.mint(biz.record, tuple(old.scopes), expiring=old.expires_at is not None,
+                                          app=biz.app, caller=biz.admin)
             except Deferred as exc:
                 raise self._defer(rotation, record, exc) from None
             secret, system_user_id = minted.secret, minted.system_user_id
-            self.m.secrets.put(new_ref, secret, {"business": biz.name, "system_user_id": system_user_id,
-                                                  "app_id": biz.app_id, "scopes": ",".join(old.scopes),
-                                                  "fingerprint": self.m.fingerprint(secret)})
-        if self.m.store.max_version(rotation.token_id) < rotation.to_version:
-            self.m.store.add_version(rotation.token_id, rotation.to_version, {
-                "status": TokenStatus.PENDING, "source": TokenSource.ROTATED, "system_user_id": system_user_id,
-                "app_id": record.provenance.app_id, "scopes": list(old.scopes), "waba_ids": list(old.waba_ids),
-                "fingerprint": self.m.fingerprint(secret), "last4": secret.last4, "created_at": self.m.now(),
-                "backend": self.m.secrets.name}, make_current=False)
-        return "stored", {}
+            work.new_secret = secret
+            metadata = {"business": biz.record.name, "system_user_id": system_user_id, "app_id": biz.record.app_id,
+                        "scopes": ",".join(old.scopes), "fingerprint": self.m.fingerprint(secret)}
 
-    def _step_stored(self, rotation: RotationRecord) -> tuple[str, dict[str, Any]]:
+            def put() -> None:
+                self.m.secrets.put(new_ref, secret, metadata)
+            nxt.guard = self._kept(minted, new_ref, record.label)
+            if not in_store:  # a remote backend (Vault) is never written inside a database transaction
+                nxt.before, put = put, None
+        fields = {
+            "status": TokenStatus.PENDING, "source": TokenSource.ROTATED, "system_user_id": system_user_id,
+            "app_id": record.provenance.app_id, "scopes": list(old.scopes), "waba_ids": list(old.waba_ids),
+            "fingerprint": self.m.fingerprint(secret), "last4": secret.last4, "created_at": self.m.now(),
+            "backend": self.m.secrets.name}
+
+        def write() -> None:  # the token, its pending version and the journal: one commit, before anything else
+            if put is not None:
+                put()
+            if self.m.store.max_version(rotation.token_id) < to_version:
+                self.m.store.add_version(rotation.token_id, to_version, fields, make_current=False)
+        nxt.write = write
+        return nxt
+
+    @contextmanager
+    def _kept(self, minted: MintResult, ref: SecretRef, label: str) -> Iterator[None]:
+        """Storing a token Meta just minted: if that fails, the token is revoked at Meta (never left valid
+        and unknown) and whatever part of it was stored is destroyed (never resumed with a dead token)."""
+        try:
+            with self.minter.keep_or_revoke(minted, label):
+                yield
+        except BaseException:
+            self.m._discard(ref)
+            raise
+
+    def _step_stored(self, rotation: RotationRecord, work: _Work) -> _Next:
         from .service import _debug_summary
 
-        _, new_ref = self._refs(rotation)
-        assert new_ref is not None and rotation.to_version is not None
-        record = self.m.store.get_token(rotation.label)
-        biz = self.m.store.get_business(record.business_name)
-        info = self.m.graph.debug_token(self.m.secrets.get(new_ref), self.m.app_credentials(biz))
-        if not info.is_valid or (info.app_id and info.app_id != biz.app_id):
-            self.m.store.update_version(rotation.token_id, rotation.to_version, status=TokenStatus.REVOKED,
+        assert rotation.to_version is not None
+        to_version = rotation.to_version
+        biz = self._business(work.record.business_name)
+        info = self.m.graph.debug_token(self._new_secret(rotation, work), biz.app)
+        if not info.is_valid or (info.app_id and info.app_id != biz.record.app_id):
+            self.m.store.update_version(rotation.token_id, to_version, status=TokenStatus.REVOKED,
                                         debug_summary=_debug_summary(info))
             self.m.store.update_rotation(rotation.id, self.m.now(), state="failed",
                                          error="new token did not verify")
@@ -259,30 +527,42 @@ class Rotator:
             fields["scopes"] = list(info.scopes)
         if info.waba_ids:
             fields["waba_ids"] = list(info.waba_ids)
-        self.m.store.update_version(rotation.token_id, rotation.to_version, **fields)
-        return "verified", {}
 
-    def _step_verified(self, rotation: RotationRecord) -> tuple[str, dict[str, Any]]:
+        def write() -> None:
+            self.m.store.update_version(rotation.token_id, to_version, **fields)
+        return _Next("verified", write=write)
+
+    def _step_verified(self, rotation: RotationRecord, work: _Work) -> _Next:
         assert rotation.to_version is not None
+        to_version = rotation.to_version
         old_status = TokenStatus.COMPROMISED if rotation.compromised else TokenStatus.RETIRED
-        self.m.store.promote(rotation.token_id, rotation.to_version, rotation.from_version, old_status)
-        return ("done" if rotation.compromised else "promoted"), {}
 
-    def _step_promoted(self, rotation: RotationRecord) -> tuple[str, dict[str, Any]]:
-        old_ref, new_ref = self._refs(rotation)
-        assert new_ref is not None
-        old = self.m.store.version_record(rotation.token_id, rotation.from_version)
-        if old.revoked_at is None:
-            record = self.m.store.get_token(rotation.label)
-            biz = self.m.store.get_business(record.business_name)
-            # Meta's sequence: the new token is the caller that revokes the old one.
-            self.m._revoke_at_meta(biz, self.m.secrets.get(old_ref), caller=self.m.secrets.get(new_ref))
+        def write() -> None:
+            self.m.store.promote(rotation.token_id, to_version, rotation.from_version, old_status)
+        return _Next("done" if rotation.compromised else "promoted", write=write)
+
+    def _step_promoted(self, rotation: RotationRecord, work: _Work) -> _Next:
+        old = self._old_version(rotation, work)
+        if old.revoked_at is not None:
+            return _Next("old_revoked")
+        biz = self._business(work.record.business_name)
+        # Meta's sequence: the new token is the caller that revokes the old one.
+        self.m._revoke_at_meta(biz.record, self._old_secret(rotation, work), caller=self._new_secret(rotation, work),
+                               app=biz.app, admin=biz.admin)
+        revoked_at = self.m.now()
+
+        def write() -> None:
             self.m.store.update_version(rotation.token_id, rotation.from_version, status=TokenStatus.REVOKED,
-                                        revoked_at=self.m.now())
-        return "old_revoked", {}
+                                        revoked_at=revoked_at)
+        return _Next("old_revoked", write=write)
 
-    def _step_old_revoked(self, rotation: RotationRecord) -> tuple[str, dict[str, Any]]:
-        return "done", {}
+    def _step_old_revoked(self, rotation: RotationRecord, work: _Work) -> _Next:
+        return _Next("done")
+
+    def _secrets_in_store(self) -> bool:
+        """Whether the secret backend writes to this metadata store (the local backend) rather than over a
+        network (Vault): only then can a secret join a step's transaction."""
+        return getattr(self.m.secrets, "store", None) is self.m.store
 
     def _defer(self, rotation: RotationRecord, record: TokenRecord, exc: Deferred) -> Deferred:
         now = self.m.now()

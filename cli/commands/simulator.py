@@ -29,6 +29,9 @@ def serve(
     seed: Annotated[int, typer.Option("--seed", help="RNG seed for token values and ids (new state only).")] = 0,
     start: Annotated[str, typer.Option("--start", help="Simulated start time, ISO-8601 or 'now' (new state only); "
                                                        "the clock then stands still until /_sim/advance.")] = "now",
+    realtime: Annotated[bool, typer.Option("--realtime", help="The clock follows real time instead of standing "
+                                                              "still (rate-limit windows reopen by themselves).")
+                        ] = False,
     json_out: Annotated[bool, typer.Option("--json", help="Print one JSON line (url, pid, demo) on start.")] = False,
 ) -> None:
     """Serve the Graph API simulator on HOST:PORT until interrupted (Ctrl-C or SIGTERM).
@@ -59,6 +62,8 @@ def serve(
         sim, _ = GraphSimulator.demo_world(clock, seed=seed)
     else:
         sim = GraphSimulator(clock=clock, seed=seed)
+    if realtime:
+        sim.clock.run()
     if state_file is not None:
         sim.save(state_file)
     try:

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -164,6 +165,10 @@ class SqlStore:
         self.url = url
         self.engine = engine
         self._audit_head_missing = True
+        self._ambient = threading.local()  # this thread's open transaction() session, if any
+        # SQLite has one writer at a time and every transaction here begins IMMEDIATE: this process's threads
+        # queue on a lock rather than in SQLite's busy handler (which sleeps up to 100 ms between tries).
+        self._serial = threading.RLock() if engine.dialect.name == "sqlite" else None
 
     # ------------------------------------------------------------------ opening
     @classmethod
@@ -231,12 +236,43 @@ class SqlStore:
 
     @contextmanager
     def session(self) -> Iterator[Session]:
-        """A transaction: committed on success, rolled back on any error; SQLAlchemy errors translated."""
+        """A transaction: committed on success, rolled back on any error; SQLAlchemy errors translated.
+
+        Inside :meth:`transaction` (on the same thread) it is that transaction's session, flushed at the end
+        of the block so that an error is raised by the call that caused it."""
+        ambient: Session | None = getattr(self._ambient, "session", None)
         try:
-            with Session(self.engine, expire_on_commit=False) as session, session.begin():
+            if ambient is not None:
+                yield ambient
+                ambient.flush()
+                return
+            with self._serial or nullcontext(), Session(self.engine, expire_on_commit=False) as session, \
+                    session.begin():
                 yield session
         except sa_exc.SQLAlchemyError as exc:
             raise _translate(exc, self.url) from None
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """Every store call made inside (on this thread) joins ONE transaction: one commit at the end, or
+        everything rolled back on an error. Nested, it is a savepoint: an error inside undoes only what the
+        inner block wrote, and the outer transaction goes on (a failed call spoils the transaction up to the
+        nearest savepoint, so nest one around calls whose errors are caught, such as acquire_lease). It holds
+        the write lock until the end: keep network calls out of it."""
+        ambient: Session | None = getattr(self._ambient, "session", None)
+        if ambient is not None:
+            try:
+                with ambient.begin_nested():
+                    yield
+            except sa_exc.SQLAlchemyError as exc:
+                raise _translate(exc, self.url) from None
+            return
+        with self.session() as s:
+            self._ambient.session = s
+            try:
+                yield
+            finally:
+                self._ambient.session = None
 
     def schema_version(self) -> int:
         try:
