@@ -54,15 +54,17 @@ def run(argv: list[str] | None = None, *, fast: bool | None = None) -> int:
     except BrokenPipeError:
         code = 0
     except Exception as exc:  # noqa: BLE001 - the boundary: a bug, reported without locals or secrets
-        from vault.redact import redact_text
+        # a library's message may quote a request URL: token-shaped values and secret query parameters go
+        from vault.adapters.graph_httpx import redact_url
 
-        sys.stderr.write(f"error: unexpected {type(exc).__name__}: {redact_text(str(exc))}\n"
+        sys.stderr.write(f"error: unexpected {type(exc).__name__}: {redact_url(str(exc))}\n"
                          "hint: this is a bug in tokenvault; please report it with the command you ran "
                          "(never include tokens).\n")
         if os.environ.get("TOKENVAULT_DEBUG") == "1":
             import traceback
 
-            traceback.print_exception(type(exc), exc, None)  # no frames: no locals, no source lines
+            # no frames of its own (no locals); chained exceptions show code lines; every message redacted
+            sys.stderr.write(redact_url("".join(traceback.format_exception(type(exc), exc, None))))
         code = 1
     finally:
         state.reset()

@@ -12,7 +12,7 @@ import pytest
 if TYPE_CHECKING:
     from cli_support import CliRunner
 
-pytest_plugins: list[str] = ["plugins.postgres", "plugins.openbao", "plugins.graphsim"]
+pytest_plugins: list[str] = ["plugins.postgres", "plugins.openbao", "plugins.graphsim", "plugins.leakscan"]
 
 
 @pytest.fixture(autouse=True)

@@ -149,15 +149,26 @@ class BackendMigrator:
         :class:`~vault.errors.BackendUnavailable` when either backend fails (nothing switched if
         it happens before the switch), :class:`Conflict` when another migration is running.
         """
-        owner = f"{self.manager.actor}/{os.getpid()}"
-        if not self.store.acquire_lease(LEASE, owner, self.manager.now(), LEASE_TTL):
-            holder = self.store.lease_holder(LEASE)
-            raise Conflict(f"Another backend migration is running ({holder[0] if holder else 'unknown'}).",
-                           hint="Wait for it to finish; an abandoned one can be resumed after its lease expires.")
+        owner = self._lock()
         try:
             return self._run(purge_source)
         finally:
             self.store.release_lease(LEASE, owner)
+
+    def _lock(self) -> str:
+        from .rotation import lease_is_stale, lease_owner
+
+        owner = lease_owner()
+        if self.store.acquire_lease(LEASE, owner, self.manager.now(), LEASE_TTL):
+            return owner
+        holder = self.store.lease_holder(LEASE)
+        if holder is not None and lease_is_stale(holder[0]):  # its process died on this host (a crash, a kill)
+            self.store.release_lease(LEASE, holder[0])
+            if self.store.acquire_lease(LEASE, owner, self.manager.now(), LEASE_TTL):
+                return owner
+        raise Conflict(f"Another backend migration is running ({holder[0] if holder else 'unknown'}).",
+                       hint="Wait for it to finish; one abandoned on another host can be resumed after its lease "
+                            "expires.")
 
     def _run(self, purge_source: bool) -> MigrationReport:
         report = MigrationReport(source=self.source.name, target=self.target.name)
@@ -169,12 +180,15 @@ class BackendMigrator:
         else:
             items = self._copy_all(report)
             report.relabelled = self._relabel(items)
-            # the commit point: from here on wiring configures the target
-            self.store.set_setting(BACKEND_SETTING, self.target.name)
-            report.switched = True
+            # audited before the switch: a crash right after the switch must not leave a migration that
+            # never reached the audit trail (one between the two is recorded twice, which is the safe side)
             self.manager.audit("backend.migrate", "backend", source=self.source.name, target=self.target.name,
                                total=report.total, copied=report.copied, already=report.already,
                                missing=len(report.missing))
+            # the commit point: from here on wiring configures the target
+            self.store.set_setting(BACKEND_SETTING, self.target.name)
+            _test_crash("migrate.switched")
+            report.switched = True
         if report.was_current:
             report.relabelled = self._relabel(items)
         if purge_source:
@@ -195,6 +209,7 @@ class BackendMigrator:
             for item in pending:
                 self._copy(item, report)
                 done.add(_key(item.ref))
+                _test_crash(f"migrate.copied:{len(done)}")
                 self._tick("copy", len(done), report.total)
         else:
             raise Conflict("Secrets kept being added while migrating; nothing was switched.",
@@ -242,6 +257,7 @@ class BackendMigrator:
             if item.token_id is not None and item.recorded_backend != self.target.name:
                 self.store.update_version(item.token_id, item.ref.version, backend=self.target.name)
                 changed += 1
+                _test_crash(f"migrate.relabelled:{changed}")
         return changed
 
     def _purge(self, items: list[MigrationItem]) -> int:
@@ -257,12 +273,23 @@ class BackendMigrator:
                     self._verify(item, value, "switched to")
                     self.source.destroy(item.ref)
                     purged += 1
+                    _test_crash(f"migrate.purged:{purged}")
             self._tick("purge", n, len(items))
         return purged
 
     def _tick(self, phase: str, done: int, total: int) -> None:
         if self.progress is not None:
             self.progress(phase, done, total)
+
+
+def _test_crash(point: str) -> None:
+    """Crash tests: ``TOKENVAULT_TEST_CRASH_AFTER=migrate.copied:2`` (``migrate.relabelled:N``,
+    ``migrate.switched``, ``migrate.purged:N``) SIGKILLs this process right after that point;
+    honoured only with ``TOKENVAULT_TEST_MODE=1`` (see :func:`vault.service._test_crash`)."""
+    if os.environ.get("TOKENVAULT_TEST_MODE") == "1" and os.environ.get("TOKENVAULT_TEST_CRASH_AFTER") == point:
+        import signal
+
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def _key(ref: SecretRef) -> tuple[str, int, int]:

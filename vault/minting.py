@@ -8,15 +8,18 @@ recorded as a reminder instead of being forgotten.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+import contextlib
+from collections.abc import Iterator
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import TYPE_CHECKING
 
 from . import policy
-from .errors import Deferred, NotFound, PermissionMissing, SevenDayWindow
+from .errors import Deferred, NotFound, PermissionMissing, SevenDayWindow, VaultError
 from .types import BusinessRecord, Secret, SystemUserRecord
 
 if TYPE_CHECKING:
+    from .ports.graph import AppCredentials
     from .service import TokenManager
 
 
@@ -24,6 +27,8 @@ if TYPE_CHECKING:
 class MintResult:
     secret: Secret
     system_user_id: str
+    #: the app the token was minted for: what revoking it needs, without reading the secret backend again
+    app: AppCredentials | None = field(default=None, repr=False, compare=False)
 
 
 @dataclass(frozen=True)
@@ -116,9 +121,11 @@ class Minter:
         )
 
     def mint(self, biz: BusinessRecord, scopes: tuple[str, ...], *, system_user_id: str | None = None,
-             expiring: bool = False) -> MintResult:
-        """Mint a token through the oldest eligible admin (or the named one). Raises Deferred when blocked."""
-        app, caller = self.m.app_credentials(biz), self.m.admin_token(biz)
+             expiring: bool = False, app: AppCredentials | None = None, caller: Secret | None = None) -> MintResult:
+        """Mint a token through the oldest eligible admin (or the named one). Raises Deferred when blocked.
+
+        ``app`` and ``caller``: the business's app credentials and admin token, when the caller has them."""
+        app, caller = app or self.m.app_credentials(biz), caller or self.m.admin_token(biz)
         last_error: Exception | None = None
         for su in self.candidates(biz, system_user_id):
             try:
@@ -135,6 +142,43 @@ class Minter:
                 last_error = exc  # this admin cannot; try the next eligible one
                 continue
             # Returned at once: the caller stores it before anything else can fail (nothing minted is lost).
-            return MintResult(secret, su.id)
+            return MintResult(secret, su.id, app)
         assert last_error is not None
         raise last_error
+
+    @contextlib.contextmanager
+    def keep_or_revoke(self, minted: MintResult, label: str) -> Iterator[None]:
+        """Run the block that stores ``minted``; if it fails, revoke the token at Meta, then re-raise.
+
+        A token Meta minted but tokenvault could not keep (the secret backend sealed or down, the
+        database refusing the write, Ctrl-C) would otherwise stay valid at Meta and unknown to
+        tokenvault. The revocation needs only Meta and the app credentials read before minting
+        (not the secret backend that just failed). The error's message says what happened to the
+        token; the audit trail gets ``mint.discarded`` (system user, last four characters).
+        """
+        try:
+            yield
+        except BaseException as exc:
+            revoked = self._revoke_unkept(minted)
+            with contextlib.suppress(Exception):  # the store may be what failed; the error below says it all
+                self.m.audit("mint.discarded", label, system_user_id=minted.system_user_id,
+                             last4=minted.secret.last4, revoked_at_meta=revoked)
+            if isinstance(exc, VaultError):
+                exc.message += (
+                    " The token Meta had just minted could not be stored, so tokenvault revoked it at Meta; "
+                    "nothing is left behind." if revoked else
+                    f" The token Meta had just minted (…{minted.secret.last4}, system user "
+                    f"{minted.system_user_id}) could not be stored nor revoked: it is valid at Meta but unknown "
+                    "to tokenvault; revoke it in Business Settings.")
+                exc.args = (exc.message,)
+            raise
+
+    def _revoke_unkept(self, minted: MintResult) -> bool:
+        if minted.app is None:
+            return False
+        try:
+            # the token is its own caller: neither the admin token nor the app secret is read again
+            self.m.graph.revoke_token(minted.secret, minted.app, minted.secret)
+        except VaultError:
+            return False
+        return True

@@ -10,7 +10,8 @@
 * Errors go through the one table in :mod:`vault.graph_errors`. Transient failures and rate limits
   are retried with exponential backoff and full jitter, bounded by ``max_attempts`` and ``max_wait``;
   a rate limit pauses every thread of this adapter (one gate), so bulk work does not stampede.
-* Minting is not idempotent at Meta: a mint whose answer was lost (read timeout) is *not* retried,
+* Minting is not idempotent at Meta: a mint whose answer was lost (read timeout, or the connection
+  broken after the request was sent) is *not* retried,
   because a second token would be minted and the first one would live at Meta unseen; the error
   says so.
 """
@@ -332,6 +333,18 @@ class HttpxGraphApi:
             timeout._answer_lost = lost  # type: ignore[attr-defined]
             raise timeout from None
         except httpx.TransportError as exc:
+            # Sent, then the connection broke before an answer came: as lost as a read timeout. Only
+            # connect-phase errors (refused, DNS, pool, proxy) prove the request never reached Meta.
+            lost = isinstance(exc, httpx.ReadError | httpx.WriteError | httpx.RemoteProtocolError)
+            if lost:
+                broken = Transient(f"{what}: the connection to the Graph API at {self.base_url} broke before Meta "
+                                   f"answered ({type(exc).__name__})."
+                                   + (" A token may have been minted at Meta without reaching tokenvault; "
+                                      "review the system user's tokens in Business Settings." if not idempotent
+                                      else ""),
+                                   hint="Retry in a few minutes; check the network path to the Graph API.")
+                broken._answer_lost = True  # type: ignore[attr-defined]
+                raise broken from None
             raise Transient(f"{what}: cannot reach the Graph API at {self.base_url} ({type(exc).__name__}).",
                             hint="Check network access to the Graph API (or TOKENVAULT_GRAPH_URL).") from None
         log.debug("graph: %s %s -> %d", method, path.split("?")[0], response.status_code)
