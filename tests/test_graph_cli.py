@@ -177,3 +177,19 @@ def test_seven_day_boundary_to_the_second(age: timedelta, eligible: bool) -> Non
     else:
         with pytest.raises(SevenDayWindow):
             graph.generate_token(young, app, Secret(world.admin_token), ("whatsapp_business_messaging",))
+
+
+def test_verify_with_a_phone_number_makes_a_live_whatsapp_call(cli: CliRunner,
+                                                              served: tuple[GraphSimulator, object]) -> None:
+    sim, world = served
+    setup_business(cli, world)
+    cli("system-users", "sync")
+    assert cli("token", "generate", "prod", "--business", "acme", "--scopes", SCOPES).code == 0
+    res = cli("token", "verify", "prod", "--phone-number", world.phone_number_id, "--json")  # type: ignore[attr-defined]
+    assert res.code == 0, res.err
+    data = res.json()
+    assert data["valid"] is True and data["whatsapp"]["id"] == world.phone_number_id  # type: ignore[attr-defined]
+    res = cli("token", "verify", "prod", "--phone-number", world.phone_number_id)  # type: ignore[attr-defined]
+    assert res.code == 0 and "reads WhatsApp number" in res.err
+    res = cli("token", "verify", "prod", "--phone-number", "999999")  # a number this token cannot reach
+    assert res.code == 6 and res.err.startswith("error: ")

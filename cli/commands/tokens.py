@@ -117,19 +117,34 @@ def reveal(
 
 
 @app.command("verify")
-def verify(label: str, json_out: JsonOpt = False) -> None:
+def verify(
+    label: str,
+    phone_number: Annotated[
+        Optional[str],  # noqa: UP045
+        typer.Option("--phone-number", metavar="ID",
+                     help="Also read this WhatsApp phone number id with the token (a live WhatsApp check)."),
+    ] = None,
+    json_out: JsonOpt = False,
+) -> None:
     """Ask Meta's debug_token about LABEL now and record the answer. Exit 6 if it is not valid."""
     from vault.errors import TokenInvalid
 
-    record, info = state.manager().verify(label)
+    manager = state.manager()
+    record, info = manager.verify(label)
+    whatsapp = manager.check_whatsapp(label, phone_number) if phone_number and info.is_valid else None
     if json_out:
         data = record.as_json()
         data["valid"] = info.is_valid
         data["error"] = info.error_message
+        if phone_number:
+            data["whatsapp"] = whatsapp
         render.emit_json(data)
     elif info.is_valid:
         render.ok(f"{label} is valid (system user {info.user_id}, scopes {', '.join(info.scopes)}, "
                   f"expires {render.when(info.expires_at)}).")
+        if whatsapp is not None:
+            render.ok(f"{label} reads WhatsApp number {whatsapp.get('display_phone_number', phone_number)} "
+                      f"({whatsapp.get('verified_name', '?')}, quality {whatsapp.get('quality_rating', '?')}).")
     if not info.is_valid:
         raise TokenInvalid(f"Meta says {label} is not valid: {info.error_message or 'no reason given'}.")
 
