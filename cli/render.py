@@ -34,20 +34,41 @@ def _default(value: Any) -> Any:
     return str(value)
 
 
+def stamp(value: datetime | None, never: str = "never") -> str:
+    """A compact UTC time for table cells (the column header says UTC)."""
+    return value.strftime("%Y-%m-%d %H:%M") if value else never
+
+
 def when(value: datetime | None, never: str = "never") -> str:
     return value.strftime("%Y-%m-%d %H:%M UTC") if value else never
 
 
-def table(title: str | None, columns: Sequence[str], rows: Iterable[Sequence[object]]) -> None:
+def table(title: str | None, columns: Sequence[str], rows: Iterable[Sequence[object]], *,
+          wrap: Sequence[str] = ()) -> None:
+    """A table for people. Cells never wrap (ids and dates stay whole) except in the ``wrap`` columns,
+    which take the room that is left; at least 100 columns wide even when piped (rich would use 80)."""
+    import shutil
+
     from rich.console import Console
     from rich.table import Table
 
-    t = Table(title=title, show_lines=False, header_style="bold")
-    for column in columns:
-        t.add_column(column)
-    for row in rows:
-        t.add_row(*["" if cell is None else str(cell) for cell in row])
-    Console().print(t)
+    cells = [["" if cell is None else str(cell) for cell in row] for row in rows]
+    t = Table(title=title, show_lines=False, header_style="bold", box=None, pad_edge=False)
+    needed = 2 * (len(columns) - 1)  # padding between columns
+    for i, column in enumerate(columns):
+        longest = max([len(column), *(len(row[i]) for row in cells)])
+        if column in wrap:
+            least = max(len(column), min(30, longest))
+            t.add_column(column, overflow="fold", ratio=1, min_width=least)
+        else:  # ids, labels and dates are never cut: they are what people copy
+            least = longest
+            t.add_column(column, no_wrap=True, min_width=least)
+        needed += least
+    for row in cells:
+        t.add_row(*row)
+    # never narrower than what the table needs (a wide table scrolls; a cut id is useless), 100 when piped
+    width = max(100, shutil.get_terminal_size((100, 24)).columns, needed)
+    Console(width=width).print(t)
 
 
 def info(message: str) -> None:

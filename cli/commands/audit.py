@@ -24,9 +24,10 @@ def list_(
         render.emit_json([{"seq": e.id, "at": e.at, "actor": e.actor, "action": e.action, "subject": e.subject,
                            "details": e.details, "hash": e.hash, "prev_hash": e.prev_hash} for e in events])
         return
-    render.table("Audit trail", ["#", "at", "actor", "action", "subject", "details"],
-                 [(e.id, render.when(e.at), e.actor, e.action, e.subject,
-                   ", ".join(f"{k}={v}" for k, v in sorted(e.details.items()))) for e in events])
+    render.table("Audit trail", ["#", "at (UTC)", "actor", "action", "subject", "details"],
+                 [(e.id, render.stamp(e.at), e.actor, e.action, e.subject,
+                   ", ".join(f"{k}={v}" for k, v in sorted(e.details.items()))) for e in events],
+                 wrap=("details",))
 
 
 @app.command("verify")

@@ -88,6 +88,6 @@ def doctor(json_out: JsonOpt = False) -> None:
     else:
         render.keyvalues(config)
         render.table(None, ["check", "", "detail", "fix"],
-                     [(c.name, "ok" if c.ok else "FAIL", c.detail, c.fix) for c in checks])
+                     [(c.name, "ok" if c.ok else "FAIL", c.detail, c.fix) for c in checks], wrap=("detail", "fix"))
     if not all(c.ok for c in checks):
         raise typer.Exit(5)

@@ -30,9 +30,9 @@ def list_(
     if json_out:
         render.emit_json(items)
         return
-    render.table("Reminders", ["#", "label", "action", "business", "due", "status", "reason"],
-                 [(i["id"], i["label"], i["action"], i["business"], i["due_at"], i["status"], i["reason"])
-                  for i in items])
+    render.table("Reminders", ["#", "label", "action", "business", "due (UTC)", "status", "reason"],
+                 [(i["id"], i["label"], i["action"], i["business"], str(i["due_at"])[:16].replace("T", " "),
+                   i["status"], i["reason"]) for i in items], wrap=("reason",))
 
 
 @app.command("ics")

@@ -24,13 +24,17 @@ def _show(views: list[SystemUserView], json_out: bool) -> None:
     if json_out:
         render.emit_json([v.as_json() for v in views])
         return
+    several = len({v.record.business_name for v in views}) > 1
     rows = []
     for v in views:
         r = v.record
-        rows.append((r.id, r.name, r.role, r.business_name, render.when(r.created_at), r.age_source.value,
-                     "yes" if v.eligible else "no", render.when(v.eligible_from), v.reason))
-    render.table("System users", ["id", "name", "role", "business", "created", "age from", "eligible",
-                                  "eligible from", "why"], rows)
+        eligible = "yes" if v.eligible else (f"from {render.stamp(v.eligible_from)}" if r.role.upper() == "ADMIN"
+                                             else "no")
+        row = [r.id, r.name, r.role.lower(), render.stamp(r.created_at), r.age_source.value, eligible,
+               "" if v.eligible else v.reason]
+        rows.append(([r.business_name] if several else []) + row)
+    columns = ["id", "name", "role", "created (UTC)", "age from", "eligible (UTC)", "why not"]
+    render.table("System users", (["business"] if several else []) + columns, rows, wrap=("why not",))
 
 
 @app.command("sync")

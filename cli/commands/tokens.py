@@ -94,10 +94,11 @@ def list_(json_out: JsonOpt = False) -> None:
         render.emit_json_array(r.as_json() for r in records)
         return
     render.table("Tokens",
-                 ["label", "status", "v", "business", "system user", "scopes", "expires", "verified", "last4"],
+                 ["label", "status", "v", "business", "system user", "scopes", "expires (UTC)", "verified (UTC)",
+                  "last4"],
                  [(r.label, r.status.value, r.version, r.business_name, r.provenance.system_user_id,
-                   ",".join(r.provenance.scopes), render.when(r.expires_at), render.when(r.verified_at, "-"), r.last4)
-                  for r in records])
+                   ", ".join(r.provenance.scopes), render.stamp(r.expires_at), render.stamp(r.verified_at, "-"),
+                   r.last4) for r in records], wrap=("scopes",))
 
 
 @app.command("show")
@@ -217,7 +218,8 @@ def rotate(
         render.emit_json([o.as_json() for o in outcomes])
     else:
         render.table("Rotation", ["label", "state", "from", "to", "message"],
-                     [(o.label, o.state, o.from_version or "", o.to_version or "", o.message) for o in outcomes])
+                     [(o.label, o.state, o.from_version or "", o.to_version or "", o.message) for o in outcomes],
+                     wrap=("message",))
     failed = [o for o in outcomes if o.state == "failed"]
     deferred = [o for o in outcomes if o.state == "deferred"]
     if failed:
