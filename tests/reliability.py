@@ -21,12 +21,14 @@ from typing import Any
 import pytest
 
 FIGURES_ENV = "TOKENVAULT_FIGURES"
+# read at import (collection), before tests/conftest.py clears every TOKENVAULT_* variable for each test
+FIGURES_FILE = os.environ.get(FIGURES_ENV)
 Recorder = Callable[..., None]
 
 
 def recorder(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Recorder:
     """``figures(section, **values)``: record measured figures of this test (JSON line + print)."""
-    target = Path(os.environ.get(FIGURES_ENV) or tmp_path_factory.getbasetemp() / "reliability-figures.jsonl")
+    target = Path(FIGURES_FILE or tmp_path_factory.getbasetemp() / "reliability-figures.jsonl")
 
     def record(section: str, **values: object) -> None:
         line = json.dumps({"section": section, "test": request.node.name, "figures": values}, sort_keys=True)

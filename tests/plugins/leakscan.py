@@ -122,7 +122,7 @@ def _leak_scan_of_the_session(tmp_path_factory: pytest.TempPathFactory) -> Itera
     root = tmp_path_factory.getbasetemp()
     stats: dict[str, int] = {}
     hits = scan_tree(root, _seen, stats)
-    _report(tmp_path_factory, {"values": len(_seen), **stats, "hits": len(hits)})
+    _report(tmp_path_factory, {"distinct_values": len(_seen), "forms": 4, **stats, "hits": len(hits)})
     if hits:
         lines = "\n".join(f"  {name}: {', '.join(forms)}" for name, forms in sorted(hits.items()))
         pytest.fail(f"leak scan: {len(hits)} file(s) under {root} hold a token the simulator minted "
@@ -134,7 +134,9 @@ def _report(tmp_path_factory: pytest.TempPathFactory, figures: dict[str, int]) -
     import json
     import os
 
-    target = Path(os.environ.get("TOKENVAULT_FIGURES") or tmp_path_factory.getbasetemp() / "reliability-figures.jsonl")
+    from reliability import FIGURES_FILE
+
+    target = Path(FIGURES_FILE or tmp_path_factory.getbasetemp() / "reliability-figures.jsonl")
     line = json.dumps({"section": "suite-leak-scan", "test": "session", "figures": figures}, sort_keys=True)
     fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
     try:
