@@ -119,7 +119,10 @@ class BackendMigrator:
         for biz in self.store.list_businesses():
             meta = {"business": biz.name, "business_id": biz.business_id, "app_id": biz.app_id}
             for kind in (SecretKind.APP_SECRET, SecretKind.ADMIN_TOKEN):
-                found.append(MigrationItem(SecretRef(kind, biz.id, 1, biz.name), meta))
+                for number in range(1, self.manager.business_secret_version(biz, kind) + 1):
+                    ref = SecretRef(kind, biz.id, number, biz.name)
+                    if number == 1 or self.source.exists(ref):  # a refused replacement leaves a gap
+                        found.append(MigrationItem(ref, meta))
         businesses = {b.name: b for b in self.store.list_businesses()}
         for token in self.store.list_tokens():
             record = self.store.get_token(token.label, with_history=True)

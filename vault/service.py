@@ -210,11 +210,87 @@ class TokenManager:
     def app_credentials(self, business: BusinessRecord) -> AppCredentials:
         from .ports.graph import AppCredentials
 
-        secret = self.secrets.get(SecretRef(SecretKind.APP_SECRET, business.id, 1, business.name))
+        secret = self.secrets.get(self.business_secret_ref(business, SecretKind.APP_SECRET))
         return AppCredentials(app_id=business.app_id, app_secret=secret)
 
     def admin_token(self, business: BusinessRecord) -> Secret:
-        return self.secrets.get(SecretRef(SecretKind.ADMIN_TOKEN, business.id, 1, business.name))
+        return self.secrets.get(self.business_secret_ref(business, SecretKind.ADMIN_TOKEN))
+
+    def business_secret_ref(self, business: BusinessRecord, kind: SecretKind, version: int | None = None) -> SecretRef:
+        """Where the business's app secret / admin token lives: its current version unless ``version``."""
+        number = version if version is not None else self.business_secret_version(business, kind)
+        return SecretRef(kind, business.id, number, business.name)
+
+    def business_secret_version(self, business: BusinessRecord, kind: SecretKind) -> int:
+        """The current version (1 until :meth:`replace_business_secret` made a newer one)."""
+        raw = self.store.get_setting(_business_secret_setting(business, kind))
+        return int(raw) if raw and raw.isdigit() else 1
+
+    def replace_business_secret(self, name: str, kind: SecretKind, secret: Secret, *, verify: bool = True,
+                                revoke_old: bool = False) -> int:
+        """Store a new app secret or admin token for business ``name``; returns its version.
+
+        The new value is written as the next version first (check-and-set: a concurrent writer gets
+        :class:`AlreadyExists`), then checked with Meta unless ``verify`` is False (an admin token must
+        be valid for the business's app; an app secret must make an app token debug_token accepts), and
+        only then made current, so a refused value changes nothing. Older versions stay encrypted as
+        history. ``revoke_old`` (admin token only) revokes the previous admin token at Meta afterwards,
+        with the new one as the caller. Audited; the values never leave the secret backend.
+        """
+        if kind not in (SecretKind.APP_SECRET, SecretKind.ADMIN_TOKEN):
+            raise InvalidInput(f"{kind.value} is not a business secret.")
+        biz = self.store.get_business(name)
+        self._fingerprint_key()  # the configured key must open this store before anything is written
+        old_version = self.business_secret_version(biz, kind)
+        old_ref = self.business_secret_ref(biz, kind, old_version)
+        meta = {"business": biz.name, "business_id": biz.business_id, "app_id": biz.app_id}
+        new_ref = self._put_next_version(biz, kind, old_version, secret, meta)
+        try:
+            if verify:
+                self._check_business_secret(biz, kind, secret)
+        except BaseException:
+            self._discard(new_ref)
+            raise
+        self.store.set_setting(_business_secret_setting(biz, kind), str(new_ref.version))
+        self.audit(f"business.{kind.value}.replace", biz.name, version=new_ref.version, verified=verify)
+        if revoke_old and kind is SecretKind.ADMIN_TOKEN:
+            old = self.secrets.get(old_ref)
+            if old != secret:
+                self._revoke_at_meta(biz, old, caller=secret)
+                self.audit("business.admin_token.revoke_old", biz.name, version=old_ref.version)
+        return new_ref.version
+
+    def _put_next_version(self, biz: BusinessRecord, kind: SecretKind, current: int, secret: Secret,
+                          meta: dict[str, str]) -> SecretRef:
+        """Write ``secret`` as the first free version after ``current``. A version left by a refused or
+        interrupted replacement is not current: locally it is dropped and reused; Vault KV never reuses a
+        version number, so the next one is taken."""
+        from .errors import AlreadyExists
+
+        for number in range(current + 1, current + 20):
+            ref = self.business_secret_ref(biz, kind, number)
+            if self.secrets.exists(ref):
+                self.secrets.destroy(ref)
+            try:
+                self.secrets.put(ref, secret, meta)
+                return ref
+            except AlreadyExists:
+                continue
+        raise AlreadyExists(f"Too many unfinished replacements of {biz.name}'s {kind.value}.",
+                            hint="Run `tokenvault doctor`; if the secret backend is healthy, report this.")
+
+    def _check_business_secret(self, biz: BusinessRecord, kind: SecretKind, secret: Secret) -> None:
+        from .ports.graph import AppCredentials
+
+        if kind is SecretKind.APP_SECRET:
+            app = AppCredentials(biz.app_id, secret)
+            self.graph.debug_token(self.admin_token(biz), app)  # a wrong secret: Meta refuses the app token
+            return
+        info = self.graph.debug_token(secret, self.app_credentials(biz))
+        if not info.is_valid:
+            raise TokenInvalid(f"Meta says the new admin token of {biz.name} is not valid "
+                               f"({info.error_message or 'no reason given'}); nothing was changed.",
+                               hint="Generate a fresh admin (system user) token in Business Settings and retry.")
 
     # ------------------------------------------------------------------ tokens: capture
     def import_token(
@@ -704,6 +780,10 @@ def _test_crash(point: str) -> None:
 
         sig = signal.SIGINT if os.environ.get("TOKENVAULT_TEST_CRASH_SIGNAL") == "INT" else signal.SIGKILL
         os.kill(os.getpid(), sig)
+
+
+def _business_secret_setting(business: BusinessRecord, kind: SecretKind) -> str:
+    return f"business_secret_version:{business.id}:{kind.value}"
 
 
 def _debug_summary(info: TokenDebugInfo) -> dict[str, Any]:

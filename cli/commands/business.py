@@ -31,6 +31,50 @@ def add(
         render.ok(f"Registered business {record.name} ({record.business_id}, app {record.app_id}).")
 
 
+@app.command("set-admin-token")
+def set_admin_token(
+    name: Annotated[str, typer.Argument(help="The registered business name.")],
+    revoke_old: Annotated[bool, typer.Option("--revoke-old", help="Revoke the previous admin token at Meta.")] = False,
+    no_verify: Annotated[bool, typer.Option("--no-verify", help="Do not check the token with debug_token.")] = False,
+    json_out: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Replace the admin access token used for minting (read from stdin or a hidden prompt).
+
+    The new token is checked with debug_token before it replaces the old one; a refused token changes
+    nothing. The previous one is kept encrypted as history unless --revoke-old kills it at Meta.
+    """
+    from vault.types import SecretKind
+
+    token = read_secret("new admin access token")
+    version = state.manager().replace_business_secret(name, SecretKind.ADMIN_TOKEN, token, verify=not no_verify,
+                                                      revoke_old=revoke_old)
+    if json_out:
+        render.emit_json({"name": name, "admin_token_version": version, "old_revoked": revoke_old})
+    else:
+        render.ok(f"{name}: admin token v{version} is now used for minting"
+                  + ("; the previous one was revoked at Meta." if revoke_old else "."))
+
+
+@app.command("set-app-secret")
+def set_app_secret(
+    name: Annotated[str, typer.Argument(help="The registered business name.")],
+    no_verify: Annotated[bool, typer.Option("--no-verify", help="Do not check the secret with Meta.")] = False,
+    json_out: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Replace the app secret (after "Reset" in the app dashboard), read from stdin or a hidden prompt.
+
+    Checked first: Meta must accept the app token it makes; a refused secret changes nothing.
+    """
+    from vault.types import SecretKind
+
+    secret = read_secret("new app secret")
+    version = state.manager().replace_business_secret(name, SecretKind.APP_SECRET, secret, verify=not no_verify)
+    if json_out:
+        render.emit_json({"name": name, "app_secret_version": version})
+    else:
+        render.ok(f"{name}: app secret v{version} is now in use.")
+
+
 @app.command("list")
 def list_(json_out: Annotated[bool, typer.Option("--json")] = False) -> None:
     """The registered businesses."""
