@@ -35,6 +35,7 @@ ENV_NAMES: dict[str, str] = {
     "vault_transit_key": "TOKENVAULT_VAULT_TRANSIT_KEY",
     "graph_url": "TOKENVAULT_GRAPH_URL",
     "graph_version": "TOKENVAULT_GRAPH_VERSION",
+    "graph_rate_limit": "TOKENVAULT_GRAPH_RATE_LIMIT",
     "notify_urls": "TOKENVAULT_NOTIFY_URLS",
     "keyring_service": "TOKENVAULT_KEYRING_SERVICE",
 }
@@ -67,6 +68,7 @@ class Settings:
     vault_transit_key: str = "tokenvault"
     graph_url: str = DEFAULT_GRAPH_URL
     graph_version: str = DEFAULT_GRAPH_VERSION
+    graph_rate_limit: str | None = None  # "CALLS/SECONDS": the app's Graph API limit, kept client-side
     notify_urls: tuple[str, ...] = ()
     keyring_service: str = "tokenvault"
 
@@ -113,6 +115,8 @@ class Settings:
         if settings.key_provider is not None and settings.key_provider not in KEY_PROVIDERS:
             raise InvalidInput(f"Unknown key provider {settings.key_provider!r}.",
                                hint=f"Choose one of: {', '.join(KEY_PROVIDERS)}.")
+        if settings.graph_rate_limit is not None:
+            parse_rate_limit(settings.graph_rate_limit)
         if settings.backend not in BACKENDS:
             raise InvalidInput(f"Unknown secret backend {settings.backend!r}.",
                                hint=f"Choose one of: {', '.join(BACKENDS)}.")
@@ -120,6 +124,25 @@ class Settings:
 
     def with_overrides(self, **changes: object) -> Settings:
         return replace(self, **changes)  # type: ignore[arg-type]
+
+    @property
+    def rate_limit(self) -> tuple[int, float] | None:
+        """``graph_rate_limit`` as ``(calls, seconds)``; None when not set."""
+        return parse_rate_limit(self.graph_rate_limit) if self.graph_rate_limit else None
+
+
+def parse_rate_limit(text: str) -> tuple[int, float]:
+    """``"200/3600"`` (calls per seconds) as ``(200, 3600.0)``; raises InvalidInput otherwise."""
+    calls, _, seconds = str(text).partition("/")
+    try:
+        parsed = int(calls.strip()), float(seconds.strip())
+    except ValueError:
+        parsed = (0, 0.0)
+    if parsed[0] < 1 or not 0 < parsed[1] < float("inf"):
+        raise InvalidInput(f"Invalid Graph API rate limit {text!r}.",
+                           hint="Give CALLS/SECONDS, e.g. TOKENVAULT_GRAPH_RATE_LIMIT=200/3600 "
+                                "(200 calls in any hour).")
+    return parsed
 
 
 def _read_config_file(path: Path) -> dict[str, object]:

@@ -99,6 +99,9 @@ _T = TypeVar("_T")
 @dataclass(eq=False)
 class _Pending(Generic[_T]):
     work: Callable[[], _T]
+    behind: bool = False  # nobody waits for it (write-behind)
+    tag: str = ""  # whose write it is (a label), for drain()
+    after: Callable[[], None] | None = None  # run by the committing thread once it is durable
     ready: threading.Event = field(default_factory=threading.Event)
     lead: bool = False
     result: _T | None = None
@@ -118,44 +121,83 @@ class GroupCommit:
     same step pay one commit (one fsync) instead of N. Each function runs in a savepoint: its error (raised
     in its own thread) undoes only its writes. :meth:`run` returns once the commit holding the function is
     durable, so "recorded before the next step is taken" still holds per rotation.
+
+    ``behind=True`` (write-behind) returns at once instead, for writes nothing waits on (a rotation's last
+    journal entries, after its last call to Meta): they are committed in order with the others, and
+    :meth:`drain` waits for them and returns their errors.
     """
 
     def __init__(self, store: SqlStore) -> None:
         self._store = store
         self._lock = threading.Lock()
         self._queue: list[_Pending[Any]] = []
+        self._behind: list[_Pending[Any]] = []
         self._leading = False
         self.commits = 0  # transactions committed (for reports and tests)
         self.writes = 0  # functions run in them
 
     def run(self, work: Callable[[], _T]) -> _T:
+        """Run ``work`` in the next commit; returns its result once that commit is durable."""
         item: _Pending[_T] = _Pending(work)
-        with self._lock:
-            self._queue.append(item)
-            lead = not self._leading
-            self._leading = True
-        if not lead:
+        if self._submit(item):
             item.ready.wait()
             if not item.lead:
                 return item.outcome()
         self._lead()
         return item.outcome()
 
-    def _lead(self) -> None:
+    def run_behind(self, work: Callable[[], object], *, after: Callable[[], None] | None = None,
+                   tag: str = "") -> None:
+        """Write-behind: ``work`` goes into the next commit and this returns at once (unless no commit is under
+        way: then this thread commits it). ``after`` runs in the committing thread once it is durable."""
+        item: _Pending[object] = _Pending(work, behind=True, tag=tag, after=after)
+        if not self._submit(item):
+            self._lead()
+
+    def _submit(self, item: _Pending[Any]) -> bool:
+        """Queue ``item``; True when a commit is under way (its thread takes it), False: the caller leads."""
         with self._lock:
-            batch, self._queue = self._queue, []
-        try:
-            self._commit(batch)
-        finally:
-            for item in batch:
-                item.lead = False
-                item.ready.set()
+            self._queue.append(item)
+            if item.behind:
+                self._behind.append(item)
+            busy = self._leading
+            self._leading = True
+        return busy
+
+    def drain(self) -> list[tuple[str, BaseException]]:
+        """Wait for every write-behind commit (including those queued meanwhile by ``after`` callbacks);
+        returns ``(tag, error)`` for each one that failed (its writes were not recorded)."""
+        errors: list[tuple[str, BaseException]] = []
+        while True:
             with self._lock:
-                if self._queue:  # hand over: the oldest waiting thread commits the next batch
-                    self._queue[0].lead = True
-                    self._queue[0].ready.set()
-                else:
-                    self._leading = False
+                pending, self._behind = self._behind, []
+            if not pending:
+                return errors
+            for item in pending:
+                item.ready.wait()
+            errors += [(item.tag, item.error) for item in pending if item.error is not None]
+
+    def _lead(self) -> None:
+        again = True
+        while again:
+            with self._lock:
+                batch, self._queue = self._queue, []
+            committed = False
+            try:
+                self._commit(batch)
+                committed = True
+            finally:
+                for item in batch:
+                    item.lead = False
+                    item.ready.set()
+                with self._lock:
+                    waiting = next((i for i in self._queue if not i.behind), None)
+                    if waiting is not None:  # hand over: the oldest waiting thread commits the next batch
+                        waiting.lead = True
+                        waiting.ready.set()
+                    # only write-behind work left, which no thread waits for: commit it too
+                    again = committed and waiting is None and bool(self._queue)
+                    self._leading = again or waiting is not None
 
     def _commit(self, batch: list[_Pending[Any]]) -> None:
         try:
@@ -176,6 +218,9 @@ class GroupCommit:
                     item.error, item.result = exc, None
             if not isinstance(exc, Exception):
                 raise
+        for item in batch:
+            if item.error is None and item.after is not None:
+                item.after()
 
 
 @dataclass(frozen=True)
@@ -219,6 +264,8 @@ class _Next:
     write: Callable[[], None] | None = None
     before: Callable[[], None] | None = None
     guard: AbstractContextManager[None] | None = None
+    join_next: bool = False  # the next step calls nobody: both journal entries go into one commit
+    behind: bool = False  # after the last call to Meta: written behind (see GroupCommit.run_behind)
 
 
 class Rotator:
@@ -231,6 +278,7 @@ class Rotator:
         self.group = GroupCommit(manager.store)
         self._businesses: dict[str, _Business] = {}
         self._businesses_lock = threading.Lock()
+        self._bulk = False  # inside rotate_many: each rotation's write-behind is settled at the end, not by it
 
     # ------------------------------------------------------------------ entry points
     def rotate(self, label: str, *, compromised: bool = False, reason: str = "",
@@ -240,6 +288,17 @@ class Rotator:
         ``expected_version`` (policy rotation): if another process rotated the token since the caller
         looked, nothing is done (the outcome's state is ``skipped``), so two schedulers never rotate twice.
         """
+        outcome = self._rotate(label, compromised, reason, expected_version)
+        self._settle()
+        return outcome
+
+    def _settle(self) -> None:
+        """Outside a bulk run: wait until the journal's write-behind is durable; raise what failed."""
+        if not self._bulk:
+            for _, error in self.group.drain():
+                raise error
+
+    def _rotate(self, label: str, compromised: bool, reason: str, expected_version: int | None) -> RotationOutcome:
         record = self.m.store.get_token(label)
         owner = lease_owner()
         begin = self._begin(label, record.id, owner, compromised, reason, expected_version)
@@ -318,10 +377,12 @@ class Rotator:
         try:
             self.group.run(lambda: self.m.audit("rotation.resume", rotation.label, rotation=rotation_id,
                                                 step=rotation.step))
-            return self._run(self.m.store.get_rotation(rotation_id), work)
+            outcome = self._run(self.m.store.get_rotation(rotation_id), work)
         finally:
             if work.owner is not None:
                 self._unlock(record, work.owner)
+        self._settle()
+        return outcome
 
     def rotate_many(self, labels: Sequence[str], *, compromised: bool = False, reason: str = "",
                     concurrency: int = 4,
@@ -332,7 +393,7 @@ class Rotator:
 
         def one(label: str) -> RotationOutcome:
             try:
-                outcome = self.rotate(label, compromised=compromised, reason=reason)
+                outcome = self._rotate(label, compromised, reason, None)
             except Deferred as exc:
                 outcome = RotationOutcome(label, "deferred", 0, None, compromised, exc.message,
                                           exc.opens_at.isoformat() if exc.opens_at else None, exc.reminder_id)
@@ -342,8 +403,18 @@ class Rotator:
                 progress(outcome)
             return outcome
 
-        with ThreadPoolExecutor(max_workers=max(1, concurrency), thread_name_prefix="rotate") as pool:
-            return list(pool.map(one, labels))
+        self._bulk = True
+        try:
+            with ThreadPoolExecutor(max_workers=max(1, concurrency), thread_name_prefix="rotate") as pool:
+                outcomes = list(pool.map(one, labels))
+        finally:
+            self._bulk = False
+            unrecorded = dict(self.group.drain())
+        return [o if o.label not in unrecorded else replace(
+            o, state="failed", message=f"{o.label} was rotated (the new token is active, the old one revoked at "
+                                       f"Meta) but its last journal entry was not recorded: "
+                                       f"{getattr(unrecorded[o.label], 'message', unrecorded[o.label])}; "
+                                       "`tokenvault run-due` completes it.") for o in outcomes]
 
     # ------------------------------------------------------------------ the machine
     def _lock(self, record: TokenRecord, owner: str | None = None) -> str:
@@ -365,30 +436,65 @@ class Rotator:
         self.group.run(lambda: self.m.store.release_lease(_resource(record.id), owner))
 
     def _run(self, rotation: RotationRecord, work: _Work) -> RotationOutcome:
+        joined: list[tuple[str, Callable[[], None]]] = []  # journal entries waiting for the same commit
         while rotation.state != "done":
             handler: Callable[[RotationRecord, _Work], _Next] = getattr(self, f"_step_{rotation.step}")
             nxt = handler(rotation, work)
             state = "done" if nxt.step == "done" else "running"
+            if state == "done" and work.owner is not None:  # the lease goes with the last entry
+                release, work.owner = work.owner, None
+            else:
+                release = None
+            joined.append((nxt.step, self._journal(rotation, nxt.step, state, nxt.changes, nxt.write, release)))
+            rotation = replace(rotation, step=nxt.step, state=state, **nxt.changes)
+            if nxt.join_next:
+                continue
+            if nxt.behind:  # nothing is left that Meta or the caller waits on: the rest is written behind
+                self._write_behind(rotation, work, joined)
+                return self._outcome(rotation, "done")
+            entries, joined = joined, []
             with nxt.guard or nullcontext():
                 if nxt.before is not None:
                     nxt.before()
-                self.group.run(self._journal(rotation, work, nxt.step, state, nxt.changes, nxt.write))
-            rotation = replace(rotation, step=nxt.step, state=state, **nxt.changes)
-            _maybe_crash(nxt.step)
+                self.group.run(_chain([commit for _, commit in entries]))
+            for step, _ in entries:
+                _maybe_crash(step)
         return self._outcome(rotation, "done")
 
-    def _journal(self, rotation: RotationRecord, work: _Work, next_step: str, state: str, changes: dict[str, Any],
-                 write: Callable[[], None] | None) -> Callable[[], None]:
-        """The step's writes, its journal entry and its audit event (and, once done, the lease): one commit."""
+    def _write_behind(self, rotation: RotationRecord, work: _Work,
+                      entries: list[tuple[str, Callable[[], None]]]) -> None:
+        """Journal ``entries`` and every step left (bookkeeping only: no call to Meta), each in a commit of its
+        own, in order, without waiting: each one is queued by the thread that committed the one before."""
+        while rotation.state != "done":
+            handler: Callable[[RotationRecord, _Work], _Next] = getattr(self, f"_step_{rotation.step}")
+            nxt = handler(rotation, work)
+            assert nxt.behind and nxt.before is None and nxt.guard is None, nxt.step
+            state = "done" if nxt.step == "done" else "running"
+            release, work.owner = (work.owner, None) if state == "done" else (None, work.owner)
+            entries.append((nxt.step, self._journal(rotation, nxt.step, state, nxt.changes, nxt.write, release)))
+            rotation = replace(rotation, step=nxt.step, state=state, **nxt.changes)
+
+        def queue(rest: list[tuple[str, Callable[[], None]]]) -> None:
+            if rest:
+                (step, commit), later = rest[0], rest[1:]
+
+                def after() -> None:
+                    _maybe_crash(step)
+                    queue(later)
+                self.group.run_behind(commit, after=after, tag=rotation.label)
+        queue(entries)
+
+    def _journal(self, rotation: RotationRecord, next_step: str, state: str, changes: dict[str, Any],
+                 write: Callable[[], None] | None, release: str | None) -> Callable[[], None]:
+        """The step's writes, its journal entry and its audit event (and the lease ``release``): one commit."""
         def commit() -> None:
             if write is not None:
                 write()
             self.m.store.update_rotation(rotation.id, self.m.now(), step=next_step, state=state, **changes)
             self.m.audit(f"rotation.{next_step}", rotation.label, rotation=rotation.id,
                          to_version=changes.get("to_version", rotation.to_version))
-            if state == "done" and work.owner is not None:
-                self.m.store.release_lease(_resource(rotation.token_id), work.owner)
-                work.owner = None
+            if release is not None:
+                self.m.store.release_lease(_resource(rotation.token_id), release)
         return commit
 
     def _outcome(self, rotation: RotationRecord, state: str) -> RotationOutcome:
@@ -530,7 +636,8 @@ class Rotator:
 
         def write() -> None:
             self.m.store.update_version(rotation.token_id, to_version, **fields)
-        return _Next("verified", write=write)
+        # verified -> promoted calls nobody: one commit for both (compromised: promoted is "done", kept apart)
+        return _Next("verified", write=write, join_next=not rotation.compromised)
 
     def _step_verified(self, rotation: RotationRecord, work: _Work) -> _Next:
         assert rotation.to_version is not None
@@ -544,7 +651,7 @@ class Rotator:
     def _step_promoted(self, rotation: RotationRecord, work: _Work) -> _Next:
         old = self._old_version(rotation, work)
         if old.revoked_at is not None:
-            return _Next("old_revoked")
+            return _Next("old_revoked", behind=True)
         biz = self._business(work.record.business_name)
         # Meta's sequence: the new token is the caller that revokes the old one.
         self.m._revoke_at_meta(biz.record, self._old_secret(rotation, work), caller=self._new_secret(rotation, work),
@@ -554,10 +661,10 @@ class Rotator:
         def write() -> None:
             self.m.store.update_version(rotation.token_id, rotation.from_version, status=TokenStatus.REVOKED,
                                         revoked_at=revoked_at)
-        return _Next("old_revoked", write=write)
+        return _Next("old_revoked", write=write, behind=True)
 
     def _step_old_revoked(self, rotation: RotationRecord, work: _Work) -> _Next:
-        return _Next("done")
+        return _Next("done", behind=True)
 
     def _secrets_in_store(self) -> bool:
         """Whether the secret backend writes to this metadata store (the local backend) rather than over a
@@ -586,6 +693,16 @@ class Rotator:
 
 def _resource(token_id: int) -> str:
     return f"rotate:{token_id}"
+
+
+def _chain(commits: list[Callable[[], None]]) -> Callable[[], None]:
+    if len(commits) == 1:
+        return commits[0]
+
+    def chained() -> None:
+        for commit in commits:
+            commit()
+    return chained
 
 
 def _maybe_crash(step: str) -> None:

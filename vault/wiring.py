@@ -134,7 +134,8 @@ def build_graph_factory(settings: Settings, clock: Clock, client: Any = None) ->
     def factory() -> GraphApi:
         from .adapters.graph_httpx import HttpxGraphApi
 
-        return HttpxGraphApi(client, base_url=settings.graph_url, version=settings.graph_version, clock=clock)
+        return HttpxGraphApi(client, base_url=settings.graph_url, version=settings.graph_version, clock=clock,
+                             rate_limit=settings.rate_limit)
 
     return factory
 

@@ -10,6 +10,10 @@
 * Errors go through the one table in :mod:`vault.graph_errors`. Transient failures and rate limits
   are retried with exponential backoff and full jitter, bounded by ``max_attempts`` and ``max_wait``;
   a rate limit pauses every thread of this adapter (one gate), so bulk work does not stampede.
+* Rate limits are also kept proactively: with ``rate_limit=(calls, seconds)`` (the app's limit,
+  ``TOKENVAULT_GRAPH_RATE_LIMIT``) every thread takes its turn from one :class:`RatePacer`, so Meta's
+  limit is not reached; without it, a response whose ``X-App-Usage`` says the app is at 100% closes the
+  gate briefly instead of sending calls Meta is about to refuse.
 * Minting is not idempotent at Meta: a mint whose answer was lost (read timeout, or the connection
   broken after the request was sent) is *not* retried,
   because a second token would be minted and the first one would live at Meta unseen; the error
@@ -25,6 +29,7 @@ import random
 import re
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -125,6 +130,55 @@ class RateGate:
             return max(0.0, self._open_at - self._clock())
 
 
+class RatePacer:
+    """Client-side pacing: at most ``calls`` requests in any ``per_seconds`` (a sliding window, the way Meta
+    counts), shared by every thread of an adapter.
+
+    Each request is given the next free slot, first come first served, and its thread sleeps until then;
+    nobody is refused. The window is stretched by ``margin`` (2%, at least 10 ms) because Meta counts a call
+    when it arrives, and arrivals jitter by a few milliseconds around the moments they were sent; each
+    refusal that still comes (:meth:`refused`) stretches it by another 2%, up to 25%.
+    """
+
+    MAX_MARGIN = 0.25
+
+    def __init__(self, calls: int, per_seconds: float, *, clock: Callable[[], float] = time.monotonic,
+                 margin: float = 0.02) -> None:
+        if calls < 1 or per_seconds <= 0:
+            raise ValueError("a rate limit is at least 1 call in a positive number of seconds")
+        self.calls = calls
+        self.per_seconds = per_seconds
+        self.margin = margin
+        self._window = per_seconds + max(per_seconds * margin, 0.01)
+        self._slots: deque[float] = deque(maxlen=calls)  # the last `calls` slots given, oldest first
+        self._lock = threading.Lock()
+        self._clock = clock
+        self.waited = 0.0  # seconds callers were told to wait, in all (for reports)
+
+    def reserve(self) -> float:
+        """Take the next slot; returns how long to wait before sending (0: now)."""
+        with self._lock:
+            now = self._clock()
+            slot = now
+            if self._slots:
+                slot = max(slot, self._slots[-1])  # in order
+                if len(self._slots) == self.calls:
+                    slot = max(slot, self._slots[0] + self._window)  # `calls` slots back is out of the window
+            self._slots.append(slot)
+            wait = slot - now
+            self.waited += wait
+            return wait
+
+    def refused(self) -> None:
+        """Meta refused a call for the rate limit anyway (jitter, or other clients of the app): widen the margin."""
+        with self._lock:
+            self.margin = min(self.MAX_MARGIN, self.margin + 0.02)
+            self._window = self.per_seconds + max(self.per_seconds * self.margin, 0.01)
+
+    def __repr__(self) -> str:
+        return f"RatePacer({self.calls} calls / {self.per_seconds:g} s)"
+
+
 class HttpxGraphApi:
     """:class:`~vault.ports.graph.GraphApi` over an httpx client. Thread-safe (httpx.Client is)."""
 
@@ -141,6 +195,7 @@ class HttpxGraphApi:
         base_delay: float = 0.5,
         sleep: Callable[[float], None] = time.sleep,
         rng: Callable[[], float] = random.random,
+        rate_limit: tuple[int, float] | None = None,
     ) -> None:
         import httpx
 
@@ -160,9 +215,11 @@ class HttpxGraphApi:
         self._sleep = sleep
         self._rng = rng
         self.gate = RateGate()
+        self.pacer = RatePacer(*rate_limit) if rate_limit is not None else None
         self.last_app_usage: float | None = None
         self.attempts = 0  # every HTTP attempt made (for reports and tests)
         self.retries = 0
+        self.rate_limited = 0  # answers that said "rate limited" (each retried, or raised)
 
     def __repr__(self) -> str:
         return f"HttpxGraphApi({self.base_url}/{self.version})"
@@ -288,10 +345,18 @@ class HttpxGraphApi:
                                       retry_after=pause)
                 self._sleep(pause)
                 waited += pause
+            if self.pacer is not None:
+                turn = self.pacer.reserve()
+                if turn > 0:
+                    self._sleep(turn)  # our turn within the app's limit: waiting is the point, not bounded
             try:
                 return self._attempt(method, path, what=what, params=params, form=form_data, headers=headers,
                                      system_user_id=system_user_id, idempotent=idempotent)
             except GraphError as exc:
+                if isinstance(exc, RateLimited):
+                    self.rate_limited += 1
+                    if self.pacer is not None:
+                        self.pacer.refused()
                 if not is_retryable(exc) or attempt == self.max_attempts:
                     raise
                 if not idempotent and getattr(exc, "_answer_lost", False):
@@ -351,6 +416,8 @@ class HttpxGraphApi:
         usage = app_usage(response.headers)
         if usage is not None:
             self.last_app_usage = usage
+            if usage >= 100 and self.pacer is None and response.status_code < 400:
+                self.gate.close_for(self.base_delay)  # the app is at its limit: the next call would be refused
         try:
             body = response.json()
         except ValueError:
@@ -417,4 +484,5 @@ def _debug_info(data: Mapping[str, Any]) -> TokenDebugInfo:
     )
 
 
-__all__ = ["HttpxGraphApi", "RateGate", "appsecret_proof", "install_log_redaction", "parse_meta_time", "redact_url"]
+__all__ = ["HttpxGraphApi", "RateGate", "RatePacer", "appsecret_proof", "install_log_redaction", "parse_meta_time",
+           "redact_url"]

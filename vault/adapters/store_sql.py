@@ -19,7 +19,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, delete, event, func, text, update
+from sqlalchemy import Engine, bindparam, create_engine, delete, event, func, insert, text, update
 from sqlalchemy import exc as sa_exc
 from sqlmodel import Session, col, select
 
@@ -245,6 +245,7 @@ class SqlStore:
             if ambient is not None:
                 yield ambient
                 ambient.flush()
+                ambient.expunge_all()  # the next call reads rows afresh, as in a session of its own
                 return
             with self._serial or nullcontext(), Session(self.engine, expire_on_commit=False) as session, \
                     session.begin():
@@ -451,20 +452,20 @@ class SqlStore:
 
     def update_version(self, token_id: int, version: int, **fields: Any) -> None:
         """Update fields of one version (status, verified_at, debug_summary, revoked_at, expires_at...)."""
-        with self.session() as s:
-            row = s.exec(select(models.TokenVersionRow).where(
-                col(models.TokenVersionRow.token_id) == token_id,
-                col(models.TokenVersionRow.version) == version)).first()
-            if row is None:
+        values: dict[str, Any] = {}
+        for key, value in fields.items():
+            if isinstance(value, datetime):
+                value = as_utc(value)
+            elif isinstance(value, (list, tuple, dict)):
+                value = json.dumps(value, sort_keys=True)
+            elif isinstance(value, (TokenStatus, TokenSource)):
+                value = value.value
+            values[key] = value
+        with self.session() as s:  # one UPDATE statement (bulk rotation runs this a few times per token)
+            result = s.connection().execute(_W.version_update, {**values, "b_token_id": token_id,
+                                                                "b_version": version})
+            if not result.rowcount:
                 raise NotFound(f"Token id {token_id} has no version {version}.")
-            for key, value in fields.items():
-                if isinstance(value, datetime):
-                    value = as_utc(value)
-                elif isinstance(value, (list, tuple, dict)):
-                    value = json.dumps(value, sort_keys=True)
-                elif isinstance(value, (TokenStatus, TokenSource)):
-                    value = value.value
-                setattr(row, key, value)
 
     def promote(self, token_id: int, new_version: int, old_version: int | None, old_status: TokenStatus) -> None:
         """In one transaction: ``new_version`` becomes current and active, ``old_version`` gets ``old_status``."""
@@ -590,17 +591,17 @@ class SqlStore:
             except AlreadyExists:
                 pass
             self._audit_head_missing = False
-        with self.session() as s:
-            head = s.exec(select(models.SettingRow).where(col(models.SettingRow.key) == AUDIT_HEAD)
-                          .with_for_update()).first()
+        with self.session() as s:  # statements built once: bulk rotation appends several events per token
+            conn = s.connection()
+            head = conn.execute(_W.head_for_update, {"b_key": AUDIT_HEAD}).first()
+            link = next_link(head[0] if head else None, actor, action, subject, details, now)
+            conn.execute(_W.audit_insert, {"seq": link.seq, "at": link.at, "actor": link.actor, "action": link.action,
+                                           "subject": link.subject, "details": link.details,
+                                           "prev_hash": link.prev_hash, "hash": link.hash})
             if head is None:
-                head = models.SettingRow(key=AUDIT_HEAD, value="")
-                s.add(head)
-            link = next_link(head.value, actor, action, subject, details, now)
-            s.add(models.AuditEventRow(seq=link.seq, at=link.at, actor=link.actor, action=link.action,
-                                       subject=link.subject, details=link.details, prev_hash=link.prev_hash,
-                                       hash=link.hash))
-            head.value = link.head
+                conn.execute(_W.setting_insert, {"key": AUDIT_HEAD, "value": link.head})
+            else:
+                conn.execute(_W.setting_update, {"b_key": AUDIT_HEAD, "value": link.head})
             return link.seq
 
     def list_audit(self, limit: int | None = None, subject: str | None = None) -> list[AuditEventRecord]:
@@ -710,12 +711,11 @@ class SqlStore:
             return row.id
 
     def update_rotation(self, rotation_id: int, now: datetime, **fields: Any) -> None:
-        with self.session() as s:
-            row = s.get(models.RotationRow, rotation_id)
-            assert row is not None
-            for key, value in fields.items():
-                setattr(row, key, value)
-            row.updated_at = _db(now)
+        with self.session() as s:  # one UPDATE statement: a rotation journals each of its steps
+            result = s.connection().execute(_W.rotation_update, {**fields, "updated_at": _db(now),
+                                                                 "b_id": rotation_id})
+            if not result.rowcount:
+                raise NotFound(f"No rotation #{rotation_id}.")
 
     def open_rotation(self, token_id: int) -> RotationRecord | None:
         with self.session() as s:
@@ -763,6 +763,22 @@ class SqlStore:
         with self.session() as s:
             row = s.get(models.LeaseRow, resource)
             return (row.owner, _req(row.expires_at)) if row else None
+
+
+class _W:
+    """Statements of the writes a rotation repeats, built once (building a statement costs more than running
+    it); executed with parameters. The columns an UPDATE sets are the parameters given, other than ``b_*``."""
+
+    _settings = models.SettingRow.__table__  # type: ignore[attr-defined]
+    _versions = models.TokenVersionRow.__table__  # type: ignore[attr-defined]
+    _rotations = models.RotationRow.__table__  # type: ignore[attr-defined]
+    head_for_update = select(_settings.c.value).where(_settings.c.key == bindparam("b_key")).with_for_update()
+    setting_insert = insert(_settings)
+    setting_update = update(_settings).where(_settings.c.key == bindparam("b_key"))
+    audit_insert = insert(models.AuditEventRow.__table__)  # type: ignore[attr-defined]
+    version_update = update(_versions).where(_versions.c.token_id == bindparam("b_token_id"),
+                                             _versions.c.version == bindparam("b_version"))
+    rotation_update = update(_rotations).where(_rotations.c.id == bindparam("b_id"))
 
 
 def _make_engine(url: str) -> Engine:

@@ -71,6 +71,7 @@ def state(sim: GraphSimulator, body: Body, req: WireRequest) -> Body:
             "pending_faults": [{"kind": f.kind, "remaining": f.remaining, "path_contains": f.path_contains}
                                for f in sim._faults],
             "request_count": len(sim.requests),
+            "rate_limited": sim.rate_limited,
             "demo": sim.demo.as_dict() if sim.demo else None,
         }
 

@@ -85,6 +85,7 @@ class GraphSimulator:
         self._faults: list[PendingFault] = []
         self._usage: dict[str, deque[datetime]] = {}
         self.generation = 0  # bumped by every change of state (the server saves --state when it moves)
+        self.rate_limited = 0  # calls refused by ``rate_limit`` (code 4), for benchmarks and tests
 
     # ----- world building -------------------------------------------------------------------------------------
 
@@ -491,6 +492,7 @@ class GraphSimulator:
             headers = {"x-app-usage": app_usage(100)}
             if buc:
                 headers["x-business-use-case-usage"] = buc_usage(buc, 100, int(wait // 60))
+            self.rate_limited += 1
             raise GraphFailure(4, "(#4) Application request limit reached", transient=True, headers=headers)
         window.append(now)
         pct = len(window) * 100 // calls
