@@ -42,14 +42,17 @@ GOAL = 1.3
 
 
 def scenarios(quick: bool) -> list[dict[str, Any]]:
+    """Latency-bound: 8 at a time under a generous limit; rate-bound: 16 at a time under a limit that binds."""
     if quick:
         base = {"tokens": 50, "concurrency": 8, "latency": LATENCY, "rate_limit": [40, 1.0]}
-        return [{**base, "name": "transport", "via": "transport", "paced": True}]
-    base = {"tokens": 1000, "concurrency": 8, "latency": LATENCY, "rate_limit": [150, 1.0]}
+        return [{**base, "name": "transport, rate-bound", "via": "transport", "paced": True}]
+    latency_bound = {"tokens": 1000, "concurrency": 8, "latency": LATENCY, "rate_limit": [300, 1.0]}
+    rate_bound = {"tokens": 1000, "concurrency": 16, "latency": LATENCY, "rate_limit": [150, 1.0]}
     return [
-        {**base, "name": "transport", "via": "transport", "paced": True},
-        {**base, "name": "transport, unpaced", "via": "transport", "paced": False},
-        {**base, "name": "http", "via": "http", "paced": True},
+        {**latency_bound, "name": "transport, latency-bound", "via": "transport", "paced": True},
+        {**rate_bound, "name": "transport, rate-bound", "via": "transport", "paced": True},
+        {**rate_bound, "name": "transport, rate-bound, unpaced", "via": "transport", "paced": False},
+        {**rate_bound, "name": "http, rate-bound", "via": "http", "paced": True},
     ]
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -116,6 +117,7 @@ class TokenManager:
         self.keys = keys
         self._graph_factory = graph
         self._graph: GraphApi | None = None
+        self._graph_lock = threading.Lock()  # bulk rotation's threads ask for it at the same moment
         self.notifier: Notifier = notifier or NullNotifier()
         self.clock: Clock = clock or SystemClock()
         self.actor = actor
@@ -124,12 +126,17 @@ class TokenManager:
     # ------------------------------------------------------------------ plumbing
     @property
     def graph(self) -> GraphApi:
-        """The Graph API adapter, built on first use (keeps httpx out of commands that don't need it)."""
-        if self._graph is None:
-            if self._graph_factory is None:
-                raise VaultError("No Graph API client is configured.")
-            self._graph = self._graph_factory()
-        return self._graph
+        """The Graph API adapter, built on first use (keeps httpx out of commands that don't need it); one per
+        manager, whichever threads ask (its rate gate and pacer are shared by all of them)."""
+        graph = self._graph
+        if graph is None:
+            with self._graph_lock:
+                if self._graph is None:
+                    if self._graph_factory is None:
+                        raise VaultError("No Graph API client is configured.")
+                    self._graph = self._graph_factory()
+                graph = self._graph
+        return graph
 
     def now(self) -> datetime:
         return self.clock.now()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import time
 from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
@@ -193,12 +194,25 @@ def rotate(
         Optional[str],  # noqa: UP045
         typer.Option("--system-user", help="Rotate every token minted by this system user."),
     ] = None,
-    concurrency: Annotated[int, typer.Option("--concurrency", min=1, max=64, help="Parallel rotations (bulk).")] = 4,
+    concurrency: Annotated[int, typer.Option(
+        "--concurrency", min=1, max=64, help="Rotations in parallel (bulk); Graph calls stay within the rate limit.")
+    ] = 8,
+    rate_limit: Annotated[Optional[str], typer.Option(  # noqa: UP045
+        "--rate-limit", metavar="CALLS/SECONDS",
+        help="The app's Graph API limit, kept by pacing the calls (default: TOKENVAULT_GRAPH_RATE_LIMIT).")] = None,
     json_out: JsonOpt = False,
 ) -> None:
-    """Revoke-and-reissue. Normal: mint, store, verify, promote, revoke old. --compromised: revoke old first."""
+    """Revoke-and-reissue. Normal: mint, store, verify, promote, revoke old. --compromised: revoke old first.
+
+    --all / --system-user: a progress bar on a terminal (else a line per token on stderr), then the tokens that
+    were not rotated; --json: one document with the counts and every outcome. Exit 6 if any failed, 7 if any
+    was deferred.
+    """
     from vault.errors import UsageError
 
+    if rate_limit is not None:
+        state.flags["graph_rate_limit"] = rate_limit
+        state._settings = None  # resolved again with the flag
     manager = state.manager()
     if (label is None) == (not all_ and system_user is None):
         if label is None:
@@ -213,36 +227,65 @@ def rotate(
                       f"v{outcome.from_version} {'compromised and revoked' if compromised else 'revoked'} at Meta.")
         return
     labels = manager.labels_for(system_user_id=system_user)
+    started = time.monotonic()
     outcomes = _bulk(manager, labels, compromised, reason, concurrency, json_out)
+    counts = {state_: sum(o.state == state_ for o in outcomes) for state_ in ("done", "deferred", "failed", "skipped")}
     if json_out:
-        render.emit_json([o.as_json() for o in outcomes])
+        render.emit_json({"total": len(outcomes), **counts, "seconds": round(time.monotonic() - started, 1),
+                          "concurrency": concurrency, "outcomes": [o.as_json() for o in outcomes]})
     else:
-        render.table("Rotation", ["label", "state", "from", "to", "message"],
-                     [(o.label, o.state, o.from_version or "", o.to_version or "", o.message) for o in outcomes],
-                     wrap=("message",))
-    failed = [o for o in outcomes if o.state == "failed"]
-    deferred = [o for o in outcomes if o.state == "deferred"]
-    if failed:
+        shown = outcomes if len(outcomes) <= 50 else [o for o in outcomes if o.state != "done"]
+        if shown:
+            render.table("Rotation", ["label", "state", "from", "to", "message"],
+                         [(o.label, o.state, o.from_version or "", o.to_version or "", o.message) for o in shown],
+                         wrap=("message",))
+        render.info(f"{len(outcomes)} token(s) in {time.monotonic() - started:.1f} s: "
+                    + ", ".join(f"{n} {state_}" for state_, n in counts.items() if n or state_ == "done") + ".")
+    if counts["failed"]:
         raise typer.Exit(6)
-    if deferred:
+    if counts["deferred"]:
         raise typer.Exit(7)
 
 
 def _bulk(manager: TokenManager, labels: list[str], compromised: bool, reason: str, concurrency: int,
           json_out: bool) -> list[RotationOutcome]:
+    """Rotate ``labels``, showing progress on stderr: a bar on a terminal, else a line per token (none with
+    --json, whose document is the report)."""
+    import threading
+
     if json_out or not sys.stderr.isatty():
-        done = [0]
+        lock, done = threading.Lock(), [0]
 
         def tick(outcome: RotationOutcome) -> None:
-            done[0] += 1
-            if not json_out:
-                render.info(f"[{done[0]}/{len(labels)}] {outcome.label}: {outcome.state}")
+            with lock:
+                done[0] += 1
+                if not json_out:
+                    render.info(f"[{done[0]}/{len(labels)}] {outcome.label}: {outcome.state}"
+                                + (f": {outcome.message}" if outcome.message else ""))
 
         return manager.rotate_many(labels, compromised=compromised, reason=reason, concurrency=concurrency,
                                    progress=tick)
-    from rich.progress import Progress
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
 
-    with Progress(transient=False) as bar:
-        task = bar.add_task("rotating", total=len(labels))
+    columns = (TextColumn("rotating"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[failed]}"),
+               TimeElapsedColumn(), TimeRemainingColumn())
+    with Progress(*columns, console=Console(stderr=True), transient=False) as bar:
+        task = bar.add_task("rotating", total=len(labels), failed="")
+        failed = [0]
+
+        def advance(outcome: RotationOutcome) -> None:
+            if outcome.state not in ("done", "skipped"):
+                failed[0] += 1
+                bar.update(task, failed=f"{failed[0]} not rotated")
+            bar.advance(task)
+
         return manager.rotate_many(labels, compromised=compromised, reason=reason, concurrency=concurrency,
-                                   progress=lambda _o: bar.advance(task))
+                                   progress=advance)
