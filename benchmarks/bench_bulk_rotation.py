@@ -10,10 +10,12 @@ failure), one new version per token, every old token revoked at the simulator.
 
 Scenarios, each in a fresh worker process (so its peak RSS is its own):
 
+* ``latency-bound``: 8 rotations at a time under a limit of 300 calls/s (the latency floor binds);
+* ``rate-bound``: 16 at a time under 150 calls/s (the rate-limit floor binds);
 * ``transport``: the simulator in-process behind ``httpx`` (its latency is a real sleep), tokenvault told the
   app's limit (``TOKENVAULT_GRAPH_RATE_LIMIT``), so it paces itself;
-* ``transport, unpaced``: the same without the limit configured: tokenvault only reacts (``X-App-Usage`` at
-  100%, code 4 answers retried) - for reference, no goal;
+* ``unpaced``: the same without the limit configured: tokenvault only reacts (``X-App-Usage`` at 100%, code 4
+  answers retried) - for reference, no goal;
 * ``http``: the simulator as ``tokenvault simulator serve --realtime`` in its own process, over HTTP.
 
 The simulator's clock follows real time (``SimClock(realtime=True)``), so its rate-limit window reopens by
@@ -52,6 +54,7 @@ def scenarios(quick: bool) -> list[dict[str, Any]]:
         {**latency_bound, "name": "transport, latency-bound", "via": "transport", "paced": True},
         {**rate_bound, "name": "transport, rate-bound", "via": "transport", "paced": True},
         {**rate_bound, "name": "transport, rate-bound, unpaced", "via": "transport", "paced": False},
+        {**latency_bound, "name": "http, latency-bound", "via": "http", "paced": True},
         {**rate_bound, "name": "http, rate-bound", "via": "http", "paced": True},
     ]
 

@@ -155,10 +155,10 @@ def test_a_refusal_widens_the_pacers_margin_up_to_a_bound() -> None:
     pacer = RatePacer(1, 10.0, clock=clock, margin=0.02)
     assert pacer.reserve() == 0.0
     assert pacer.reserve() == pytest.approx(10.2)
-    for _ in range(50):
-        pacer.refused()
-    assert pacer.margin == RatePacer.MAX_MARGIN
-    assert pacer.reserve() - 10.2 == pytest.approx(12.5)
+    absorbed = [pacer.refused() for _ in range(50)]
+    assert absorbed[:16] == [True] * 16 and not any(absorbed[16:])  # 2% + 16 x 0.5% = 10%: then back off
+    assert pacer.margin == pytest.approx(RatePacer.MAX_MARGIN)
+    assert pacer.reserve() - 10.2 == pytest.approx(11.0)
 
 
 # ---------------------------------------------------------------------------------------------- group commit

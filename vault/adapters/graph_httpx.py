@@ -12,8 +12,10 @@
   a rate limit pauses every thread of this adapter (one gate), so bulk work does not stampede.
 * Rate limits are also kept proactively: with ``rate_limit=(calls, seconds)`` (the app's limit,
   ``TOKENVAULT_GRAPH_RATE_LIMIT``) every thread takes its turn from one :class:`RatePacer`, so Meta's
-  limit is not reached; without it, a response whose ``X-App-Usage`` says the app is at 100% closes the
-  gate briefly instead of sending calls Meta is about to refuse.
+  limit is not reached (a refusal that still comes without a wait from Meta widens the pacer's margin and
+  delays that call only, until the margin is at its widest: then the gate closes as usual); without it,
+  a response whose ``X-App-Usage`` says the app is at 100% closes the gate briefly instead of sending
+  calls Meta is about to refuse.
 * Minting is not idempotent at Meta: a mint whose answer was lost (read timeout, or the connection
   broken after the request was sent) is *not* retried,
   because a second token would be minted and the first one would live at Meta unseen; the error
@@ -137,10 +139,11 @@ class RatePacer:
     Each request is given the next free slot, first come first served, and its thread sleeps until then;
     nobody is refused. The window is stretched by ``margin`` (2%, at least 10 ms) because Meta counts a call
     when it arrives, and arrivals jitter by a few milliseconds around the moments they were sent; each
-    refusal that still comes (:meth:`refused`) stretches it by another 2%, up to 25%.
+    refusal that still comes (:meth:`refused`) stretches it by another half percent, up to 10%.
     """
 
-    MAX_MARGIN = 0.25
+    MAX_MARGIN = 0.10
+    STEP = 0.005
 
     def __init__(self, calls: int, per_seconds: float, *, clock: Callable[[], float] = time.monotonic,
                  margin: float = 0.02) -> None:
@@ -169,11 +172,15 @@ class RatePacer:
             self.waited += wait
             return wait
 
-    def refused(self) -> None:
-        """Meta refused a call for the rate limit anyway (jitter, or other clients of the app): widen the margin."""
+    def refused(self) -> bool:
+        """Meta refused a call for the rate limit anyway (jitter, or other clients of the app): widen the margin.
+        False once it is as wide as it goes: the refusals are not jitter, the caller should back off."""
         with self._lock:
-            self.margin = min(self.MAX_MARGIN, self.margin + 0.02)
+            if self.margin >= self.MAX_MARGIN - 1e-9:
+                return False
+            self.margin = min(self.MAX_MARGIN, self.margin + self.STEP)
             self._window = self.per_seconds + max(self.per_seconds * self.margin, 0.01)
+            return True
 
     def __repr__(self) -> str:
         return f"RatePacer({self.calls} calls / {self.per_seconds:g} s)"
@@ -353,10 +360,10 @@ class HttpxGraphApi:
                 return self._attempt(method, path, what=what, params=params, form=form_data, headers=headers,
                                      system_user_id=system_user_id, idempotent=idempotent)
             except GraphError as exc:
+                absorbed = False
                 if isinstance(exc, RateLimited):
                     self.rate_limited += 1
-                    if self.pacer is not None:
-                        self.pacer.refused()
+                    absorbed = self.pacer is not None and not exc.retry_after and self.pacer.refused()
                 if not is_retryable(exc) or attempt == self.max_attempts:
                     raise
                 if not idempotent and getattr(exc, "_answer_lost", False):
@@ -364,7 +371,13 @@ class HttpxGraphApi:
                 wait = self._backoff(exc, delay)
                 if waited + wait > self.max_wait:
                     raise
-                if isinstance(exc, RateLimited):
+                if absorbed and self.pacer is not None:
+                    # Refused although we keep to the limit, most likely arrival jitter: the pacer has widened
+                    # its margin; this call alone waits a little, then takes a new turn.
+                    wait = min(wait, self.pacer.per_seconds * self.pacer.margin)
+                    self._sleep(wait)
+                    waited += wait
+                elif isinstance(exc, RateLimited):
                     self.gate.close_for(wait)  # every thread of this adapter pauses; the loop's top sleeps
                 else:
                     self._sleep(wait)
