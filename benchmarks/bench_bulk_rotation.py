@@ -37,6 +37,9 @@ from typing import Any
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
+# TOKENVAULT_BENCH_TREE=/path/to/another/checkout measures that tree's vault/ (before/after comparisons); it
+# needs the simulator's real-time clock, the rest (pacing, group commit) is reported when present.
+TREE = Path(os.environ.get("TOKENVAULT_BENCH_TREE") or ROOT)
 SECTION = "bulk_rotation"
 LATENCY = 0.05
 SCOPES = ("whatsapp_business_management", "whatsapp_business_messaging")
@@ -71,7 +74,7 @@ def run(quick: bool) -> list[Any]:
 
 def _in_worker(scenario: dict[str, Any]) -> dict[str, Any]:
     proc = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--worker", json.dumps(scenario)],
-                          capture_output=True, text=True, timeout=1800, cwd=ROOT)
+                          capture_output=True, text=True, timeout=1800, cwd=TREE)
     if proc.returncode != 0:
         raise RuntimeError(f"bulk rotation worker ({scenario['name']}) exited {proc.returncode}: "
                            f"{proc.stderr.strip()[-3000:]}")
@@ -105,7 +108,7 @@ def _figures(figure: Any, scenario: dict[str, Any], r: dict[str, Any]) -> list[A
 
 # ---------------------------------------------------------------------------------------------------- worker
 def worker(scenario: dict[str, Any]) -> dict[str, Any]:
-    sys.path.insert(0, str(ROOT))
+    sys.path.insert(0, str(TREE))
     with tempfile.TemporaryDirectory(prefix="tv-bench-bulk-") as tmp:
         if scenario["via"] == "http":
             return _http_worker(scenario, Path(tmp))
@@ -117,8 +120,9 @@ def _settings(home: Path, scenario: dict[str, Any], graph_url: str | None = None
 
     calls, per = scenario["rate_limit"]
     extra: dict[str, Any] = {"graph_url": graph_url} if graph_url else {}
-    return Settings(home=home, key_provider="file", graph_rate_limit=f"{calls}/{per}" if scenario["paced"] else None,
-                    **extra)
+    if scenario["paced"] and "graph_rate_limit" in Settings.__dataclass_fields__:  # (an older tree cannot pace)
+        extra["graph_rate_limit"] = f"{calls}/{per}"
+    return Settings(home=home, key_provider="file", **extra)
 
 
 def _transport_worker(scenario: dict[str, Any], tmp: Path) -> dict[str, Any]:
@@ -222,9 +226,11 @@ def _rotate(m: Any, scenario: dict[str, Any]) -> dict[str, Any]:
     assert len(labels) == scenario["tokens"], (len(labels), scenario["tokens"])
     before = {label: m.reveal(label, purpose="benchmark").reveal() for label in labels}
     graph = m.graph
-    retries0, limited0 = graph.retries, graph.rate_limited
-    paced0 = graph.pacer.waited if graph.pacer else 0.0
+    pacer = getattr(graph, "pacer", None)
+    retries0, limited0 = graph.retries, getattr(graph, "rate_limited", 0)
+    paced0 = pacer.waited if pacer else 0.0
     rotator = Rotator(m)  # what TokenManager.rotate_many runs; kept to read its commit counts
+    group = getattr(rotator, "group", None)
     gc.collect()
     rss_before = _rss_mb()
     cpu0, t0 = time.process_time(), time.perf_counter()
@@ -235,9 +241,9 @@ def _rotate(m: Any, scenario: dict[str, Any]) -> dict[str, Any]:
     for outcome in outcomes:
         states[outcome.state] = states.get(outcome.state, 0) + 1
     return {"wall_s": wall, "cpu_s": cpu, "outcomes": states, "before": before, "rss_before_mb": rss_before,
-            "retries": graph.retries - retries0, "rate_limited_answers": graph.rate_limited - limited0,
-            "paced_wait_s": round((graph.pacer.waited if graph.pacer else 0.0) - paced0, 1),
-            "commits": rotator.group.commits, "writes": rotator.group.writes,
+            "retries": graph.retries - retries0, "rate_limited_answers": getattr(graph, "rate_limited", 0) - limited0,
+            "paced_wait_s": round((pacer.waited if pacer else 0.0) - paced0, 1),
+            "commits": group.commits if group else None, "writes": group.writes if group else None,
             "failures": [o.message for o in outcomes if o.state != "done"][:5]}
 
 
@@ -273,7 +279,7 @@ def _result(scenario: dict[str, Any], timed: dict[str, Any], accepted: int, refu
         "refused_by_rate_limit": refused, "rate_limited_answers": timed["rate_limited_answers"],
         "retries": timed["retries"], "paced_wait_s": timed["paced_wait_s"], "outcomes": timed["outcomes"],
         "failures": timed["failures"], "commits": timed["commits"],
-        "writes_per_commit": round(timed["writes"] / max(1, timed["commits"]), 2),
+        "writes_per_commit": round(timed["writes"] / max(1, timed["commits"]), 2) if timed["commits"] else None,
         "seed_s": round(seed_s, 1), "checks": checks, "rss_before_mb": timed["rss_before_mb"],
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
     }

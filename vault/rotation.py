@@ -441,10 +441,7 @@ class Rotator:
             handler: Callable[[RotationRecord, _Work], _Next] = getattr(self, f"_step_{rotation.step}")
             nxt = handler(rotation, work)
             state = "done" if nxt.step == "done" else "running"
-            if state == "done" and work.owner is not None:  # the lease goes with the last entry
-                release, work.owner = work.owner, None
-            else:
-                release = None
+            release = work.owner if state == "done" else None  # the lease goes with the last entry
             joined.append((nxt.step, self._journal(rotation, nxt.step, state, nxt.changes, nxt.write, release)))
             rotation = replace(rotation, step=nxt.step, state=state, **nxt.changes)
             if nxt.join_next:
@@ -457,6 +454,8 @@ class Rotator:
                 if nxt.before is not None:
                     nxt.before()
                 self.group.run(_chain([commit for _, commit in entries]))
+            if release is not None:
+                work.owner = None  # released by that commit
             for step, _ in entries:
                 _maybe_crash(step)
         return self._outcome(rotation, "done")
