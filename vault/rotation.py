@@ -36,7 +36,7 @@ from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
-from .errors import Deferred, RotationInProgress, TokenInvalid, VaultError
+from .errors import Deferred, NotFound, RotationInProgress, TokenInvalid, VaultError
 from .minting import Minter, MintResult
 from .types import BusinessRecord, Secret, SecretKind, SecretRef, TokenRecord, TokenSource, TokenStatus
 
@@ -235,9 +235,11 @@ class _Business:
 @dataclass(frozen=True)
 class _Begun:
     record: TokenRecord
-    rotation: RotationRecord | None  # None: skipped (rotated by another process since the caller looked)
+    rotation: RotationRecord | None  # None: skipped (rotated by another process since the caller looked), or held
     new: bool
     old: TokenVersionRecord | None = None
+    old_secret: Secret | None = field(default=None, repr=False)
+    held: bool = False  # someone holds the lease (nothing was written)
 
 
 @dataclass
@@ -299,14 +301,16 @@ class Rotator:
                 raise error
 
     def _rotate(self, label: str, compromised: bool, reason: str, expected_version: int | None) -> RotationOutcome:
-        record = self.m.store.get_token(label)
         owner = lease_owner()
-        begin = self._begin(label, record.id, owner, compromised, reason, expected_version)
+        begin = self._begin(label, owner, compromised, reason, expected_version)
         try:  # the usual case, one commit: the lease (nobody holds one) and the journal up to the first step
-            begun = self.group.run(lambda: begin(True))
+            begun: _Begun | None = self.group.run(lambda: begin(True))
+        except NotFound:
+            raise
         except VaultError:
             begun = None  # another host took the lease at the same moment (PostgreSQL)
-        if begun is None:  # a lease exists: held, expired, or left by a dead process
+        if begun is None or begun.held:  # a lease exists: held, expired, or left by a dead process
+            record = begun.record if begun is not None else self.m.store.get_token(label)
             self._lock(record, owner)
             try:
                 begun = self.group.run(lambda: begin(False))
@@ -314,11 +318,12 @@ class Rotator:
                 self._unlock(record, owner)
                 raise
         assert begun is not None
-        work = _Work(begun.record, fresh=begun.new, old=begun.old, owner=owner)
+        record = begun.record
+        work = _Work(record, fresh=begun.new, old=begun.old, owner=owner, old_secret=begun.old_secret)
         try:
             rotation = begun.rotation
             if rotation is None:
-                return RotationOutcome(label, "skipped", expected_version or 0, begun.record.version, compromised,
+                return RotationOutcome(label, "skipped", expected_version or 0, record.version, compromised,
                                        "already rotated by another process")
             if begun.new:
                 _maybe_crash(rotation.step)
@@ -338,20 +343,20 @@ class Rotator:
             if work.owner is not None:
                 self._unlock(record, work.owner)
 
-    def _begin(self, label: str, token_id: int, owner: str, compromised: bool, reason: str,
-               expected_version: int | None) -> Callable[[bool], _Begun | None]:
-        """The store work that opens a rotation, for one commit: with ``take_lease``, the lease if no one holds
-        it (else None: the caller takes it the careful way); then, under the lease, the token re-read, and the
-        open rotation, or a new one journaled up to its first step (``minting``, or ``started`` when compromised).
+    def _begin(self, label: str, owner: str, compromised: bool, reason: str,
+               expected_version: int | None) -> Callable[[bool], _Begun]:
+        """The store work that opens a rotation, for one commit: the token read; with ``take_lease``, its lease
+        if no one holds one (else ``held``: the caller takes it the careful way); then, under the lease, the
+        open rotation, or a new one journaled up to its first step (``minting``, or ``started`` when
+        compromised), with what its first steps read (the current version; on the local backend its secret).
         """
-        def begin(take_lease: bool) -> _Begun | None:
+        def begin(take_lease: bool) -> _Begun:
             store, now = self.m.store, self.m.now()
+            record = store.get_token(label)
             if take_lease:
-                if store.lease_holder(_resource(token_id)) is not None:
-                    return None
-                if not store.acquire_lease(_resource(token_id), owner, now, LEASE_TTL):
-                    return None
-            record = store.get_token(label)  # re-read under the lease
+                if store.lease_holder(_resource(record.id)) is not None or \
+                        not store.acquire_lease(_resource(record.id), owner, now, LEASE_TTL):
+                    return _Begun(record, None, new=False, held=True)
             open_rotation = store.open_rotation(record.id)
             if open_rotation is not None:
                 return _Begun(record, open_rotation, new=False)
@@ -365,8 +370,20 @@ class Rotator:
                 to_version = store.max_version(record.id) + 1
                 store.update_rotation(rotation_id, now, step="minting", to_version=to_version)
                 self.m.audit("rotation.minting", label, rotation=rotation_id, to_version=to_version)
-            return _Begun(record, store.get_rotation(rotation_id), new=True, old=old)
+            rotation = store.get_rotation(rotation_id)
+            return _Begun(record, rotation, new=True, old=old, old_secret=self._prefetch(rotation))
         return begin
+
+    def _prefetch(self, rotation: RotationRecord) -> Secret | None:
+        """The old token, read in the same commit when the secret backend is this database (the local backend);
+        None otherwise, or if it cannot be opened: it is read when needed, as before (a new token can still be
+        minted and promoted when the old one's record is damaged)."""
+        if not self._secrets_in_store():
+            return None
+        try:
+            return self.m.secrets.get(self._refs(rotation)[0])
+        except VaultError:
+            return None
 
     def resume(self, rotation_id: int) -> RotationOutcome:
         """Continue an open rotation (crashed or deferred) from its journaled step."""
