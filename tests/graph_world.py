@@ -65,6 +65,13 @@ def make_world(tmp_path: Path, *, start: datetime | None = None, db_url: str | N
     clock = SimClock(start or datetime(2026, 1, 1, tzinfo=UTC))
     sim, ids = GraphSimulator.demo_world(clock=clock)
     world = World(sim, ids, tmp_path / "home", db_url)
+    seed(world)
+    return world
+
+
+def seed(world: World) -> None:
+    """Initialise the world's store and register its demo business (acme) with synced system users."""
+    ids = world.ids
     m = world.manager(create=True)
     try:
         m.initialize("file")
@@ -72,7 +79,6 @@ def make_world(tmp_path: Path, *, start: datetime | None = None, db_url: str | N
         m.sync_system_users("acme")
     finally:
         m.store.close()
-    return world
 
 
 def valid_minted(sim: GraphSimulator) -> list[str]:

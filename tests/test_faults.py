@@ -33,7 +33,7 @@ from typing import Any
 
 import httpx
 import pytest
-from graph_world import SCOPES, World, _tune_graph, make_world, valid_minted
+from graph_world import SCOPES, World, _tune_graph, make_world, seed, valid_minted
 from reliability import Recorder, figures_fixture
 from test_vault_integration import TOKEN_V1, TOKEN_V2, add_second_version, opened, setup_cli, vault_environ
 
@@ -44,7 +44,7 @@ from vault.errors import AlreadyExists, NotFound, RateLimited, Transient, VaultU
 from vault.service import TokenManager
 from vault.testing.graph_sim import GraphSimulator, SimClock
 from vault.testing.graph_sim.wire import WireRequest, WireResponse
-from vault.types import Secret, SecretKind, SecretRef, TokenStatus
+from vault.types import SecretKind, SecretRef, TokenStatus
 from vault.wiring import build_manager
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -457,13 +457,7 @@ def make_vault_world(tmp_path: Path, server: Any, url: str, *, start: datetime |
     sim, ids = HookedSimulator.demo_world(clock=SimClock(start or datetime(2026, 1, 1, tzinfo=UTC)))
     world = VaultWorld(sim, ids, tmp_path / "home", vault_url=url, vault_token=server.root_token,
                        prefix=f"tv-faults-{uuid.uuid4().hex[:8]}")
-    m = world.manager(create=True)
-    try:
-        m.initialize("file")
-        m.add_business("acme", ids.business_id, ids.app_id, Secret(ids.app_secret), Secret(ids.admin_token))
-        m.sync_system_users("acme")
-    finally:
-        m.store.close()
+    seed(world)
     return world
 
 
