@@ -204,9 +204,7 @@ def rotate(
 ) -> None:
     """Revoke-and-reissue. Normal: mint, store, verify, promote, revoke old. --compromised: revoke old first.
 
-    --all / --system-user: a progress bar on a terminal (else a line per token on stderr), then the tokens that
-    were not rotated; --json: one document with the counts and every outcome. Exit 6 if any failed, 7 if any
-    was deferred.
+    Bulk (--all, --system-user): progress on stderr; --json: one document. Exit 6 if any failed, 7 if deferred.
     """
     from vault.errors import UsageError
 
