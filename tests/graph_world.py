@@ -61,8 +61,9 @@ def _tune_graph(manager: TokenManager, options: dict[str, Any]) -> None:
     manager._graph_factory = tuned
 
 
-def make_world(tmp_path: Path, *, start: datetime | None = None, db_url: str | None = None) -> World:
-    clock = SimClock(start or datetime(2026, 1, 1, tzinfo=UTC))
+def make_world(tmp_path: Path, *, start: datetime | None = None, db_url: str | None = None,
+               realtime: bool = False) -> World:
+    clock = SimClock(start or datetime(2026, 1, 1, tzinfo=UTC), realtime=realtime)
     sim, ids = GraphSimulator.demo_world(clock=clock)
     world = World(sim, ids, tmp_path / "home", db_url)
     seed(world)

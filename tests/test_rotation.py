@@ -213,3 +213,40 @@ def test_check_whatsapp_reads_the_phone_number_with_the_token_itself(world: Worl
         m.check_whatsapp("prod", world.ids.phone_number_id)
     with pytest.raises(NotFound):
         m.check_whatsapp("nope", world.ids.phone_number_id)
+
+
+def test_a_long_rotation_keeps_its_lease_so_no_one_else_mints(tmp_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """Paced Graph calls can make one rotation outlast its lease: it is renewed as it goes, so a second
+    rotation started after the lease would have expired still finds it held (exit 8) and mints nothing."""
+    import time
+    from datetime import timedelta
+
+    from vault import rotation
+
+    monkeypatch.setattr(rotation, "LEASE_TTL", timedelta(seconds=3))  # 10 minutes in production
+    world = make_world(tmp_path, realtime=True)
+    m0 = world.manager()
+    m0.generate_token("prod", business="acme", scopes=SCOPES)
+    world.sim.latency = 1.3  # three calls to Meta: the rotation takes ~4 s, longer than the lease
+    minted_before = len(world.sim.minted)
+    results: list[object] = []
+
+    def first() -> None:
+        m = world.manager()
+        try:
+            results.append(m.rotate("prod"))
+        finally:
+            m.store.close()
+
+    thread = threading.Thread(target=first)
+    thread.start()
+    time.sleep(3.3)  # past the first lease's expiry, while the rotation is still talking to Meta
+    second = world.manager()
+    with pytest.raises(RotationInProgress):
+        second.rotate("prod")
+    second.store.close()
+    thread.join(timeout=60)
+    assert [getattr(r, "state", r) for r in results] == ["done"]
+    assert len(world.sim.minted) - minted_before == 1
+    assert m0.show_token("prod").version == 2

@@ -33,7 +33,7 @@ import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field, replace
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from .errors import Deferred, NotFound, RotationInProgress, TokenInvalid, VaultError
@@ -250,6 +250,7 @@ class _Work:
     fresh: bool  # started by this call: nothing of it can be stored yet
     old: TokenVersionRecord | None = None
     owner: str | None = None  # the lease, until released
+    leased_at: datetime | None = None  # when the lease was last taken or renewed (the manager's clock)
     old_secret: Secret | None = field(default=None, repr=False)
     new_secret: Secret | None = field(default=None, repr=False)
 
@@ -449,12 +450,30 @@ class Rotator:
                                  hint="Wait for it to finish; if it crashed, `tokenvault run-due` resumes it "
                                       "once its lease expires.")
 
+    def _keep_lease(self, rotation: RotationRecord, work: _Work) -> None:
+        """Renew the lease once a third of it is spent (paced Graph calls can make one rotation long), so it
+        never expires under a live rotation and no other process or host takes it over and mints too.
+        Costs nothing in the common case. Raises RotationInProgress, before the next call to Meta, if the
+        lease was lost anyway (this process was stopped longer than the lease)."""
+        now = self.m.now()
+        if work.owner is None or work.leased_at is None or now - work.leased_at < LEASE_TTL / 3:
+            return
+        owner, resource = work.owner, _resource(rotation.token_id)
+        if not self.m.store.acquire_lease(resource, owner, now, LEASE_TTL):  # its own transaction, like _lock
+            work.owner = None  # not ours any more: never release what another process holds
+            raise RotationInProgress(f"The rotation of {rotation.label} lost its lease (this process was paused "
+                                     "past it) and stopped before its next call to Meta; another run holds it.",
+                                     hint="`tokenvault run-due` finishes the rotation; nothing minted is lost.")
+        work.leased_at = now
+
     def _unlock(self, record: TokenRecord, owner: str) -> None:
         self.group.run(lambda: self.m.store.release_lease(_resource(record.id), owner))
 
     def _run(self, rotation: RotationRecord, work: _Work) -> RotationOutcome:
         joined: list[tuple[str, Callable[[], None]]] = []  # journal entries waiting for the same commit
+        work.leased_at = work.leased_at or self.m.now()
         while rotation.state != "done":
+            self._keep_lease(rotation, work)
             handler: Callable[[RotationRecord, _Work], _Next] = getattr(self, f"_step_{rotation.step}")
             nxt = handler(rotation, work)
             state = "done" if nxt.step == "done" else "running"
