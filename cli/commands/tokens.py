@@ -94,6 +94,10 @@ def list_(json_out: JsonOpt = False) -> None:
     if json_out:
         render.emit_json_array(r.as_json() for r in records)
         return
+    if not records:
+        render.info("No tokens yet: capture one with `tokenvault token import LABEL --business NAME` "
+                    "or mint one with `tokenvault token generate LABEL --business NAME`.")
+        return
     render.table("Tokens",
                  ["label", "status", "v", "business", "system user", "scopes", "expires (UTC)", "verified (UTC)",
                   "last4"],
