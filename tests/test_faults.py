@@ -35,7 +35,8 @@ import httpx
 import pytest
 from graph_world import SCOPES, World, _tune_graph, make_world, seed, valid_minted
 from reliability import Recorder, figures_fixture
-from test_vault_integration import TOKEN_V1, TOKEN_V2, add_second_version, opened, setup_cli, vault_environ
+from test_vault_integration import TOKEN_V1, TOKEN_V2, add_second_version, opened, setup_cli
+from test_vault_integration import venv as venv  # noqa: F401 - the fixture (TOKENVAULT_* for the session OpenBao)
 
 from vault.adapters.graph_httpx import HttpxGraphApi, RateGate
 from vault.adapters.secrets_hashicorp import HashicorpBackend
@@ -623,20 +624,11 @@ MIGRATE_POINTS = ["migrate.copied:1", "migrate.copied:5", "migrate.relabelled:1"
 EXPECTED = [("prod", 1, TOKEN_V1), ("prod", 2, TOKEN_V2)]
 
 
-@pytest.fixture
-def vault_env(home: Path, openbao: Any, openbao_scope: Any, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
-    """TOKENVAULT_* for the session OpenBao (Transit master key); the backend is the store's record."""
-    values = vault_environ(home, openbao, openbao_scope)
-    for name, value in values.items():
-        monkeypatch.setenv(name, value)
-    return values
-
-
 @pytest.mark.slow
 @pytest.mark.openbao
 @pytest.mark.parametrize("point", MIGRATE_POINTS)
 def test_backend_migrate_sigkilled_at_each_step_then_run_again_finishes(
-        cli: Any, vault_env: dict[str, str], openbao: Any, openbao_scope: Any, point: str, figures: Recorder) -> None:
+        cli: Any, venv: dict[str, str], openbao: Any, openbao_scope: Any, point: str, figures: Recorder) -> None:
     from test_vault_integration import OTHER, kv_read
 
     setup_cli(cli, tokens=("prod", "staging"))

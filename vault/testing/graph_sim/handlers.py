@@ -15,6 +15,8 @@ from .wire import Call, GraphFailure
 from .world import KNOWN_SCOPES, SEVEN_DAYS, MintedToken, SimSystemUser, meta_time, unix
 
 if TYPE_CHECKING:
+    from datetime import datetime
+
     from .core import GraphSimulator
 
 Payload = dict[str, Any]
@@ -417,12 +419,7 @@ def oauth_access_token(sim: GraphSimulator, call: Call) -> Payload:
         return {"access_token": f"{app.id}|{app.secret}", "token_type": "bearer"}
     if grant != "fb_exchange_token":
         raise wire.invalid_param(f"Unsupported grant_type {grant!r}" if grant else "Missing grant_type parameter")
-    value = call.params.get("fb_exchange_token", "")
-    if not value:
-        raise wire.param_required("fb_exchange_token")
-    record = check_token(sim.world, value, now)
-    if record.app_id != app.id:
-        raise wire.invalid_param(f"The token to exchange does not belong to app {app.id}")
+    record = _app_token_param(sim, call, "fb_exchange_token", app.id, now, "exchange")
     if not record.expiring:
         raise wire.invalid_param("Only expiring (60-day) tokens can be refreshed; this token never expires")
     fresh = sim.create_token(record.app_id, record.system_user_id, record.scopes, expiring=True,
@@ -432,6 +429,18 @@ def oauth_access_token(sim: GraphSimulator, call: Call) -> Payload:
     return {"access_token": fresh.value, "token_type": "bearer", "expires_in": int((expires - now).total_seconds())}
 
 
+def _app_token_param(sim: GraphSimulator, call: Call, param: str, app_id: str, now: datetime,
+                     verb: str) -> MintedToken:
+    """The working token named by ``param`` (required), which must belong to app ``app_id``."""
+    value = call.params.get(param, "")
+    if not value:
+        raise wire.param_required(param)
+    record = check_token(sim.world, value, now)
+    if record.app_id != app_id:
+        raise wire.invalid_param(f"The token to {verb} does not belong to app {app_id}")
+    return record
+
+
 def oauth_revoke(sim: GraphSimulator, call: Call) -> Payload:
     """``GET /oauth/revoke``: client_id/secret, the caller's token and ``revoke_token`` all of one app."""
     now = sim.clock.now()
@@ -439,12 +448,7 @@ def oauth_revoke(sim: GraphSimulator, call: Call) -> Payload:
     caller = authenticate(sim.world, call, now)
     if caller.app.id != app.id:
         raise wire.invalid_param(f"The access_token does not belong to app {app.id}")
-    value = call.params.get("revoke_token", "")
-    if not value:
-        raise wire.param_required("revoke_token")
-    record = check_token(sim.world, value, now)
-    if record.app_id != app.id:
-        raise wire.invalid_param(f"The token to revoke does not belong to app {app.id}")
+    record = _app_token_param(sim, call, "revoke_token", app.id, now, "revoke")
     record.revoked_at = now
     sim.touch()
     return {"success": sim.revoke_success_value}
