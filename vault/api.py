@@ -53,7 +53,7 @@ class TokenVault:
         return LiveToken(self._manager, label, check_every=check_every, allow_inactive=allow_inactive)
 
     def close(self) -> None:
-        self._manager.store.close()
+        self._manager.close()  # the store and, if one was opened, the Graph client
 
     def __enter__(self) -> TokenVault:
         return self

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import Deferred
-from .types import Secret
+from .types import Secret, utcnow
 
 WHATSAPP_SCOPES = ("whatsapp_business_management", "whatsapp_business_messaging")
 
@@ -49,7 +49,7 @@ def run_demo(*, keep: bool = False, home: Path | None = None,
     import httpx
 
     from .config import Settings
-    from .testing.graph_sim import GraphSimulator
+    from .testing.graph_sim import GraphSimulator, SimClock
     from .wiring import build_manager
 
     base = Path(tempfile.mkdtemp(prefix="tokenvault-demo-")) if home is None else home
@@ -60,9 +60,6 @@ def run_demo(*, keep: bool = False, home: Path | None = None,
         report.steps.append(s)
         if on_step is not None:
             on_step(s)
-
-    from .testing.graph_sim import SimClock
-    from .types import utcnow
 
     sim, world = GraphSimulator.demo_world(clock=SimClock(utcnow()))
     client = httpx.Client(transport=sim.transport())
@@ -102,7 +99,7 @@ def run_demo(*, keep: bool = False, home: Path | None = None,
              f"({record.provenance.system_user_id}), stored encrypted as v{record.version} (…{record.last4})",
              f"scopes {', '.join(record.provenance.scopes)}; WABAs {', '.join(record.provenance.waba_ids) or '-'}; "
              f"expires {'never' if record.expires_at is None else record.expires_at.isoformat()}",
-             token=record.as_json() if hasattr(record, "as_json") else {"label": record.label})
+             token=record.as_json())
 
         record, info = manager.verify("prod-whatsapp")
         step("6. token verify", f"debug_token: valid={info.is_valid}, app {info.app_id}, system user {info.user_id}, "
@@ -145,7 +142,7 @@ def run_demo(*, keep: bool = False, home: Path | None = None,
              f"{len(sim.tokens)} token values searched in every file of the home (store, audit trail, key file): "
              + (f"FOUND in {', '.join(leaks)}" if leaks else "none found"), events=count, leaks=leaks)
     finally:
-        manager.store.close()
+        manager.close()
         client.close()
         if not keep and home is None:
             shutil.rmtree(base, ignore_errors=True)
