@@ -220,7 +220,7 @@ def _rotate(m: Any, scenario: dict[str, Any]) -> dict[str, Any]:
     """The timed part: every active token rotated, ``concurrency`` at a time."""
     import gc
 
-    from vault.rotation import Rotator
+    from vault.usecases.rotate import Rotator
 
     labels = m.labels_for()
     assert len(labels) == scenario["tokens"], (len(labels), scenario["tokens"])
@@ -229,7 +229,7 @@ def _rotate(m: Any, scenario: dict[str, Any]) -> dict[str, Any]:
     pacer = getattr(graph, "pacer", None)
     retries0, limited0 = graph.retries, getattr(graph, "rate_limited", 0)
     paced0 = pacer.waited if pacer else 0.0
-    rotator = Rotator(m)  # what TokenManager.rotate_many runs; kept to read its commit counts
+    rotator = Rotator(m.ctx)  # what TokenManager.rotate_many runs; kept to read its commit counts
     group = getattr(rotator, "group", None)
     gc.collect()
     rss_before = _rss_mb()

@@ -20,8 +20,8 @@ from vault.adapters.graph_httpx import RatePacer
 from vault.adapters.store_sql import SqlStore
 from vault.config import Settings, parse_rate_limit
 from vault.errors import InvalidInput, NotFound
-from vault.rotation import GroupCommit
 from vault.testing.graph_sim import GraphSimulator, SimClock
+from vault.usecases.rotate import GroupCommit
 
 SCOPES = "whatsapp_business_management,whatsapp_business_messaging"
 LABELS = [f"bulk-{i}" for i in range(8)]

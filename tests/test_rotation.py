@@ -222,7 +222,7 @@ def test_a_long_rotation_keeps_its_lease_so_no_one_else_mints(tmp_path: Path,
     import time
     from datetime import timedelta
 
-    from vault import rotation
+    from vault.usecases import rotate as rotation
 
     monkeypatch.setattr(rotation, "LEASE_TTL", timedelta(seconds=3))  # 10 minutes in production
     world = make_world(tmp_path, realtime=True)

@@ -23,12 +23,12 @@ those carry labels, kinds, versions and counts only.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
+from .context import test_crash
 from .errors import AlreadyExists, Conflict, IntegrityError, NotFound, UsageError
 from .types import Secret, SecretKind, SecretRef
 
@@ -159,7 +159,7 @@ class BackendMigrator:
             self.store.release_lease(LEASE, owner)
 
     def _lock(self) -> str:
-        from .rotation import lease_is_stale, lease_owner
+        from .leases import lease_is_stale, lease_owner
 
         owner = lease_owner()
         if self.store.acquire_lease(LEASE, owner, self.manager.now(), LEASE_TTL):
@@ -190,7 +190,7 @@ class BackendMigrator:
                                missing=len(report.missing))
             # the commit point: from here on wiring configures the target
             self.store.set_setting(BACKEND_SETTING, self.target.name)
-            _test_crash("migrate.switched")
+            test_crash("migrate.switched")
             report.switched = True
         if report.was_current:
             report.relabelled = self._relabel(items)
@@ -212,7 +212,7 @@ class BackendMigrator:
             for item in pending:
                 self._copy(item, report)
                 done.add(_key(item.ref))
-                _test_crash(f"migrate.copied:{len(done)}")
+                test_crash(f"migrate.copied:{len(done)}")
                 self._tick("copy", len(done), report.total)
         else:
             raise Conflict("Secrets kept being added while migrating; nothing was switched.",
@@ -260,7 +260,7 @@ class BackendMigrator:
             if item.token_id is not None and item.recorded_backend != self.target.name:
                 self.store.update_version(item.token_id, item.ref.version, backend=self.target.name)
                 changed += 1
-                _test_crash(f"migrate.relabelled:{changed}")
+                test_crash(f"migrate.relabelled:{changed}")
         return changed
 
     def _purge(self, items: list[MigrationItem]) -> int:
@@ -276,23 +276,13 @@ class BackendMigrator:
                     self._verify(item, value, "switched to")
                     self.source.destroy(item.ref)
                     purged += 1
-                    _test_crash(f"migrate.purged:{purged}")
+                    test_crash(f"migrate.purged:{purged}")
             self._tick("purge", n, len(items))
         return purged
 
     def _tick(self, phase: str, done: int, total: int) -> None:
         if self.progress is not None:
             self.progress(phase, done, total)
-
-
-def _test_crash(point: str) -> None:
-    """Crash tests: ``TOKENVAULT_TEST_CRASH_AFTER=migrate.copied:2`` (``migrate.relabelled:N``,
-    ``migrate.switched``, ``migrate.purged:N``) SIGKILLs this process right after that point;
-    honoured only with ``TOKENVAULT_TEST_MODE=1`` (see :func:`vault.service._test_crash`)."""
-    if os.environ.get("TOKENVAULT_TEST_MODE") == "1" and os.environ.get("TOKENVAULT_TEST_CRASH_AFTER") == point:
-        import signal
-
-        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def _key(ref: SecretRef) -> tuple[str, int, int]:

@@ -11,6 +11,7 @@ import enum
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 
 def utcnow() -> datetime:
@@ -221,3 +222,54 @@ class AuditEventRecord:
     details: dict[str, object]
     prev_hash: str
     hash: str
+
+
+@dataclass(frozen=True, slots=True)
+class ReminderRecord:
+    id: int
+    label: str
+    action: str
+    business_name: str
+    system_user_id: str | None
+    payload: dict[str, Any]
+    due_at: datetime
+    status: str
+    reason: str
+    created_at: datetime
+    notified_at: datetime | None
+    done_at: datetime | None
+    attempts: int
+    last_error: str | None
+
+    def as_json(self, now: datetime) -> dict[str, object]:
+        status = self.status
+        if status == "waiting" and as_utc(self.due_at) <= as_utc(now):
+            status = "due"
+        return {
+            "id": self.id,
+            "label": self.label,
+            "action": self.action,
+            "business": self.business_name,
+            "system_user_id": self.system_user_id,
+            "due_at": as_utc(self.due_at).isoformat(),
+            "status": status,
+            "reason": self.reason,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class RotationRecord:
+    id: int
+    token_id: int
+    label: str
+    from_version: int
+    to_version: int | None
+    compromised: bool
+    step: str
+    state: str
+    reason: str
+    started_at: datetime
+    updated_at: datetime
+    error: str | None
+
+

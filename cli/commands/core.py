@@ -79,7 +79,7 @@ def doctor(json_out: JsonOpt = False) -> None:
     try:
         checks = state.manager().doctor()
     except VaultError as exc:
-        from vault.service import DoctorCheck
+        from vault.usecases.doctor import DoctorCheck
 
         checks = [DoctorCheck("store", False, exc.message, exc.hint)]
     if json_out:

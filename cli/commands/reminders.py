@@ -43,7 +43,7 @@ def ics(
     """Export a reminder as an iCalendar event (for a team calendar)."""
     from vault.errors import NotFound
     from vault.fileutil import atomic_write_private
-    from vault.reminders import ics_event
+    from vault.usecases.run_due import ics_event
 
     manager = state.manager()
     match = [r for r in manager.reminders() if r.id == reminder_id]

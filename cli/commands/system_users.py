@@ -11,7 +11,7 @@ from .. import render
 from ..state import state
 
 if TYPE_CHECKING:
-    from vault.minting import SystemUserView
+    from vault.usecases.system_users import SystemUserView
 
 app = typer.Typer(help="System users: sync from Meta, eligibility, creation dates.", no_args_is_help=True)
 

@@ -11,8 +11,8 @@ import typer
 from vault.types import TokenRecord
 
 if TYPE_CHECKING:
-    from vault.rotation import RotationOutcome
     from vault.service import TokenManager
+    from vault.usecases.rotate import RotationOutcome
 
 from .. import render
 from ..prompts import read_secret

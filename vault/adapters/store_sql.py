@@ -14,7 +14,6 @@ import os
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -39,6 +38,8 @@ from ..types import (
     AgeSource,
     AuditEventRecord,
     BusinessRecord,
+    ReminderRecord,
+    RotationRecord,
     SystemUserRecord,
     TokenRecord,
     TokenSource,
@@ -107,55 +108,6 @@ def _sqlite_path(url: str) -> Path | None:
     if parsed.get_backend_name() != "sqlite" or not parsed.database or parsed.database == ":memory:":
         return None
     return Path(parsed.database)
-
-
-@dataclass(frozen=True, slots=True)
-class ReminderRecord:
-    id: int
-    label: str
-    action: str
-    business_name: str
-    system_user_id: str | None
-    payload: dict[str, Any]
-    due_at: datetime
-    status: str
-    reason: str
-    created_at: datetime
-    notified_at: datetime | None
-    done_at: datetime | None
-    attempts: int
-    last_error: str | None
-
-    def as_json(self, now: datetime) -> dict[str, object]:
-        status = self.status
-        if status == "waiting" and as_utc(self.due_at) <= as_utc(now):
-            status = "due"
-        return {
-            "id": self.id,
-            "label": self.label,
-            "action": self.action,
-            "business": self.business_name,
-            "system_user_id": self.system_user_id,
-            "due_at": as_utc(self.due_at).isoformat(),
-            "status": status,
-            "reason": self.reason,
-        }
-
-
-@dataclass(frozen=True, slots=True)
-class RotationRecord:
-    id: int
-    token_id: int
-    label: str
-    from_version: int
-    to_version: int | None
-    compromised: bool
-    step: str
-    state: str
-    reason: str
-    started_at: datetime
-    updated_at: datetime
-    error: str | None
 
 
 class SqlStore:

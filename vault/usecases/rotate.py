@@ -27,53 +27,31 @@ reads each business's app secret and admin token once.
 from __future__ import annotations
 
 import os
-import socket
 import threading
-import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
-from .errors import Deferred, NotFound, RotationInProgress, TokenInvalid, VaultError
-from .minting import Minter, MintResult
-from .types import BusinessRecord, Secret, SecretKind, SecretRef, TokenRecord, TokenSource, TokenStatus
+from ..context import debug_summary
+from ..errors import Deferred, NotFound, RotationInProgress, TokenInvalid, VaultError
+from ..leases import lease_is_stale, lease_owner
+from ..types import BusinessRecord, Secret, SecretKind, SecretRef, TokenRecord, TokenSource, TokenStatus
+from .mint import Minter, MintResult
 
 if TYPE_CHECKING:
-    from .adapters.store_sql import RotationRecord, SqlStore
-    from .ports.graph import AppCredentials
-    from .service import TokenManager
-    from .types import TokenVersionRecord
+    from ..adapters.store_sql import SqlStore
+    from ..context import VaultContext
+    from ..ports.graph import AppCredentials
+    from ..types import RotationRecord, TokenVersionRecord
 
 LEASE_TTL = timedelta(minutes=10)
 STEPS = ("started", "compromised_revoked", "minting", "stored", "verified", "promoted", "old_revoked", "done")
-_HOST = socket.gethostname()
 
 # A hook for crash tests: TOKENVAULT_TEST_CRASH_AFTER=<step> makes the process SIGKILL itself right
 # after that step is journaled. Only honoured together with TOKENVAULT_TEST_MODE=1.
 _CRASH_ENV = "TOKENVAULT_TEST_CRASH_AFTER"
-
-
-def lease_owner() -> str:
-    return f"{_HOST}|{os.getpid()}|{uuid.uuid4().hex[:8]}"
-
-
-def lease_is_stale(owner: str) -> bool:
-    """A lease held by a dead process on this host can be taken over at once (no need to wait for expiry)."""
-    try:
-        host, pid, _ = owner.split("|")
-    except ValueError:
-        return False
-    if host != _HOST:
-        return False
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return True
-    except (PermissionError, ValueError):
-        return False
-    return False
 
 
 @dataclass(frozen=True)
@@ -272,13 +250,13 @@ class _Next:
 
 
 class Rotator:
-    """Runs rotations for one manager. One Rotator may serve many threads (:meth:`rotate_many`); it keeps
+    """Runs rotations for one context. One Rotator may serve many threads (:meth:`rotate_many`); it keeps
     each business's app credentials and admin token for its lifetime (one bulk run, one ``run-due``)."""
 
-    def __init__(self, manager: TokenManager) -> None:
-        self.m = manager
-        self.minter = Minter(manager)
-        self.group = GroupCommit(manager.store)
+    def __init__(self, ctx: VaultContext) -> None:
+        self.ctx = ctx
+        self.minter = Minter(ctx)
+        self.group = GroupCommit(ctx.store)
         self._businesses: dict[str, _Business] = {}
         self._businesses_lock = threading.Lock()
         self._bulk = False  # inside rotate_many: each rotation's write-behind is settled at the end, not by it
@@ -311,7 +289,7 @@ class Rotator:
         except VaultError:
             begun = None  # another host took the lease at the same moment (PostgreSQL)
         if begun is None or begun.held:  # a lease exists: held, expired, or left by a dead process
-            record = begun.record if begun is not None else self.m.store.get_token(label)
+            record = begun.record if begun is not None else self.ctx.store.get_token(label)
             self._lock(record, owner)
             try:
                 begun = self.group.run(lambda: begin(False))
@@ -335,9 +313,9 @@ class Rotator:
 
             def resume() -> RotationRecord:
                 if upgrade:
-                    self.m.store.update_rotation(open_rotation.id, self.m.now(), compromised=True, step="started")
-                self.m.audit("rotation.resume", label, rotation=open_rotation.id, step=open_rotation.step)
-                return self.m.store.get_rotation(open_rotation.id)
+                    self.ctx.store.update_rotation(open_rotation.id, self.ctx.now(), compromised=True, step="started")
+                self.ctx.audit("rotation.resume", label, rotation=open_rotation.id, step=open_rotation.step)
+                return self.ctx.store.get_rotation(open_rotation.id)
 
             return self._run(self.group.run(resume), work)
         finally:
@@ -352,7 +330,7 @@ class Rotator:
         compromised), with what its first steps read (the current version; on the local backend its secret).
         """
         def begin(take_lease: bool) -> _Begun:
-            store, now = self.m.store, self.m.now()
+            store, now = self.ctx.store, self.ctx.now()
             record = store.get_token(label)
             if take_lease:
                 if store.lease_holder(_resource(record.id)) is not None or \
@@ -364,13 +342,13 @@ class Rotator:
             if expected_version is not None and record.version != expected_version:
                 return _Begun(record, None, new=False)
             rotation_id = store.start_rotation(record.id, label, record.version, compromised, reason, now)
-            self.m.audit("rotation.start", label, rotation=rotation_id, from_version=record.version,
+            self.ctx.audit("rotation.start", label, rotation=rotation_id, from_version=record.version,
                          compromised=compromised, reason=reason)
             old = store.version_record(record.id, record.version)
             if not compromised:  # "started" needs no call to Meta: journal "minting" in the same commit
                 to_version = store.max_version(record.id) + 1
                 store.update_rotation(rotation_id, now, step="minting", to_version=to_version)
-                self.m.audit("rotation.minting", label, rotation=rotation_id, to_version=to_version)
+                self.ctx.audit("rotation.minting", label, rotation=rotation_id, to_version=to_version)
             rotation = store.get_rotation(rotation_id)
             return _Begun(record, rotation, new=True, old=old, old_secret=self._prefetch(rotation))
         return begin
@@ -382,20 +360,20 @@ class Rotator:
         if not self._secrets_in_store():
             return None
         try:
-            return self.m.secrets.get(self._refs(rotation)[0])
+            return self.ctx.secrets.get(self._refs(rotation)[0])
         except VaultError:
             return None
 
     def resume(self, rotation_id: int) -> RotationOutcome:
         """Continue an open rotation (crashed or deferred) from its journaled step."""
-        rotation = self.m.store.get_rotation(rotation_id)
-        record = self.m.store.get_token(rotation.label)
+        rotation = self.ctx.store.get_rotation(rotation_id)
+        record = self.ctx.store.get_token(rotation.label)
         owner = self._lock(record)
         work = _Work(record, fresh=False, owner=owner)
         try:
-            self.group.run(lambda: self.m.audit("rotation.resume", rotation.label, rotation=rotation_id,
+            self.group.run(lambda: self.ctx.audit("rotation.resume", rotation.label, rotation=rotation_id,
                                                 step=rotation.step))
-            outcome = self._run(self.m.store.get_rotation(rotation_id), work)
+            outcome = self._run(self.ctx.store.get_rotation(rotation_id), work)
         finally:
             if work.owner is not None:
                 self._unlock(record, work.owner)
@@ -438,12 +416,12 @@ class Rotator:
     def _lock(self, record: TokenRecord, owner: str | None = None) -> str:
         owner = owner or lease_owner()
         resource = _resource(record.id)
-        if self.m.store.acquire_lease(resource, owner, self.m.now(), LEASE_TTL):
+        if self.ctx.store.acquire_lease(resource, owner, self.ctx.now(), LEASE_TTL):
             return owner
-        holder = self.m.store.lease_holder(resource)
+        holder = self.ctx.store.lease_holder(resource)
         if holder is not None and lease_is_stale(holder[0]):
-            self.m.store.release_lease(resource, holder[0])
-            if self.m.store.acquire_lease(resource, owner, self.m.now(), LEASE_TTL):
+            self.ctx.store.release_lease(resource, holder[0])
+            if self.ctx.store.acquire_lease(resource, owner, self.ctx.now(), LEASE_TTL):
                 return owner
         until = f" (lease until {holder[1]:%H:%M:%S} UTC)" if holder else ""
         raise RotationInProgress(f"Another rotation of {record.label} is under way{until}; nothing was minted.",
@@ -455,11 +433,11 @@ class Rotator:
         never expires under a live rotation and no other process or host takes it over and mints too.
         Costs nothing in the common case. Raises RotationInProgress, before the next call to Meta, if the
         lease was lost anyway (this process was stopped longer than the lease)."""
-        now = self.m.now()
+        now = self.ctx.now()
         if work.owner is None or work.leased_at is None or now - work.leased_at < LEASE_TTL / 3:
             return
         owner, resource = work.owner, _resource(rotation.token_id)
-        if not self.m.store.acquire_lease(resource, owner, now, LEASE_TTL):  # its own transaction, like _lock
+        if not self.ctx.store.acquire_lease(resource, owner, now, LEASE_TTL):  # its own transaction, like _lock
             work.owner = None  # not ours any more: never release what another process holds
             raise RotationInProgress(f"The rotation of {rotation.label} lost its lease (this process was paused "
                                      "past it) and stopped before its next call to Meta; another run holds it.",
@@ -467,11 +445,11 @@ class Rotator:
         work.leased_at = now
 
     def _unlock(self, record: TokenRecord, owner: str) -> None:
-        self.group.run(lambda: self.m.store.release_lease(_resource(record.id), owner))
+        self.group.run(lambda: self.ctx.store.release_lease(_resource(record.id), owner))
 
     def _run(self, rotation: RotationRecord, work: _Work) -> RotationOutcome:
         joined: list[tuple[str, Callable[[], None]]] = []  # journal entries waiting for the same commit
-        work.leased_at = work.leased_at or self.m.now()
+        work.leased_at = work.leased_at or self.ctx.now()
         while rotation.state != "done":
             self._keep_lease(rotation, work)
             handler: Callable[[RotationRecord, _Work], _Next] = getattr(self, f"_step_{rotation.step}")
@@ -525,11 +503,11 @@ class Rotator:
         def commit() -> None:
             if write is not None:
                 write()
-            self.m.store.update_rotation(rotation.id, self.m.now(), step=next_step, state=state, **changes)
-            self.m.audit(f"rotation.{next_step}", rotation.label, rotation=rotation.id,
+            self.ctx.store.update_rotation(rotation.id, self.ctx.now(), step=next_step, state=state, **changes)
+            self.ctx.audit(f"rotation.{next_step}", rotation.label, rotation=rotation.id,
                          to_version=changes.get("to_version", rotation.to_version))
             if release is not None:
-                self.m.store.release_lease(_resource(rotation.token_id), release)
+                self.ctx.store.release_lease(_resource(rotation.token_id), release)
         return commit
 
     def _outcome(self, rotation: RotationRecord, state: str) -> RotationOutcome:
@@ -540,8 +518,8 @@ class Rotator:
         with self._businesses_lock:
             cached = self._businesses.get(name)
         if cached is None:
-            biz = self.m.store.get_business(name)
-            cached = _Business(biz, self.m.app_credentials(biz), self.m.admin_token(biz))
+            biz = self.ctx.store.get_business(name)
+            cached = _Business(biz, self.ctx.app_credentials(biz), self.ctx.admin_token(biz))
             with self._businesses_lock:
                 self._businesses.setdefault(name, cached)
         return cached
@@ -554,43 +532,43 @@ class Rotator:
 
     def _new_version_stored(self, rotation: RotationRecord) -> bool:
         _, new = self._refs(rotation)
-        return new is not None and self.m.secrets.exists(new)
+        return new is not None and self.ctx.secrets.exists(new)
 
     def _old_version(self, rotation: RotationRecord, work: _Work) -> TokenVersionRecord:
         if work.old is None:
-            work.old = self.m.store.version_record(rotation.token_id, rotation.from_version)
+            work.old = self.ctx.store.version_record(rotation.token_id, rotation.from_version)
         return work.old
 
     def _old_secret(self, rotation: RotationRecord, work: _Work) -> Secret:
         if work.old_secret is None:
-            work.old_secret = self.m.secrets.get(self._refs(rotation)[0])
+            work.old_secret = self.ctx.secrets.get(self._refs(rotation)[0])
         return work.old_secret
 
     def _new_secret(self, rotation: RotationRecord, work: _Work) -> Secret:
         if work.new_secret is None:
             _, new_ref = self._refs(rotation)
             assert new_ref is not None
-            work.new_secret = self.m.secrets.get(new_ref)
+            work.new_secret = self.ctx.secrets.get(new_ref)
         return work.new_secret
 
     def _step_started(self, rotation: RotationRecord, work: _Work) -> _Next:
         if not rotation.compromised:
-            return _Next("minting", {"to_version": self.m.store.max_version(rotation.token_id) + 1})
+            return _Next("minting", {"to_version": self.ctx.store.max_version(rotation.token_id) + 1})
         biz = self._business(work.record.business_name)
         version = self._old_version(rotation, work)
         if version.revoked_at is None:
             # The leaked token may be the only token we hold: revoke with the business admin token as caller.
-            self.m._revoke_at_meta(biz.record, self._old_secret(rotation, work), caller=biz.admin, app=biz.app,
+            self.ctx.revoke_at_meta(biz.record, self._old_secret(rotation, work), caller=biz.admin, app=biz.app,
                                    admin=biz.admin)
-        revoked_at = version.revoked_at or self.m.now()
+        revoked_at = version.revoked_at or self.ctx.now()
 
         def write() -> None:
-            self.m.store.update_version(rotation.token_id, rotation.from_version, status=TokenStatus.COMPROMISED,
+            self.ctx.store.update_version(rotation.token_id, rotation.from_version, status=TokenStatus.COMPROMISED,
                                         revoked_at=revoked_at)
         return _Next("compromised_revoked", write=write)
 
     def _step_compromised_revoked(self, rotation: RotationRecord, work: _Work) -> _Next:
-        return _Next("minting", {"to_version": self.m.store.max_version(rotation.token_id) + 1})
+        return _Next("minting", {"to_version": self.ctx.store.max_version(rotation.token_id) + 1})
 
     def _step_minting(self, rotation: RotationRecord, work: _Work) -> _Next:
         _, new_ref = self._refs(rotation)
@@ -602,7 +580,7 @@ class Rotator:
         nxt = _Next("stored")
         # A new rotation on the local backend cannot have stored anything yet; otherwise ask the backend
         # (which also proves a remote one is reachable before Meta mints anything).
-        if not (work.fresh and in_store) and self.m.secrets.exists(new_ref):  # stored before a crash: record it
+        if not (work.fresh and in_store) and self.ctx.secrets.exists(new_ref):  # stored before a crash: record it
             secret = self._new_secret(rotation, work)
             system_user_id = old.system_user_id
             put: Callable[[], None] | None = None
@@ -616,24 +594,24 @@ class Rotator:
             secret, system_user_id = minted.secret, minted.system_user_id
             work.new_secret = secret
             metadata = {"business": biz.record.name, "system_user_id": system_user_id, "app_id": biz.record.app_id,
-                        "scopes": ",".join(old.scopes), "fingerprint": self.m.fingerprint(secret)}
+                        "scopes": ",".join(old.scopes), "fingerprint": self.ctx.fingerprint(secret)}
 
             def put() -> None:
-                self.m.secrets.put(new_ref, secret, metadata)
+                self.ctx.secrets.put(new_ref, secret, metadata)
             nxt.guard = self._kept(minted, new_ref, record.label)
             if not in_store:  # a remote backend (Vault) is never written inside a database transaction
                 nxt.before, put = put, None
         fields = {
             "status": TokenStatus.PENDING, "source": TokenSource.ROTATED, "system_user_id": system_user_id,
             "app_id": record.provenance.app_id, "scopes": list(old.scopes), "waba_ids": list(old.waba_ids),
-            "fingerprint": self.m.fingerprint(secret), "last4": secret.last4, "created_at": self.m.now(),
-            "backend": self.m.secrets.name}
+            "fingerprint": self.ctx.fingerprint(secret), "last4": secret.last4, "created_at": self.ctx.now(),
+            "backend": self.ctx.secrets.name}
 
         def write() -> None:  # the token, its pending version and the journal: one commit, before anything else
             if put is not None:
                 put()
-            if self.m.store.max_version(rotation.token_id) < to_version:
-                self.m.store.add_version(rotation.token_id, to_version, fields, make_current=False)
+            if self.ctx.store.max_version(rotation.token_id) < to_version:
+                self.ctx.store.add_version(rotation.token_id, to_version, fields, make_current=False)
         nxt.write = write
         return nxt
 
@@ -645,24 +623,23 @@ class Rotator:
             with self.minter.keep_or_revoke(minted, label):
                 yield
         except BaseException:
-            self.m._discard(ref)
+            self.ctx.discard(ref)
             raise
 
     def _step_stored(self, rotation: RotationRecord, work: _Work) -> _Next:
-        from .service import _debug_summary
 
         assert rotation.to_version is not None
         to_version = rotation.to_version
         biz = self._business(work.record.business_name)
-        info = self.m.graph.debug_token(self._new_secret(rotation, work), biz.app)
+        info = self.ctx.graph.debug_token(self._new_secret(rotation, work), biz.app)
         if not info.is_valid or (info.app_id and info.app_id != biz.record.app_id):
-            self.m.store.update_version(rotation.token_id, to_version, status=TokenStatus.REVOKED,
-                                        debug_summary=_debug_summary(info))
-            self.m.store.update_rotation(rotation.id, self.m.now(), state="failed",
+            self.ctx.store.update_version(rotation.token_id, to_version, status=TokenStatus.REVOKED,
+                                        debug_summary=debug_summary(info))
+            self.ctx.store.update_rotation(rotation.id, self.ctx.now(), state="failed",
                                          error="new token did not verify")
             raise TokenInvalid(f"The newly minted token for {rotation.label} did not verify with debug_token "
                                f"({info.error_message or 'wrong app'}); the current token was kept.")
-        fields: dict[str, Any] = {"verified_at": self.m.now(), "debug_summary": _debug_summary(info),
+        fields: dict[str, Any] = {"verified_at": self.ctx.now(), "debug_summary": debug_summary(info),
                                   "expires_at": info.expires_at}
         if info.scopes:
             fields["scopes"] = list(info.scopes)
@@ -670,7 +647,7 @@ class Rotator:
             fields["waba_ids"] = list(info.waba_ids)
 
         def write() -> None:
-            self.m.store.update_version(rotation.token_id, to_version, **fields)
+            self.ctx.store.update_version(rotation.token_id, to_version, **fields)
         # verified -> promoted calls nobody: one commit for both (compromised: promoted is "done", kept apart)
         return _Next("verified", write=write, join_next=not rotation.compromised)
 
@@ -680,7 +657,7 @@ class Rotator:
         old_status = TokenStatus.COMPROMISED if rotation.compromised else TokenStatus.RETIRED
 
         def write() -> None:
-            self.m.store.promote(rotation.token_id, to_version, rotation.from_version, old_status)
+            self.ctx.store.promote(rotation.token_id, to_version, rotation.from_version, old_status)
         return _Next("done" if rotation.compromised else "promoted", write=write)
 
     def _step_promoted(self, rotation: RotationRecord, work: _Work) -> _Next:
@@ -689,12 +666,12 @@ class Rotator:
             return _Next("old_revoked", behind=True)
         biz = self._business(work.record.business_name)
         # Meta's sequence: the new token is the caller that revokes the old one.
-        self.m._revoke_at_meta(biz.record, self._old_secret(rotation, work), caller=self._new_secret(rotation, work),
+        self.ctx.revoke_at_meta(biz.record, self._old_secret(rotation, work), caller=self._new_secret(rotation, work),
                                app=biz.app, admin=biz.admin)
-        revoked_at = self.m.now()
+        revoked_at = self.ctx.now()
 
         def write() -> None:
-            self.m.store.update_version(rotation.token_id, rotation.from_version, status=TokenStatus.REVOKED,
+            self.ctx.store.update_version(rotation.token_id, rotation.from_version, status=TokenStatus.REVOKED,
                                         revoked_at=revoked_at)
         return _Next("old_revoked", write=write, behind=True)
 
@@ -704,21 +681,21 @@ class Rotator:
     def _secrets_in_store(self) -> bool:
         """Whether the secret backend writes to this metadata store (the local backend) rather than over a
         network (Vault): only then can a secret join a step's transaction."""
-        return getattr(self.m.secrets, "store", None) is self.m.store
+        return getattr(self.ctx.secrets, "store", None) is self.ctx.store
 
     def _defer(self, rotation: RotationRecord, record: TokenRecord, exc: Deferred) -> Deferred:
-        now = self.m.now()
+        now = self.ctx.now()
         opens_at = exc.opens_at or now + timedelta(days=1)
-        reminder_id = self.m.store.add_reminder(
+        reminder_id = self.ctx.store.add_reminder(
             rotation.label, "rotate", record.business_name, None,
             {"rotation_id": rotation.id, "compromised": rotation.compromised}, opens_at, exc.message, now)
-        self.m.store.update_rotation(rotation.id, now, state="deferred", error=exc.message)
-        self.m.audit("rotation.deferred", rotation.label, rotation=rotation.id, opens_at=opens_at.isoformat(),
+        self.ctx.store.update_rotation(rotation.id, now, state="deferred", error=exc.message)
+        self.ctx.audit("rotation.deferred", rotation.label, rotation=rotation.id, opens_at=opens_at.isoformat(),
                      reminder=reminder_id)
         gap = (" The leaked token is already revoked: there is NO working token for "
                f"{rotation.label} until then." if rotation.compromised else
                " The current token stays active meanwhile.")
-        self.m.notifier.notify(f"tokenvault: rotation of {rotation.label} deferred",
+        self.ctx.notifier.notify(f"tokenvault: rotation of {rotation.label} deferred",
                                f"{exc.message}{gap} tokenvault run-due finishes it when the window opens.")
         return Deferred(f"Rotation of {rotation.label} deferred until {opens_at:%Y-%m-%d %H:%M} UTC: "
                         f"{exc.message}{gap}", opens_at=opens_at, reminder_id=reminder_id,

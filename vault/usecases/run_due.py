@@ -19,13 +19,14 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
-from .errors import Deferred, NotFound, RotationInProgress, VaultError
-from .rotation import Rotator
-from .types import TokenStatus, as_utc
+from ..errors import Deferred, NotFound, RotationInProgress, VaultError
+from ..types import TokenStatus, as_utc
+from .mint import generate_token
+from .rotate import Rotator
 
 if TYPE_CHECKING:
-    from .adapters.store_sql import ReminderRecord
-    from .service import TokenManager
+    from ..context import VaultContext
+    from ..types import ReminderRecord
 
 MAX_ATTEMPTS = 5
 REFRESH_MARGIN = timedelta(days=7)
@@ -64,21 +65,21 @@ def ics_event(reminder: ReminderRecord, now: datetime) -> str:
 
 
 class DueRunner:
-    def __init__(self, manager: TokenManager) -> None:
-        self.m = manager
-        self.rotator = Rotator(manager)
+    def __init__(self, ctx: VaultContext) -> None:
+        self.ctx = ctx
+        self.rotator = Rotator(ctx)
 
     def run(self) -> RunDueReport:
         report = RunDueReport()
         self._resume_interrupted(report)
-        for reminder in self.m.store.list_reminders(open_only=True):
+        for reminder in self.ctx.store.list_reminders(open_only=True):
             self._handle(reminder, report)
         self._policy(report)
-        self.m.audit("run_due", "reminders", **{k: len(v) for k, v in report.as_json().items()})
+        self.ctx.audit("run_due", "reminders", **{k: len(v) for k, v in report.as_json().items()})
         return report
 
     def _resume_interrupted(self, report: RunDueReport) -> None:
-        for rotation in self.m.store.open_rotations():
+        for rotation in self.ctx.store.open_rotations():
             if rotation.state != "running":
                 continue  # deferred rotations resume through their reminder
             try:
@@ -92,38 +93,39 @@ class DueRunner:
                 report.failed.append(f"{rotation.label}: {exc.message}")
 
     def _handle(self, reminder: ReminderRecord, report: RunDueReport) -> None:
-        now = self.m.now()
+        now = self.ctx.now()
         if as_utc(reminder.due_at) > now:
             report.still_waiting.append(reminder.label)
             return
-        if not self.m.store.claim_reminder(reminder.id, reminder.status, "running", now=now, stale_after=CLAIM_TTL):
+        if not self.ctx.store.claim_reminder(reminder.id, reminder.status, "running", now=now, stale_after=CLAIM_TTL):
             return  # another run-due holds it (a claim older than CLAIM_TTL is taken over: its run died)
         if reminder.notified_at is None:
-            sent = self.m.notifier.notify(f"tokenvault: {reminder.action} of {reminder.label} is due",
+            sent = self.ctx.notifier.notify(f"tokenvault: {reminder.action} of {reminder.label} is due",
                                           f"{reminder.reason} The window has opened; tokenvault is completing it now.")
-            self.m.store.update_reminder(reminder.id, notified_at=now)
+            self.ctx.store.update_reminder(reminder.id, notified_at=now)
             if sent:
                 report.notified.append(reminder.label)
         try:
             self._perform(reminder)
         except Deferred as exc:
-            self.m.store.update_reminder(reminder.id, status="waiting", due_at=exc.opens_at or now + timedelta(days=1),
+            self.ctx.store.update_reminder(reminder.id, status="waiting",
+                                           due_at=exc.opens_at or now + timedelta(days=1),
                                          reason=exc.message, notified_at=None)
             report.still_waiting.append(reminder.label)
             return
         except VaultError as exc:
             attempts = reminder.attempts + 1
             status = "failed" if attempts >= MAX_ATTEMPTS else "waiting"
-            self.m.store.update_reminder(reminder.id, status=status, attempts=attempts, last_error=exc.message,
+            self.ctx.store.update_reminder(reminder.id, status=status, attempts=attempts, last_error=exc.message,
                                          due_at=now + timedelta(minutes=15 * attempts))
-            self.m.notifier.notify(f"tokenvault: {reminder.action} of {reminder.label} failed",
+            self.ctx.notifier.notify(f"tokenvault: {reminder.action} of {reminder.label} failed",
                                    f"{exc.message} ({attempts}/{MAX_ATTEMPTS} attempts)")
-            self.m.audit("reminder.failed", reminder.label, reminder=reminder.id, error=exc.message)
+            self.ctx.audit("reminder.failed", reminder.label, reminder=reminder.id, error=exc.message)
             report.failed.append(f"{reminder.label}: {exc.message}")
             return
-        self.m.store.update_reminder(reminder.id, status="done", done_at=self.m.now(), last_error=None)
-        self.m.audit("reminder.done", reminder.label, reminder=reminder.id, work=reminder.action)
-        self.m.notifier.notify(f"tokenvault: {reminder.action} of {reminder.label} completed",
+        self.ctx.store.update_reminder(reminder.id, status="done", done_at=self.ctx.now(), last_error=None)
+        self.ctx.audit("reminder.done", reminder.label, reminder=reminder.id, work=reminder.action)
+        self.ctx.notifier.notify(f"tokenvault: {reminder.action} of {reminder.label} completed",
                                "The deferred work is done; check with `tokenvault token show`.")
         report.completed.append(reminder.label)
 
@@ -133,7 +135,7 @@ class DueRunner:
             rotation_id = payload.get("rotation_id")
             if isinstance(rotation_id, int):
                 try:
-                    rotation = self.m.store.get_rotation(rotation_id)
+                    rotation = self.ctx.store.get_rotation(rotation_id)
                 except NotFound:
                     rotation = None
                 if rotation is not None and rotation.state in ("running", "deferred"):
@@ -141,7 +143,7 @@ class DueRunner:
                     return
             self.rotator.rotate(reminder.label, compromised=bool(payload.get("compromised")))
         elif reminder.action == "generate":
-            self.m.generate_token(reminder.label, business=reminder.business_name,
+            generate_token(self.ctx, reminder.label, business=reminder.business_name,
                                   scopes=tuple(payload.get("scopes", ())),
                                   system_user_id=payload.get("system_user_id"),
                                   expiring=bool(payload.get("expiring")), from_reminder=True)
@@ -149,9 +151,9 @@ class DueRunner:
             self.rotator.rotate(reminder.label)
 
     def _policy(self, report: RunDueReport) -> None:
-        now = self.m.now()
-        for token in self.m.store.list_tokens():
-            if token.status is not TokenStatus.ACTIVE or self.m.store.open_rotation(token.id) is not None:
+        now = self.ctx.now()
+        for token in self.ctx.store.list_tokens():
+            if token.status is not TokenStatus.ACTIVE or self.ctx.store.open_rotation(token.id) is not None:
                 continue
             too_old = token.max_age_days is not None and now - token.created_at >= timedelta(days=token.max_age_days)
             expiring = token.expires_at is not None and as_utc(token.expires_at) - now <= REFRESH_MARGIN

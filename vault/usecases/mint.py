@@ -1,4 +1,4 @@
-"""Minting through an eligible system user, and keeping the system-user roster in sync.
+"""Minting through an eligible system user, and ``token generate``.
 
 Eligible = an admin system user, at least seven days old, with the app installed (tokenvault
 installs the app itself before the first mint). When none is eligible yet the caller gets
@@ -9,18 +9,20 @@ recorded as a reminder instead of being forgotten.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
-from dataclasses import dataclass, field, replace
-from datetime import datetime
-from typing import TYPE_CHECKING
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
-from . import policy
-from .errors import Deferred, NotFound, PermissionMissing, SevenDayWindow, VaultError
-from .types import BusinessRecord, Secret, SystemUserRecord
+from .. import policy
+from ..errors import AlreadyExists, Deferred, InvalidInput, NotFound, PermissionMissing, SevenDayWindow, VaultError
+from ..types import BusinessRecord, Secret, SecretKind, SecretRef, SystemUserRecord, TokenRecord, TokenSource
+from ..validation import validate_label
+from .system_users import assume_installable
+from .tokens import verify
 
 if TYPE_CHECKING:
-    from .ports.graph import AppCredentials
-    from .service import TokenManager
+    from ..context import VaultContext
+    from ..ports.graph import AppCredentials
 
 
 @dataclass(frozen=True)
@@ -31,76 +33,22 @@ class MintResult:
     app: AppCredentials | None = field(default=None, repr=False, compare=False)
 
 
-@dataclass(frozen=True)
-class SystemUserView:
-    """A system user with its eligibility (for `system-users list`)."""
-
-    record: SystemUserRecord
-    eligible: bool
-    eligible_from: datetime
-    reason: str
-
-    def as_json(self) -> dict[str, object]:
-        r = self.record
-        return {"id": r.id, "name": r.name, "role": r.role, "business": r.business_name,
-                "created_at": r.created_at.isoformat(), "age_source": r.age_source.value,
-                "eligible": self.eligible, "eligible_from": self.eligible_from.isoformat(),
-                "app_installed": r.app_installed, "reason": self.reason}
-
-
-def _assume_installable(record: SystemUserRecord) -> SystemUserRecord:
-    # tokenvault installs the app for the chosen admin itself, so "not installed yet" never blocks
-    return replace(record, app_installed=True)
-
-
 class Minter:
-    """Uses the manager's ports; holds no state of its own."""
+    """Mints through the context's ports; holds no state of its own."""
 
-    def __init__(self, manager: TokenManager) -> None:
-        self.m = manager
-
-    def sync(self, business_name: str | None = None) -> list[SystemUserRecord]:
-        """Pull system users (id, name, role, creation time) from Meta into the store.
-
-        ``created_time`` comes from the list when Meta includes it, else from the node; failing
-        both, the store keeps the time tokenvault first saw the user (age source ``first_seen``).
-        """
-        businesses = ([self.m.store.get_business(business_name)] if business_name
-                      else self.m.store.list_businesses())
-        now = self.m.now()
-        for biz in businesses:
-            app, caller = self.m.app_credentials(biz), self.m.admin_token(biz)
-            for info in self.m.graph.list_system_users(biz.business_id, app, caller):
-                created = info.created_time
-                if created is None:
-                    created = self.m.graph.system_user_created_time(info.id, app, caller)
-                self.m.store.upsert_system_user(biz.id, info.id, info.name, info.role, created, now)
-            self.m.audit("system_users.sync", biz.name)
-        return self.m.store.list_system_users(business_name)
-
-    def views(self, business_name: str | None = None) -> list[SystemUserView]:
-        now = self.m.now()
-        out = []
-        for su in self.m.store.list_system_users(business_name):
-            verdict = policy.eligibility(_assume_installable(su), now=now)
-            out.append(SystemUserView(su, verdict.eligible, verdict.eligible_from, verdict.reason))
-        return out
-
-    def set_created(self, su_id: str, created: datetime) -> SystemUserRecord:
-        self.m.store.set_manual_created(su_id, created)
-        self.m.audit("system_users.set_created", su_id, created_at=created.isoformat())
-        return self.m.store.get_system_user(su_id)
+    def __init__(self, ctx: VaultContext) -> None:
+        self.ctx = ctx
 
     def candidates(self, biz: BusinessRecord, system_user_id: str | None) -> list[SystemUserRecord]:
         """Eligible admins, oldest first; raises Deferred (with the opening date) when there are none."""
-        now = self.m.now()
-        users = self.m.store.list_system_users(biz.name)
+        now = self.ctx.now()
+        users = self.ctx.store.list_system_users(biz.name)
         if system_user_id is not None:
             users = [u for u in users if u.id == system_user_id]
             if not users:
                 raise NotFound(f"System user {system_user_id} is not known for {biz.name}.",
                                hint="Run `tokenvault system-users sync` (or check the id in Business Settings).")
-        verdicts = [(u, policy.eligibility(_assume_installable(u), now=now)) for u in users]
+        verdicts = [(u, policy.eligibility(assume_installable(u), now=now)) for u in users]
         eligible = sorted((u for u, v in verdicts if v.eligible), key=lambda u: u.created_at)
         if eligible:
             return eligible
@@ -125,14 +73,14 @@ class Minter:
         """Mint a token through the oldest eligible admin (or the named one). Raises Deferred when blocked.
 
         ``app`` and ``caller``: the business's app credentials and admin token, when the caller has them."""
-        app, caller = app or self.m.app_credentials(biz), caller or self.m.admin_token(biz)
+        app, caller = app or self.ctx.app_credentials(biz), caller or self.ctx.admin_token(biz)
         last_error: Exception | None = None
         for su in self.candidates(biz, system_user_id):
             try:
                 if not su.app_installed:
-                    self.m.graph.install_app(su.id, app, caller)
-                    self.m.store.mark_app_installed(su.id)
-                secret = self.m.graph.generate_token(su.id, app, caller, scopes, expiring=expiring)
+                    self.ctx.graph.install_app(su.id, app, caller)
+                    self.ctx.store.mark_app_installed(su.id)
+                secret = self.ctx.graph.generate_token(su.id, app, caller, scopes, expiring=expiring)
             except SevenDayWindow as exc:
                 opens_at = exc.opens_at or policy.window_opens_at(su.created_at)
                 raise Deferred(f"Meta refused minting through {su.name} ({su.id}): the admin system user is "
@@ -161,7 +109,7 @@ class Minter:
         except BaseException as exc:
             revoked = self._revoke_unkept(minted)
             with contextlib.suppress(Exception):  # the store may be what failed; the error below says it all
-                self.m.audit("mint.discarded", label, system_user_id=minted.system_user_id,
+                self.ctx.audit("mint.discarded", label, system_user_id=minted.system_user_id,
                              last4=minted.secret.last4, revoked_at_meta=revoked)
             if isinstance(exc, VaultError):
                 exc.message += (
@@ -178,7 +126,68 @@ class Minter:
             return False
         try:
             # the token is its own caller: neither the admin token nor the app secret is read again
-            self.m.graph.revoke_token(minted.secret, minted.app, minted.secret)
+            self.ctx.graph.revoke_token(minted.secret, minted.app, minted.secret)
         except VaultError:
             return False
         return True
+
+
+def generate_token(ctx: VaultContext, label: str, *, business: str, scopes: Sequence[str],
+                   system_user_id: str | None = None,
+                   expiring: bool = False, max_age_days: int | None = None,
+                   from_reminder: bool = False) -> TokenRecord:
+    """Mint a new token through an eligible admin system user and store it as ``label`` v1.
+
+    When no admin is eligible yet (Meta's seven-day rule) a reminder is recorded and
+    :class:`~vault.errors.Deferred` (exit 7) carries the date; ``run-due`` finishes the work.
+    The minted token is stored before it is verified, so nothing minted is lost.
+    """
+    validate_label(label)
+    scopes = tuple(s for s in scopes if s)
+    if not scopes:
+        raise InvalidInput("At least one scope is needed.",
+                           hint="e.g. --scopes whatsapp_business_management,whatsapp_business_messaging")
+    biz = ctx.store.get_business(business)
+    with contextlib.suppress(NotFound):  # checked before minting: a token minted for a used label is lost
+        ctx.store.get_token(label)
+        raise AlreadyExists(f"A token labelled {label!r} exists already; nothing was minted.",
+                            hint="Choose another label, or replace it with `tokenvault token rotate`.")
+    minter = Minter(ctx)
+    try:
+        minted = minter.mint(biz, scopes, system_user_id=system_user_id, expiring=expiring)
+    except Deferred as exc:
+        if from_reminder:
+            raise
+        opens_at = exc.opens_at or ctx.now()
+        reminder_id = ctx.store.add_reminder(
+            label, "generate", biz.name, system_user_id,
+            {"scopes": list(scopes), "expiring": expiring, "system_user_id": system_user_id}, opens_at,
+            exc.message, ctx.now())
+        ctx.audit("token.generate.deferred", label, opens_at=opens_at.isoformat(), reminder=reminder_id)
+        ctx.notifier.notify(f"tokenvault: generating {label} deferred", exc.message)
+        raise Deferred(f"Cannot mint {label} yet: {exc.message}", opens_at=opens_at, reminder_id=reminder_id,
+                       hint=f"Reminder #{reminder_id} recorded; `tokenvault run-due` mints it when the window "
+                            "opens (or name an older admin with --system-user).") from None
+    with minter.keep_or_revoke(minted, label):  # a minted token that cannot be kept is revoked, never lost
+        token_id = ctx.store.reserve_token_id(label, biz.id, ctx.now(), max_age_days)
+        ref = SecretRef(SecretKind.TOKEN, token_id, 1, label)
+        try:
+            prov: dict[str, Any] = {"system_user_id": minted.system_user_id, "app_id": biz.app_id,
+                                    "scopes": scopes, "waba_ids": (),
+                                    "fingerprint": ctx.fingerprint(minted.secret)}
+            ctx.secrets.put(ref, minted.secret, ctx.backend_metadata(biz, prov))
+            ctx.store.add_version(token_id, 1,
+                                   ctx.version_fields(minted.secret, TokenSource.GENERATED, prov),
+                                   make_current=True)
+        except BaseException:
+            ctx.discard(ref)
+            with contextlib.suppress(VaultError):
+                ctx.store.drop_empty_token(token_id)
+            raise
+    ctx.audit("token.generate", label, version=1, system_user_id=minted.system_user_id,
+               scopes=list(scopes), expiring=expiring, fingerprint=prov["fingerprint"])
+    try:
+        verify(ctx, label)
+    except VaultError:
+        pass  # stored and usable; `token verify` can be repeated
+    return ctx.store.get_token(label)
