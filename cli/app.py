@@ -46,20 +46,14 @@ def main(
 
 
 def _register() -> None:
-    from .commands import audit, business, core, keys, tokens
+    from .commands import audit, backend, business, core, demo, inject, keys, reminders, simulator, system_users, tokens
 
     core.register(app)
     app.add_typer(business.app, name="business")
     app.add_typer(tokens.app, name="token")
     app.add_typer(audit.app, name="audit")
     app.add_typer(keys.app, name="keys")
-    for optional in ("system_users", "reminders", "inject", "simulator", "backend", "demo"):
-        try:
-            module = __import__(f"cli.commands.{optional}", fromlist=["register"])
-        except ModuleNotFoundError as exc:
-            if exc.name != f"cli.commands.{optional}":
-                raise
-            continue
+    for module in (system_users, reminders, inject, simulator, backend, demo):
         module.register(app)
 
 
