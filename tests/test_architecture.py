@@ -53,8 +53,9 @@ def import_graph() -> dict[str, set[str]]:
                     origin = ".".join([*base, *([node.module] if node.module else [])])
                 else:
                     origin = node.module or ""
-                # `from pkg import name` imports the submodule pkg.name when there is one
-                targets = [f"{origin}.{alias.name}" for alias in node.names] + [origin]
+                # `from pkg import name` depends on the submodule pkg.name when there is one, else on pkg
+                targets = [f"{origin}.{alias.name}" if f"{origin}.{alias.name}" in mods else origin
+                           for alias in node.names]
             for target in targets:
                 owner = _owner(target, mods)
                 if owner is not None and owner != module:
