@@ -166,8 +166,10 @@ def invalid_token() -> GraphFailure:
 
 
 def revoked_token() -> GraphFailure:
+    """A revoked token in use: Meta's [ERR] shape with the user-facing title and message (their texts are ours)."""
     return GraphFailure(190, "Error validating access token: The session was invalidated explicitly using an API call.",
-                        subcode=467)
+                        subcode=467, transient=False, user_title="Session invalidated",
+                        user_msg="This access token is no longer valid. Generate a new access token.")
 
 
 def bad_app_token() -> GraphFailure:
@@ -213,7 +215,7 @@ def unknown_path(rest: str) -> GraphFailure:
 
 
 def invalid_scope(scope: str) -> GraphFailure:
-    return GraphFailure(100, "Provided permission is not valid. Check your spelling and syntax.",
+    return GraphFailure(100, "Provided permission is not valid. Check your spelling and syntax.", transient=False,
                         user_title="Invalid permission", user_msg=f"Unknown permission: {scope}")
 
 
