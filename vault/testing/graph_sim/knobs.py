@@ -64,6 +64,7 @@ def _fault_rate(value: Any) -> float:
 
 
 KNOBS: dict[str, Callable[[Any], Any]] = {
+    "strict": _bool,
     "created_time_in_list": _bool,
     "created_time_in_list_error": _bool,
     "created_time_on_node": _bool,

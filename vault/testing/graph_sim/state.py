@@ -42,13 +42,14 @@ class SimState:
     adds serving and persistence on top. Knobs are plain attributes (see :mod:`.knobs` and docs/simulator.md).
     """
 
-    def __init__(self, *, clock: SimClock | None = None, seed: int = 0) -> None:
+    def __init__(self, *, clock: SimClock | None = None, seed: int = 0, strict: bool = True) -> None:
         self.clock: SimClock = clock if clock is not None else SimClock()
         self.seed = seed
         self.world = World()
         self.requests: list[SimRequest] = []
         self.demo: DemoWorld | None = None
         # --- knobs (see KNOBS and docs/simulator.md) ---
+        self.strict: bool = strict  # only what Meta documents on the wire (version, bodies, token places)
         self.created_time_in_list: bool = True
         self.created_time_in_list_error: bool = False
         self.created_time_on_node: bool = True
