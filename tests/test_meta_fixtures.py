@@ -49,7 +49,8 @@ def shape(value: Any) -> Any:
 
 def test_every_fixture_is_covered() -> None:
     names = {p.name for p in FIXTURES.glob("*.json")}
-    assert names == set(CLIENT_CASES) | {"refresh.json", "revoke.json"} | set(DEBUG_CASES)
+    assert names == set(CLIENT_CASES) | set(DEBUG_CASES) | {"refresh.json", "revoke.json", "system_users_page.json",
+                                                            "mint.json", "install_app.json"}
     assert names == set(SIM_CASES)
 
 
@@ -93,6 +94,21 @@ def test_client_reads_revoke_success_as_a_string() -> None:
     answering(fixture("revoke.json")).revoke_token(CALLER, APP, Secret("EAAcaller" + "z" * 40))  # no error
     with pytest.raises(InvalidRequest, match="did not confirm"):
         answering({"success": "false"}).revoke_token(CALLER, APP, Secret("EAAcaller" + "z" * 40))
+
+
+def test_client_reads_the_system_users_page() -> None:
+    users = answering(fixture("system_users_page.json")).list_system_users("1000000000001", APP, CALLER)
+    assert [(u.id, u.name, u.role, u.created_time) for u in users] == [
+        ("5000000000005", "tokenvault-admin", "ADMIN", None),
+        ("5000000000007", "tokenvault-employee", "EMPLOYEE", None)]
+
+
+def test_client_reads_mint_and_install() -> None:
+    token = answering(fixture("mint.json")).generate_token("5000000000005", APP, CALLER, WHATSAPP_SCOPES)
+    assert token.reveal() == fixture("mint.json")["access_token"]
+    answering(fixture("install_app.json")).install_app("5000000000005", APP, CALLER)  # no error
+    with pytest.raises(InvalidRequest, match="did not install"):
+        answering({"success": False}).install_app("5000000000005", APP, CALLER)
 
 
 CLIENT_CASES: dict[str, tuple[type[VaultError], tuple[str, ...]]] = {
@@ -190,6 +206,11 @@ SIM_CASES: dict[str, Callable[[GraphSimulator, DemoWorld], httpx.Response]] = {
     "debug_token_60_day.json": lambda sim, w: _debug(sim, w, _sixty_day(sim, w)),
     "debug_token_invalid.json": _sim_revoked,
     "refresh.json": _sim_refresh,
+    "system_users_page.json": lambda sim, w: _get(sim, f"/{w.business_id}/system_users", w.admin_token,
+                                                   {"fields": "id,name,role"}, proof_secret=w.app_secret),
+    "mint.json": lambda sim, w: _sim_mint(sim, w, w.old_admin_id, ",".join(WHATSAPP_SCOPES)),
+    "install_app.json": lambda sim, w: _post(sim, f"/{w.employee_id}/applications", w.admin_token,
+                                             {"business_app": w.app_id}, w.app_secret),
     "revoke.json": _sim_revoke,
     "error_token_invalidated.json": _sim_token_invalidated,
     "error_rate_limit.json": _sim_rate_limit,
