@@ -35,11 +35,11 @@ def sibling_imports(path: Path) -> set[str]:
                 found.add(node.module.split(".")[0])
             else:
                 found.update(a.name for a in node.names)
-        elif isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("vault.testing.graph_sim."):
+        elif isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("meta_tokenvault.testing.graph_sim."):
             found.add(node.module.split(".")[3])
         elif isinstance(node, ast.Import):
             for alias in node.names:
-                if alias.name.startswith("vault.testing.graph_sim."):
+                if alias.name.startswith("meta_tokenvault.testing.graph_sim."):
                     found.add(alias.name.split(".")[3])
     return (found & names) - {path.stem}
 

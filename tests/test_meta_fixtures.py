@@ -16,11 +16,11 @@ from typing import Any
 import httpx
 import pytest
 
-from vault.adapters.graph_httpx import HttpxGraphApi
-from vault.errors import InvalidRequest, RateLimited, SevenDayWindow, TokenInvalid, VaultError
-from vault.ports.graph import AppCredentials
-from vault.testing.graph_sim import WHATSAPP_SCOPES, DemoWorld, GraphSimulator, appsecret_proof
-from vault.types import Secret
+from meta_tokenvault.adapters.graph_httpx import HttpxGraphApi
+from meta_tokenvault.errors import InvalidRequest, RateLimited, SevenDayWindow, TokenInvalid, VaultError
+from meta_tokenvault.ports.graph import AppCredentials
+from meta_tokenvault.testing.graph_sim import WHATSAPP_SCOPES, DemoWorld, GraphSimulator, appsecret_proof
+from meta_tokenvault.types import Secret
 
 FIXTURES = Path(__file__).parent / "fixtures" / "meta"
 APP = AppCredentials("2000000000002", Secret("app-secret-value-0123"))

@@ -11,12 +11,12 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from vault.adapters.graph_httpx import HttpxGraphApi
-from vault.errors import InvalidRequest, SevenDayWindow
-from vault.graph_errors import classify, parse_error
-from vault.ports.graph import AppCredentials
-from vault.testing.graph_sim import SEVEN_DAY_MESSAGE, WHATSAPP_SCOPES, DemoWorld, GraphSimulator
-from vault.types import Secret
+from meta_tokenvault.adapters.graph_httpx import HttpxGraphApi
+from meta_tokenvault.errors import InvalidRequest, SevenDayWindow
+from meta_tokenvault.graph_errors import classify, parse_error
+from meta_tokenvault.ports.graph import AppCredentials
+from meta_tokenvault.testing.graph_sim import SEVEN_DAY_MESSAGE, WHATSAPP_SCOPES, DemoWorld, GraphSimulator
+from meta_tokenvault.types import Secret
 
 PLACEMENTS = ("message", "error_user_title", "error_user_msg")
 CODES = ("code100", "code200", "code1")
