@@ -127,8 +127,13 @@ def test_proof_optional_when_the_app_does_not_require_it_but_always_on_access_to
     assert error(refused)["message"] == "API calls from the server require an appsecret_proof argument"
 
 
-@pytest.mark.parametrize("place", ["query", "form", "bearer", "oauth"])
-def test_token_accepted_in_query_form_or_authorization_header(graph: Graph, place: str) -> None:
+@pytest.mark.parametrize(("place", "strict_ok"), [("query", True), ("form", True), ("bearer", True),
+                                                 ("oauth", False)])
+@pytest.mark.parametrize("strict", [True, False], ids=["strict", "lenient"])
+def test_token_accepted_where_meta_documents_it(graph: Graph, place: str, strict_ok: bool, strict: bool) -> None:
+    """``access_token`` in the query or a POST's form ([TOK], the SDK) or ``Authorization: Bearer`` (Meta's curl
+    samples). ``Authorization: OAuth`` is documented nowhere we read: only the lenient simulator takes it."""
+    graph.sim.strict = strict
     token, world = graph.world.admin_token, graph.world
     proof = appsecret_proof(world.app_secret, token)
     path = f"/{world.employee_id}/applications"
@@ -140,26 +145,58 @@ def test_token_accepted_in_query_form_or_authorization_header(graph: Graph, plac
     else:
         scheme = "Bearer" if place == "bearer" else "OAuth"
         response = graph.client.post(path, data=form, headers={"Authorization": f"{scheme} {token}"})
+    if strict and not strict_ok:
+        assert response.status_code == 400 and error(response)["code"] == 104  # no token Meta would see
+        return
     assert response.status_code == 200 and response.json() == {"success": True}
     assert graph.sim.requests[-1].access_token == token
 
 
-@pytest.mark.parametrize("prefix", ["/v24.0", "/v19.0", ""], ids=["v24", "v19", "none"])
-def test_any_version_prefix_or_none(graph: Graph, prefix: str) -> None:
+@pytest.mark.parametrize(("prefix", "strict_ok"), [("/v24.0", True), ("/v19.0", True), ("/v2.12", False),
+                                                   ("/v24", False), ("", False)],
+                         ids=["v24.0", "v19.0", "v2.12", "v24", "none"])
+@pytest.mark.parametrize("strict", [True, False], ids=["strict", "lenient"])
+def test_version_segment(graph: Graph, prefix: str, strict_ok: bool, strict: bool) -> None:
+    """Strict: ``/vNN.N/`` only, anything else a Meta-shaped error. Lenient: any ``vN[.N]`` or none."""
+    graph.sim.strict = strict
     token = graph.world.admin_token
     proof = appsecret_proof(graph.world.app_secret, token)
     response = graph.client.get(f"{graph.root}{prefix}/me", params={"access_token": token, "appsecret_proof": proof})
+    if strict and not strict_ok:
+        err = error(response)
+        assert response.status_code == 400 and err["code"] == 100 and err["fbtrace_id"]
+        assert graph.sim.minted == [] and graph.sim.requests[-1].status == 400
+        return
     assert response.json() == {"id": graph.world.old_admin_id, "name": "tokenvault-admin"}
     assert graph.sim.requests[-1].route == "/me"
 
 
-def test_json_body_is_accepted(graph: Graph) -> None:
+@pytest.mark.parametrize("strict", [True, False], ids=["strict", "lenient"])
+def test_json_body_refused_when_strict(graph: Graph, strict: bool) -> None:
+    """POST edges take form-encoded bodies (the SDK and [TOK]); only the lenient simulator reads JSON."""
+    graph.sim.strict = strict
     token = graph.world.admin_token
     response = graph.client.post(f"/{graph.world.old_admin_id}/access_tokens", json={
         "business_app": graph.world.app_id, "scope": WA, "access_token": token,
         "appsecret_proof": appsecret_proof(graph.world.app_secret, token), "set_token_expires_in_60_days": True})
+    if strict:
+        err = error(response)
+        assert response.status_code == 400 and err["code"] == 100 and "x-www-form-urlencoded" in err["message"]
+        assert graph.sim.minted == []
+        return
     assert response.status_code == 200
     assert graph.sim.minted[-1].expiring is True
+
+
+def test_strict_ignores_the_body_of_a_get(graph: Graph) -> None:
+    """A GET's parameters are in its query string; a body (which httpx can send) is not read."""
+    token = graph.world.admin_token
+    proof = appsecret_proof(graph.world.app_secret, token)
+    response = graph.client.request("GET", f"/{graph.world.old_admin_id}",
+                                    content=f"fields=id,role&appsecret_proof={proof}",
+                                    headers={"Authorization": f"Bearer {token}",
+                                             "content-type": "application/x-www-form-urlencoded"})
+    assert error(response)["message"] == "API calls from the server require an appsecret_proof argument"
 
 
 def test_missing_unknown_and_foreign_tokens(graph: Graph) -> None:
@@ -177,8 +214,10 @@ def test_unknown_node_field_and_edge(graph: Graph) -> None:
     err = error(unknown)
     assert (err["code"], err["error_subcode"], err["type"]) == (100, 33, "GraphMethodException")
     assert err["message"].startswith("Unsupported get request. Object with ID '999999' does not exist")
-    field = graph.get(f"/{graph.world.old_admin_id}", fields="id,role")
-    assert error(field)["message"] == "(#100) Tried accessing nonexisting field (role) on node type (SystemUser)"
+    field = graph.get(f"/{graph.world.old_admin_id}", fields="id,secret_field")
+    assert error(field)["message"] == (
+        "(#100) Tried accessing nonexisting field (secret_field) on node type (SystemUser)")
+    assert error(field)["code"] == 100
     assert error(graph.get(f"/{graph.world.old_admin_id}/nothing"))["code"] == 100
     assert error(graph.get(f"/{graph.world.old_admin_id}/a/b"))["code"] == 2500
 
@@ -245,6 +284,38 @@ def test_create_system_user_young_admin_caller_refused(graph: Graph) -> None:
     created = graph.post(f"/{graph.world.business_id}/system_users", name="new-one", role="EMPLOYEE")
     su = graph.sim.system_user(created.json()["id"])
     assert (su.name, su.role, su.created_time) == ("new-one", "EMPLOYEE", graph.sim.clock.now())
+
+
+def test_system_user_node_fields_are_the_sdks(graph: Graph) -> None:
+    """SystemUser.Field of facebook-business: every one may be asked for; those without a value are left out."""
+    sdk_fields = "id,name,role,system_user_id,created_by,created_time,finance_permission,ip_permission"
+    node = graph.get(f"/{graph.world.employee_id}", fields=sdk_fields)
+    assert node.json() == {"id": graph.world.employee_id, "name": "tokenvault-employee", "role": "EMPLOYEE",
+                           "system_user_id": int(graph.world.employee_id), "created_time": "2025-12-02T00:00:00+0000"}
+    listed = graph.get(f"/{graph.world.business_id}/system_users", fields=sdk_fields).json()["data"]
+    assert {tuple(sorted(u)) for u in listed} == {("created_time", "id", "name", "role", "system_user_id")}
+    for place in (f"/{graph.world.employee_id}", f"/{graph.world.business_id}/system_users"):
+        err = error(graph.get(place, fields="id,token"))
+        assert (err["code"], err["message"]) == (
+            100, "(#100) Tried accessing nonexisting field (token) on node type (SystemUser)")
+
+
+@pytest.mark.parametrize("role", ["ADMIN", "ADS_RIGHTS_REVIEWER", "DEFAULT", "DEVELOPER", "EMPLOYEE",
+                                  "FINANCE_ANALYST", "FINANCE_EDIT", "FINANCE_EDITOR", "FINANCE_VIEW", "MANAGE",
+                                  "PARTNER_CENTER_ADMIN", "PARTNER_CENTER_ANALYST", "PARTNER_CENTER_EDUCATION",
+                                  "PARTNER_CENTER_MARKETING", "PARTNER_CENTER_OPERATIONS"])
+def test_create_system_user_takes_the_full_role_enum(graph: Graph, role: str) -> None:
+    created = graph.post(f"/{graph.world.business_id}/system_users", name=f"su-{role.lower()}", role=role)
+    assert created.status_code == 200, created.text
+    assert graph.sim.system_user(created.json()["id"]).role == role
+
+
+@pytest.mark.parametrize("role", ["OWNER", "admin", ""])
+def test_create_system_user_refuses_a_role_outside_the_enum(graph: Graph, role: str) -> None:
+    refused = graph.post(f"/{graph.world.business_id}/system_users", name="x", role=role)
+    err = error(refused)
+    assert err["code"] == 100 and err["message"].startswith("(#100) Param role must be one of {ADMIN, ")
+    assert f'got "{role}"' in err["message"]
 
 
 # ----- minting -----------------------------------------------------------------------------------------------------
@@ -325,6 +396,25 @@ def test_mint_refusals(graph: Graph, case: str) -> None:
                 "foreign-app": (100, "is not owned by business"), "employee-for-other": (200, "Only an admin")}[case]
     assert err["code"] == expected[0] and expected[1] in err["message"]
     assert sim.minted == []
+
+
+@pytest.mark.parametrize(("scope", "ok"), [
+    ("whatsapp_business_management,whatsapp_business_messaging", True),
+    ('["whatsapp_business_management","whatsapp_business_messaging"]', True),  # the SDK's list<string>
+    ("whatsapp_business_management whatsapp_business_messaging", False),
+    ("whatsapp_business_management;whatsapp_business_messaging", False),
+    ("whatsapp_business_management,whatsapp_business_sending", False),
+], ids=["commas", "json-list", "spaces", "semicolons", "unknown"])
+def test_mint_scope_list_forms(graph: Graph, scope: str, ok: bool) -> None:
+    response = graph.mint(graph.world.old_admin_id, scope=scope)
+    if ok:
+        assert response.status_code == 200, response.text
+        assert graph.sim.minted[-1].scopes == ("whatsapp_business_management", "whatsapp_business_messaging")
+        return
+    err = error(response)
+    assert (response.status_code, err["code"], err["error_user_title"]) == (400, 100, "Invalid permission")
+    assert err["message"] == "Provided permission is not valid. Check your spelling and syntax."
+    assert graph.sim.minted == []
 
 
 def test_employee_mints_for_itself_after_install(graph: Graph) -> None:
@@ -494,7 +584,7 @@ def test_random_faults_are_reproducible_per_seed(graph_client: httpx.Client, gra
                                                  graph_world: DemoWorld) -> None:
     def pattern(sim: GraphSimulator, world: DemoWorld) -> list[int]:
         sim.fault_rate, sim.fault_kind = 0.5, "code2"
-        with httpx.Client(transport=sim.transport(), base_url="https://graph.facebook.com") as client:
+        with httpx.Client(transport=sim.transport(), base_url="https://graph.facebook.com/v24.0") as client:
             token = world.admin_token
             proof = appsecret_proof(world.app_secret, token)
             return [client.get("/me", params={"access_token": token, "appsecret_proof": proof}).status_code
@@ -615,7 +705,7 @@ def test_control_endpoints(graph: Graph) -> None:
 def test_fixtures_serve_the_demo_world(graph_server: Any, graph_world: DemoWorld, sim_clock: SimClock) -> None:
     token = graph_world.admin_token
     with httpx.Client(base_url=graph_server.url, verify=False) as client:
-        me = client.get("/v24.0/me", headers={"Authorization": f"OAuth {token}"},
+        me = client.get("/v24.0/me", headers={"Authorization": f"Bearer {token}"},
                         params={"appsecret_proof": appsecret_proof(graph_world.app_secret, token)})
         assert me.json()["id"] == graph_world.old_admin_id
         moved = client.post("/_sim/advance", json={"to": "2026-02-01T00:00:00+00:00"})
@@ -633,7 +723,7 @@ def test_cli_simulator_serve_subprocess(tmp_path: Path) -> None:
     port, state_file = _free_port(), tmp_path / "sim-state.json"
     env = {k: v for k, v in os.environ.items() if not k.startswith("TOKENVAULT_")}
     argv = ["simulator", "serve", "--port", str(port), "--state", str(state_file), "--seed-demo", "--json",
-            "--start", "2026-01-01T00:00:00Z"]
+            "--start", "2026-01-01T00:00:00Z", "--lenient"]
     proc = subprocess.Popen([sys.executable, "-m", "meta_tokenvault.cli.main", *argv], cwd=REPO, env=env,
                             stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
@@ -650,7 +740,11 @@ def test_cli_simulator_serve_subprocess(tmp_path: Path) -> None:
                 assert time.monotonic() < deadline, "the simulator did not come up"
                 time.sleep(0.05)
         demo = state["demo"]
+        assert state["knobs"]["strict"] is False  # --lenient
         token = demo["admin_token"]
+        me = client.get(f"{url}/me", headers={"Authorization": f"OAuth {token}"},  # no version, OAuth: lenient only
+                        params={"appsecret_proof": appsecret_proof(demo["app_secret"], token)})
+        assert me.json()["id"] == demo["old_admin_id"]
         minted = client.post(f"{url}/v24.0/{demo['old_admin_id']}/access_tokens", data={
             "business_app": demo["app_id"], "scope": WA, "access_token": token,
             "appsecret_proof": appsecret_proof(demo["app_secret"], token)}).json()["access_token"]

@@ -8,7 +8,9 @@ with HTTP 400 (rate limits included) and 5xx for server trouble. :func:`classify
 ==========================================  =====================  =========
 Meta says                                   tokenvault raises      retried
 ==========================================  =====================  =========
-message matches the seven-day admin rule    SevenDayWindow (7)     no
+the seven-day admin rule's text, in         SevenDayWindow (7)     no
+``message``, ``error_user_title`` or
+``error_user_msg``, under any code
 190, 102 (any subcode)                      TokenInvalid           no
 4, 17, 32, 613, 80000-80014, 341, 368       RateLimited            yes, bounded
 1, 2, ``is_transient: true``, HTTP 5xx      Transient              yes, bounded
@@ -67,10 +69,18 @@ class MetaError:
     status: int
     code: int | None
     subcode: int | None
-    message: str
+    message: str  # what to show: ``error_user_msg`` when Meta gives one, else ``message``
     type: str | None
     fbtrace_id: str | None
     is_transient: bool
+    texts: tuple[str, ...] = ()  # every text Meta gave: ``message``, ``error_user_title``, ``error_user_msg``
+
+    def seven_day_text(self) -> str | None:
+        """The text that states the seven-day admin rule, wherever Meta put it; ``None`` when none does."""
+        for text in (*self.texts, self.message):
+            if SEVEN_DAY_RE.search(text):
+                return text
+        return None
 
 
 def parse_error(status: int, body: object) -> MetaError | None:
@@ -86,6 +96,8 @@ def parse_error(status: int, body: object) -> MetaError | None:
         return MetaError(status, None, None, err, None, None, False)
     if not isinstance(err, Mapping):
         return None
+    texts = tuple(str(err[k]) for k in ("message", "error_user_title", "error_user_msg")
+                  if isinstance(err.get(k), str) and err[k])
     return MetaError(
         status=status,
         code=_int(err.get("code")),
@@ -94,6 +106,7 @@ def parse_error(status: int, body: object) -> MetaError | None:
         type=str(err["type"]) if err.get("type") is not None else None,
         fbtrace_id=str(err["fbtrace_id"]) if err.get("fbtrace_id") is not None else None,
         is_transient=err.get("is_transient") is True,
+        texts=texts,
     )
 
 
@@ -162,8 +175,9 @@ def classify(err: MetaError, *, headers: Mapping[str, str] | None = None, what: 
     """The exception for ``err``. ``what`` names the call ("Minting a token through 123"), for the message."""
     text = redact_text(err.message)
     ref = _reference(err)
-    if SEVEN_DAY_RE.search(err.message):
-        return SevenDayWindow(f"{what}: Meta refused: {text}{ref}", system_user_id=system_user_id,
+    seven_day = err.seven_day_text()
+    if seven_day is not None:
+        return SevenDayWindow(f"{what}: Meta refused: {redact_text(seven_day)}{ref}", system_user_id=system_user_id,
                               code=err.code, subcode=err.subcode,
                               hint="Wait until the admin system user is seven days old (tokenvault records a "
                                    "reminder), or use an older admin system user.")

@@ -32,6 +32,9 @@ def serve(
     realtime: Annotated[bool, typer.Option("--realtime", help="The clock follows real time instead of standing "
                                                               "still (rate-limit windows reopen by themselves).")
                         ] = False,
+    lenient: Annotated[bool, typer.Option("--lenient", help="Also accept what Meta does not document (no or any "
+                                                            "version segment, JSON bodies, 'Authorization: OAuth').")
+                       ] = False,
     json_out: Annotated[bool, typer.Option("--json", help="Print one JSON line (url, pid, demo) on start.")] = False,
 ) -> None:
     """Serve the Graph API simulator on HOST:PORT until interrupted (Ctrl-C or SIGTERM).
@@ -62,6 +65,8 @@ def serve(
         sim, _ = GraphSimulator.demo_world(clock, seed=seed)
     else:
         sim = GraphSimulator(clock=clock, seed=seed)
+    if lenient:
+        sim.strict = False
     if realtime:
         sim.clock.run()
     if state_file is not None:

@@ -80,10 +80,11 @@ class GraphSimulator(SimState):
         return restore(cls, json.loads(Path(path).read_text(encoding="utf-8")))
 
     @classmethod
-    def demo_world(cls, clock: SimClock | None = None, *, seed: int = 0) -> tuple[GraphSimulator, DemoWorld]:
+    def demo_world(cls, clock: SimClock | None = None, *, seed: int = 0,
+                   strict: bool = True) -> tuple[GraphSimulator, DemoWorld]:
         """A ready world: one business, its app, an old admin (30 days), a new admin (1 hour), an employee,
         a WABA with a phone number, and an admin token issued by hand to the old admin."""
-        sim = cls(clock=clock, seed=seed)
+        sim = cls(clock=clock, seed=seed, strict=strict)
         now = sim.clock.now()
         biz, app_id, waba, phone = "1000000000001", "2000000000002", "3000000000003", "4000000000004"
         secret = hashlib.sha256(b"tokenvault demo app secret").hexdigest()[:32]

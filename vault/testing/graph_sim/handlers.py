@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import base64
 import binascii
+import json
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 from urllib.parse import urlencode
@@ -14,10 +16,13 @@ from . import wire
 from .auth import Caller, app_of_app_token, authenticate, check_client, check_token
 from .state import SimState
 from .wire import Call, GraphFailure
-from .world import KNOWN_SCOPES, SEVEN_DAYS, MintedToken, SimSystemUser, meta_time, unix
+from .world import KNOWN_SCOPES, ROLES, SEVEN_DAYS, MintedToken, SimSystemUser, meta_time, unix
 
 Payload = dict[str, Any]
-SU_FIELDS = frozenset({"id", "name", "created_time", "created_by", "finance_permission", "ip_permission"})
+# SystemUser.Field of Meta's Business SDK; a field the simulator has no value for is left out, as Meta leaves
+# out empty fields.
+SU_FIELDS = frozenset({"id", "name", "role", "system_user_id", "created_by", "created_time", "finance_permission",
+                       "ip_permission"})
 PHONE_FIELDS = frozenset({"id", "display_phone_number", "verified_name", "quality_rating", "code_verification_status",
                           "platform_type"})
 DEFAULT_PHONE_FIELDS = ("id", "display_phone_number", "verified_name", "quality_rating")
@@ -66,7 +71,7 @@ def node(sim: SimState, call: Call, caller: Caller, node_id: str) -> Payload:
         if not _same_business(caller, su.business_id):
             raise wire.unsupported(call.method, node_id)
         fields = _fields(call, ("id", "name"), SU_FIELDS, "SystemUser")
-        values: Payload = {"id": su.id, "name": su.name}
+        values: Payload = {"id": su.id, "name": su.name, "role": su.role, "system_user_id": _int_id(su.id)}
         if sim.created_time_on_node:
             values["created_time"] = meta_time(su.created_time)
         return {f: values[f] for f in fields if f in values}
@@ -88,6 +93,11 @@ def node(sim: SimState, call: Call, caller: Caller, node_id: str) -> Payload:
         fields = _fields(call, ("id", "name"), frozenset({"id", "name"}), "Application")
         return {f: {"id": app.id, "name": app.name}[f] for f in fields}
     raise wire.unsupported(call.method, node_id)
+
+
+def _int_id(value: str) -> int | str:
+    """``system_user_id`` is an int in the SDK's field types."""
+    return int(value) if value.isdigit() else value
 
 
 def _reaches_waba(sim: SimState, caller: Caller, waba_id: str) -> None:
@@ -136,8 +146,7 @@ def edge(sim: SimState, call: Call, caller: Caller, node_id: str, name: str) -> 
 
 def _with_fields(call: Call, fields: list[str]) -> Call:
     params = {**call.params, "fields": ",".join(fields)}
-    return Call(call.method, call.path, call.route, call.segments, call.query, call.form, params, call.headers,
-                call.token, call.base_url, call.version_prefix)
+    return replace(call, params=params)
 
 
 def _node_type(sim: SimState, node_id: str) -> str | None:
@@ -169,8 +178,7 @@ def list_system_users(sim: SimState, call: Call, caller: Caller, business_id: st
     if not _same_business(caller, business_id):
         raise wire.permission()
     _needs_business_management(sim, caller)
-    allowed = SU_FIELDS | {"role"}
-    fields = _fields(call, ("id", "name", "role"), allowed, "SystemUser")
+    fields = _fields(call, ("id", "name", "role"), SU_FIELDS, "SystemUser")
     if "created_time" in fields and not sim.created_time_in_list:
         if sim.created_time_in_list_error:
             raise wire.nonexisting_field("created_time", "SystemUser")
@@ -190,7 +198,8 @@ def list_system_users(sim: SimState, call: Call, caller: Caller, business_id: st
     page = users[start:end]
     data = []
     for su in page:
-        values: Payload = {"id": su.id, "name": su.name, "role": su.role, "created_time": meta_time(su.created_time)}
+        values: Payload = {"id": su.id, "name": su.name, "role": su.role, "system_user_id": _int_id(su.id),
+                           "created_time": meta_time(su.created_time)}
         data.append({f: values[f] for f in fields if f in values})
     body: Payload = {"data": data}
     if page:
@@ -236,9 +245,9 @@ def create_system_user(sim: SimState, call: Call, caller: Caller, business_id: s
     name = call.params.get("name", "").strip()
     if not name:
         raise wire.param_required("name")
-    role = call.params.get("role", "EMPLOYEE").upper()
-    if role not in ("ADMIN", "EMPLOYEE", "DEVELOPER"):
-        raise wire.invalid_param(f"Param role must be one of {{ADMIN, EMPLOYEE, DEVELOPER}} - got \"{role}\"")
+    role = call.params.get("role", "EMPLOYEE")
+    if role not in ROLES:
+        raise wire.invalid_param(f"Param role must be one of {{{', '.join(ROLES)}}} - got \"{role}\"")
     if role == "ADMIN" and sim.seven_day_rule_on_create and _young_admin(sim, caller.system_user):
         raise sim.seven_day_failure()
     su_id = sim.add_system_user(business_id, name=name, role=role)
@@ -280,8 +289,7 @@ def mint(sim: SimState, call: Call, su: SimSystemUser) -> Payload:
     caller = authenticate(sim.world, call, sim.clock.now(), proof_required=True)
     _acts_on(caller, su)
     app_id = _business_app(sim, call, su)
-    raw_scope = call.params.get("scope", "")
-    scopes = tuple(dict.fromkeys(s.strip() for s in raw_scope.split(",") if s.strip()))
+    scopes = _scopes(call.params.get("scope", ""))
     if not scopes:
         raise wire.param_required("scope")
     for scope in scopes:
@@ -297,6 +305,22 @@ def mint(sim: SimState, call: Call, su: SimSystemUser) -> Payload:
         raise wire.invalid_param("This business requires expiring tokens: set set_token_expires_in_60_days=true")
     record = sim.create_token(app_id, su.id, scopes, expiring=expiring, via="access_tokens")
     return {"access_token": record.value}
+
+
+def _scopes(raw: str) -> tuple[str, ...]:
+    """``scope``: comma-separated ([TOK]), or the JSON list Meta's SDK sends for a ``list<string>`` param."""
+    items: list[str] = []
+    if raw.lstrip().startswith("["):
+        try:
+            parsed = json.loads(raw)
+        except ValueError:
+            raise wire.invalid_param("Param scope must be a comma-separated list or a JSON array") from None
+        if not isinstance(parsed, list) or not all(isinstance(x, str) for x in parsed):
+            raise wire.invalid_param("Param scope must be an array of strings")
+        items = parsed
+    else:
+        items = raw.split(",")
+    return tuple(dict.fromkeys(s.strip() for s in items if s.strip()))
 
 
 def _flag(call: Call, name: str) -> bool:

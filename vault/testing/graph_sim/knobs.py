@@ -9,6 +9,7 @@ from typing import Any
 from .faults import check_kind
 
 SEVEN_DAY_ERRORS = ("code100", "code200", "code1")
+SEVEN_DAY_PLACEMENTS = ("message", "error_user_title", "error_user_msg")
 
 
 def _bool(value: Any) -> bool:
@@ -63,12 +64,14 @@ def _fault_rate(value: Any) -> float:
 
 
 KNOBS: dict[str, Callable[[Any], Any]] = {
+    "strict": _bool,
     "created_time_in_list": _bool,
     "created_time_in_list_error": _bool,
     "created_time_on_node": _bool,
     "seven_day_rule_on_mint": _bool,
     "seven_day_rule_on_create": _bool,
     "seven_day_error": _choice(*SEVEN_DAY_ERRORS),
+    "seven_day_placement": _choice(*SEVEN_DAY_PLACEMENTS),
     "latency": _number,
     "rate_limit": _rate_limit,
     "fault_rate": _fault_rate,

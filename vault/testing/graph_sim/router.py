@@ -7,7 +7,6 @@ from __future__ import annotations
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import replace
 from datetime import datetime, timedelta
 
 from . import faults, handlers, wire
@@ -66,11 +65,7 @@ def _only(call: Call, method: str, name: str, handler: Callable[[], Payload]) ->
 def handle_graph(sim: SimState, request: WireRequest) -> WireResponse:
     now = sim.clock.now()
     trace = sim._trace_id()
-    body_error: GraphFailure | None = None
-    try:
-        call = parse_call(request)
-    except GraphFailure as exc:
-        call, body_error = parse_call(replace(request, body=b"")), exc
+    call = parse_call(request, strict=sim.strict)
     buc = _buc_object(sim, call)
     kind = _take_fault(sim, call)
     usage: dict[str, str] = {}
@@ -79,8 +74,8 @@ def handle_graph(sim: SimState, request: WireRequest) -> WireResponse:
         response = outcome if isinstance(outcome, WireResponse) else _error(outcome, trace, call, {})
     else:
         try:
-            if body_error is not None:
-                raise body_error
+            if call.refusal is not None:
+                raise call.refusal
             usage = _count_usage(sim, call, now, buc)
             payload = route(sim, call)
             response = WireResponse.of_json(200, payload, {**_headers(trace, call), **usage})

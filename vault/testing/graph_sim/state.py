@@ -14,7 +14,7 @@ from datetime import datetime
 from .auth import app_of_app_token, appsecret_proof
 from .clock import SimClock, as_utc
 from .faults import PendingFault, check_kind
-from .knobs import SEVEN_DAY_ERRORS
+from .knobs import SEVEN_DAY_ERRORS, SEVEN_DAY_PLACEMENTS
 from .wire import GraphFailure
 from .world import (
     KNOWN_SCOPES,
@@ -42,19 +42,21 @@ class SimState:
     adds serving and persistence on top. Knobs are plain attributes (see :mod:`.knobs` and docs/simulator.md).
     """
 
-    def __init__(self, *, clock: SimClock | None = None, seed: int = 0) -> None:
+    def __init__(self, *, clock: SimClock | None = None, seed: int = 0, strict: bool = True) -> None:
         self.clock: SimClock = clock if clock is not None else SimClock()
         self.seed = seed
         self.world = World()
         self.requests: list[SimRequest] = []
         self.demo: DemoWorld | None = None
         # --- knobs (see KNOBS and docs/simulator.md) ---
+        self.strict: bool = strict  # only what Meta documents on the wire (version, bodies, token places)
         self.created_time_in_list: bool = True
         self.created_time_in_list_error: bool = False
         self.created_time_on_node: bool = True
         self.seven_day_rule_on_mint: bool = True
         self.seven_day_rule_on_create: bool = True
         self.seven_day_error: str = "code100"
+        self.seven_day_placement: str = "message"
         self.latency: float = 0.0
         self.rate_limit: tuple[int, float] | None = None
         self.fault_rate: float = 0.0
@@ -263,15 +265,25 @@ class SimState:
         return record
 
     def seven_day_failure(self) -> GraphFailure:
-        """Meta's seven-day refusal, shaped per ``seven_day_error`` (the text is always Meta's)."""
-        variant = self.seven_day_error
-        if variant == "code100":
-            return GraphFailure(100, SEVEN_DAY_MESSAGE)
-        if variant == "code200":
-            return GraphFailure(200, SEVEN_DAY_MESSAGE)
-        if variant == "code1":
-            return GraphFailure(1, SEVEN_DAY_MESSAGE, status=500, transient=False)
-        raise ValueError(f"seven_day_error must be one of {SEVEN_DAY_ERRORS}, not {variant!r}")
+        """Meta's seven-day refusal: its code per ``seven_day_error``, its text where ``seven_day_placement`` says.
+
+        In ``message`` (the community report), or in ``error_user_title`` / ``error_user_msg`` with ``message`` a
+        generic "Invalid parameter" (§13). The text is always Meta's; the other user field's text is ours.
+        """
+        codes = {"code100": (100, 400), "code200": (200, 400), "code1": (1, 500)}
+        if self.seven_day_error not in codes:
+            raise ValueError(f"seven_day_error must be one of {SEVEN_DAY_ERRORS}, not {self.seven_day_error!r}")
+        code, status = codes[self.seven_day_error]
+        placement = self.seven_day_placement
+        if placement == "message":
+            return GraphFailure(code, SEVEN_DAY_MESSAGE, status=status, transient=False)
+        if placement == "error_user_title":
+            return GraphFailure(code, "Invalid parameter", status=status, transient=False,
+                                user_title=SEVEN_DAY_MESSAGE, user_msg="Try again later.")
+        if placement == "error_user_msg":
+            return GraphFailure(code, "Invalid parameter", status=status, transient=False,
+                                user_title="Cannot create system user", user_msg=SEVEN_DAY_MESSAGE)
+        raise ValueError(f"seven_day_placement must be one of {SEVEN_DAY_PLACEMENTS}, not {placement!r}")
 
     # ----- internals ------------------------------------------------------------------------------------------
 

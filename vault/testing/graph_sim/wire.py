@@ -11,6 +11,7 @@ from typing import Any, Protocol
 from urllib.parse import parse_qsl
 
 _VERSION = re.compile(r"^/v\d+(?:\.\d+)?(?=/|$)")
+_STRICT_VERSION = re.compile(r"^/v\d{1,2}\.\d(?=/|$)")  # Meta's versions: v2.0 ... v24.0
 JSON_TYPE = "application/json; charset=UTF-8"
 
 
@@ -99,42 +100,58 @@ class Call:
     token: str | None
     base_url: str
     version_prefix: str
+    refusal: GraphFailure | None = None  # what Meta refuses before routing (see parse_call)
 
     @property
     def proof(self) -> str | None:
         return self.params.get("appsecret_proof") or None
 
 
-def parse_call(req: WireRequest) -> Call:
-    """Split the version prefix off, merge query and body parameters, find the access token.
+def parse_call(req: WireRequest, *, strict: bool = True) -> Call:
+    """Split the version prefix off, merge query and body parameters, find the caller's access token.
 
-    Raises :class:`GraphFailure` (code 100) for a body that cannot be read.
+    Never raises: what Meta would refuse before routing (a body that cannot be read; in ``strict`` mode a
+    missing or malformed version segment, a JSON body) is kept in :attr:`Call.refusal` for the router.
+
+    Strict (the default) accepts only what Meta documents: ``/vNN.N/`` first; parameters in the query string,
+    and for POST also in a form-encoded body (the body of a GET is ignored); the caller's token as
+    ``access_token`` (query, or a POST's form) or ``Authorization: Bearer``. Lenient also takes no or any
+    ``vN[.N]`` version, JSON bodies (any method) and ``Authorization: OAuth``.
     """
-    match = _VERSION.match(req.path)
+    pattern = _STRICT_VERSION if strict else _VERSION
+    match = pattern.match(req.path)
     prefix = match.group(0) if match else ""
     route = req.path[len(prefix):] or "/"
-    form = _parse_body(req)
+    refusal: GraphFailure | None = None
+    if strict and not prefix:
+        refusal = bad_version(req.method, req.path)
+    form: dict[str, str] = {}
+    if req.body and (req.method.upper() == "POST" or not strict):
+        try:
+            form = _parse_body(req, strict=strict)
+        except GraphFailure as exc:
+            refusal = refusal or exc
     params = {**req.query, **form}
-    token = params.get("access_token") or _bearer(req.headers.get("authorization", "")) or None
+    header_token = _bearer(req.headers.get("authorization", ""), strict=strict)
+    token = params.get("access_token") or header_token or None
     segments = [s for s in route.split("/") if s]
     return Call(req.method.upper(), req.path, route, segments, dict(req.query), form, params, dict(req.headers),
-                token, req.base_url, prefix)
+                token, req.base_url, prefix, refusal)
 
 
-def _bearer(value: str) -> str:
+def _bearer(value: str, *, strict: bool) -> str:
     scheme, _, rest = value.strip().partition(" ")
-    return rest.strip() if scheme.lower() in ("bearer", "oauth") else ""
+    schemes = ("bearer",) if strict else ("bearer", "oauth")
+    return rest.strip() if scheme.lower() in schemes else ""
 
 
-def _parse_body(req: WireRequest) -> dict[str, str]:
-    if not req.body:
-        return {}
+def _parse_body(req: WireRequest, *, strict: bool) -> dict[str, str]:
     ctype = req.headers.get("content-type", "").split(";")[0].strip().lower()
     try:
         text = req.body.decode("utf-8")
     except UnicodeDecodeError:
         raise GraphFailure(100, "(#100) The request body is not valid UTF-8") from None
-    if ctype == "application/json":
+    if ctype == "application/json" and not strict:
         try:
             data = json.loads(text)
         except ValueError:
@@ -144,7 +161,8 @@ def _parse_body(req: WireRequest) -> dict[str, str]:
         return {str(k): _scalar(v) for k, v in data.items()}
     if ctype in ("", "application/x-www-form-urlencoded"):
         return parse_query(text)
-    raise GraphFailure(100, f"(#100) Unsupported request body content type {ctype!r}")
+    raise GraphFailure(100, f"(#100) Unsupported request body content type {ctype!r}: this edge takes "
+                            "application/x-www-form-urlencoded parameters")
 
 
 def _scalar(value: Any) -> str:
@@ -166,8 +184,10 @@ def invalid_token() -> GraphFailure:
 
 
 def revoked_token() -> GraphFailure:
+    """A revoked token in use: Meta's [ERR] shape with the user-facing title and message (their texts are ours)."""
     return GraphFailure(190, "Error validating access token: The session was invalidated explicitly using an API call.",
-                        subcode=467)
+                        subcode=467, transient=False, user_title="Session invalidated",
+                        user_msg="This access token is no longer valid. Generate a new access token.")
 
 
 def bad_app_token() -> GraphFailure:
@@ -192,6 +212,19 @@ def unsupported(method: str, object_id: str) -> GraphFailure:
         type_="GraphMethodException", subcode=33)
 
 
+def bad_version(method: str, path: str) -> GraphFailure:
+    """A path without a ``vNN.N`` version segment (strict mode; both answers are our guesses).
+
+    A malformed version (``/v24/...``) is read as an object id, as Meta reads any first segment: unknown object.
+    No version at all: Meta would serve the app's default version; a client must pin one, so strict refuses.
+    """
+    first = path.lstrip("/").split("/", 1)[0]
+    if re.match(r"^v\d", first):
+        return unsupported(method, first)
+    return GraphFailure(100, "(#100) No API version in the path: call /vNN.N/... (e.g. /v24.0/); this simulator "
+                             "is strict, Meta would use the app's default version", type_="GraphMethodException")
+
+
 def param_required(name: str) -> GraphFailure:
     return GraphFailure(100, f"(#100) The parameter {name} is required")
 
@@ -213,7 +246,7 @@ def unknown_path(rest: str) -> GraphFailure:
 
 
 def invalid_scope(scope: str) -> GraphFailure:
-    return GraphFailure(100, "Provided permission is not valid. Check your spelling and syntax.",
+    return GraphFailure(100, "Provided permission is not valid. Check your spelling and syntax.", transient=False,
                         user_title="Invalid permission", user_msg=f"Unknown permission: {scope}")
 
 

@@ -15,7 +15,12 @@ KNOWN_SCOPES: frozenset[str] = frozenset({
 SEVEN_DAYS = timedelta(days=7)
 SIXTY_DAYS = timedelta(days=60)
 SEVEN_DAY_MESSAGE = "The admin system user must be at least seven days old before creating other admin system users."
-ROLES = frozenset({"ADMIN", "EMPLOYEE", "DEVELOPER", "FINANCE_EDITOR", "FINANCE_ANALYST", "ADS_RIGHTS_REVIEWER"})
+# SystemUser.Role of Meta's Business SDK (facebook-business, adobjects/systemuser.py): the full enum.
+ROLES: tuple[str, ...] = (
+    "ADMIN", "ADS_RIGHTS_REVIEWER", "DEFAULT", "DEVELOPER", "EMPLOYEE", "FINANCE_ANALYST", "FINANCE_EDIT",
+    "FINANCE_EDITOR", "FINANCE_VIEW", "MANAGE", "PARTNER_CENTER_ADMIN", "PARTNER_CENTER_ANALYST",
+    "PARTNER_CENTER_EDUCATION", "PARTNER_CENTER_MARKETING", "PARTNER_CENTER_OPERATIONS",
+)
 
 
 def meta_time(value: datetime) -> str:
