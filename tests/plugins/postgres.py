@@ -267,7 +267,12 @@ def postgres_server() -> Iterator[EmbeddedPostgres]:
         atexit.unregister(postmaster.stop)
         if base not in server.socket_dir.parents:  # a fallback socket dir of its own
             shutil.rmtree(server.socket_dir, ignore_errors=True)
-        shutil.rmtree(base, ignore_errors=True)
+        try:
+            from plugins.leakscan import scan_before_removal
+
+            scan_before_removal(base)  # its data is outside the temp root the session's leak scan reads
+        finally:
+            shutil.rmtree(base, ignore_errors=True)
         assert not _alive(server.pid), f"PostgreSQL pid {server.pid} survived the session teardown"
         assert not base.exists(), f"the server's dir {base} was not removed"
 
