@@ -1,7 +1,8 @@
 """What the Graph client and the CLI promise, each test written to fail on one deliberate bug of
 tests/mutants.py (named in the docstring): the token stays out of URLs, verify fails on an invalid token,
 pacing waits, an unconfirmed revocation is an error, a lost mint is not repeated, ``expires_at: 0`` is
-"never", query-string secrets are redacted from httpx's log lines, an edited audit event is found."""
+"never", query-string secrets are redacted from httpx's log lines, an edited audit event is found, validity
+needs ``is_valid: true``, every page of system users is read."""
 
 from __future__ import annotations
 
@@ -184,3 +185,25 @@ def test_audit_verify_finds_an_edited_event(cli: CliRunner, env_home: Path) -> N
     assert changed == 1
     res = cli("audit", "verify")
     assert res.code == 4 and f"#{seq} was edited" in res.err
+
+
+@pytest.mark.parametrize("data", [
+    {"error": {"code": 190, "message": "Invalid OAuth access token", "subcode": 467}, "scopes": []},
+    {"is_valid": "true", "scopes": []},
+], ids=["no-is_valid", "string-true"])
+def test_a_token_is_valid_only_when_debug_token_says_is_valid_true(data: dict[str, object]) -> None:
+    """Mutant debug-token-valid-unless-false: an answer without ``is_valid: true`` is not a valid token."""
+    api = HttpxGraphApi(httpx.Client(transport=httpx.MockTransport(
+        lambda r: httpx.Response(200, json={"data": data}))))
+    info = api.debug_token(Secret("EAAsome"), AppCredentials("1", Secret("s")))
+    assert info.is_valid is False
+
+
+def test_every_page_of_system_users_is_read(sim_world: tuple[GraphSimulator, DemoWorld]) -> None:
+    """Mutant paging-not-followed: Meta pages the list (100 at most per page); the cursor is followed."""
+    sim, world = sim_world
+    for i in range(230):
+        sim.add_system_user(world.business_id, name=f"su-{i}", role="EMPLOYEE")
+    users = _api(sim).list_system_users(world.business_id, _app(world), Secret(world.admin_token))
+    assert len(users) == 233 and len({u.id for u in users}) == 233
+    assert [r.route for r in sim.requests].count(f"/{world.business_id}/system_users") == 3
