@@ -15,6 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 from cli_support import CliRunner
+from meta_oracle import assert_declared_by_meta, from_sim_log
 
 from vault.adapters.graph_httpx import HttpxGraphApi, parse_meta_time
 from vault.errors import InvalidRequest, Transient
@@ -154,6 +155,7 @@ def test_verify_exits_6_when_meta_says_the_token_is_invalid(cli: CliRunner,
     assert res.code == 6 and "not valid" in res.err
     as_json = cli("token", "verify", "prod", "--json")
     assert as_json.code == 6 and as_json.json()["valid"] is False
+    assert_declared_by_meta(from_sim_log(sim.requests), sim)  # the CLI over HTTP: what Meta declares
 
 
 def test_rotate_rate_limit_paces_the_calls_to_meta(cli: CliRunner, served: tuple[GraphSimulator, DemoWorld]) -> None:
@@ -171,6 +173,7 @@ def test_rotate_rate_limit_paces_the_calls_to_meta(cli: CliRunner, served: tuple
     assert len(times) >= 3
     gaps = [(later - earlier).total_seconds() for earlier, later in zip(times, times[2:], strict=False)]
     assert min(gaps) >= 1.0, gaps
+    assert_declared_by_meta(from_sim_log(sim.requests), sim)
 
 
 def test_audit_verify_finds_an_edited_event(cli: CliRunner, env_home: Path) -> None:
