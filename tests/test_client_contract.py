@@ -17,11 +17,11 @@ import pytest
 from cli_support import CliRunner
 from meta_oracle import assert_declared_by_meta, from_sim_log
 
-from vault.adapters.graph_httpx import HttpxGraphApi, parse_meta_time
-from vault.errors import InvalidRequest, Transient
-from vault.ports.graph import AppCredentials
-from vault.testing.graph_sim import DemoWorld, GraphSimulator, SimClock
-from vault.types import Secret
+from meta_tokenvault.adapters.graph_httpx import HttpxGraphApi, parse_meta_time
+from meta_tokenvault.errors import InvalidRequest, Transient
+from meta_tokenvault.ports.graph import AppCredentials
+from meta_tokenvault.testing.graph_sim import DemoWorld, GraphSimulator, SimClock
+from meta_tokenvault.types import Secret
 
 SCOPES = "whatsapp_business_management,whatsapp_business_messaging"
 WA = ("whatsapp_business_management", "whatsapp_business_messaging")

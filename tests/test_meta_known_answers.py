@@ -14,12 +14,12 @@ import hmac
 import httpx
 import pytest
 
-from vault.adapters.graph_httpx import HttpxGraphApi
-from vault.adapters.graph_httpx import appsecret_proof as client_proof
-from vault.ports.graph import AppCredentials
-from vault.testing.graph_sim import GraphSimulator, SimClock
-from vault.testing.graph_sim import appsecret_proof as sim_proof
-from vault.types import Secret
+from meta_tokenvault.adapters.graph_httpx import HttpxGraphApi
+from meta_tokenvault.adapters.graph_httpx import appsecret_proof as client_proof
+from meta_tokenvault.ports.graph import AppCredentials
+from meta_tokenvault.testing.graph_sim import GraphSimulator, SimClock
+from meta_tokenvault.testing.graph_sim import appsecret_proof as sim_proof
+from meta_tokenvault.types import Secret
 
 # (app secret, access token, HMAC-SHA256(key=secret, msg=token) hex) — from openssl, pasted.
 KNOWN = [

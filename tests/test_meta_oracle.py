@@ -19,13 +19,13 @@ from meta_oracle import (
     sdk_declarations,
 )
 
-from vault.testing.graph_sim import DemoWorld, GraphSimulator, SimClock
-from vault.types import utcnow
+from meta_tokenvault.testing.graph_sim import DemoWorld, GraphSimulator, SimClock
+from meta_tokenvault.types import utcnow
 
 
 @pytest.fixture(scope="module")
 def demo_run() -> Iterator[tuple[GraphSimulator, RecordingTransport]]:
-    from vault.demo import run_demo
+    from meta_tokenvault.demo import run_demo
 
     sim, _ = GraphSimulator.demo_world(clock=SimClock(utcnow()))
     recorder = RecordingTransport(sim.transport())
@@ -149,9 +149,9 @@ def test_nothing_recorded_is_a_failure(world: tuple[GraphSimulator, DemoWorld]) 
 
 def test_every_call_of_the_graph_port_is_declared_by_meta() -> None:
     """Each method of the client once (the demo does not refresh, read a node or a phone number)."""
-    from vault.adapters.graph_httpx import HttpxGraphApi
-    from vault.ports.graph import AppCredentials
-    from vault.types import Secret
+    from meta_tokenvault.adapters.graph_httpx import HttpxGraphApi
+    from meta_tokenvault.ports.graph import AppCredentials
+    from meta_tokenvault.types import Secret
 
     sim, world = GraphSimulator.demo_world(clock=SimClock())
     recorder = RecordingTransport(sim.transport())

@@ -26,7 +26,7 @@ def test_the_mutants_cover_what_issue_11_asks() -> None:
 
 
 def test_a_file_is_mapped_to_its_module_by_its_package_folders() -> None:
-    assert mutants.module_of(REPO, "vault/adapters/graph_httpx.py") == ("vault.adapters.graph_httpx", REPO)
+    assert mutants.module_of(REPO, "vault/adapters/graph_httpx.py") == ("meta_tokenvault.adapters.graph_httpx", REPO)
     assert mutants.module_of(REPO, "vault/__init__.py") == ("vault", REPO)
     assert mutants.module_of(REPO, "tests/test_mutants.py") is None
 
@@ -44,7 +44,7 @@ def test_the_guard_stops_a_run_that_imports_the_module_from_elsewhere(tmp_path: 
     """Told the mutated module lives in a copy while the real tree is what imports, the run stops (exit 99)."""
     copy = mutants.make_copy(tmp_path)
     env = mutants.environment(copy, ["vault/adapters/graph_httpx.py"])
-    assert env["MUTANT_MODULES"] == f"vault.adapters.graph_httpx={copy / 'vault/adapters/graph_httpx.py'}"
+    assert env["MUTANT_MODULES"] == f"meta_tokenvault.adapters.graph_httpx={copy / 'vault/adapters/graph_httpx.py'}"
     test = "tests/test_mutants.py::test_a_file_is_mapped_to_its_module_by_its_package_folders"
     inside = subprocess.run(mutants.pytest_cmd([test], tmp_path / "inside"), cwd=copy, env=env,
                             capture_output=True, text=True, timeout=300)
