@@ -1,4 +1,5 @@
-"""Shared fixtures: every test gets a clean environment (no TOKENVAULT_*, no VAULT_*) and a temp home."""
+"""Shared fixtures: every test gets a clean environment (no TOKENVAULT_*, no VAULT_*, no proxy variables in any
+case) and a temp home."""
 
 from __future__ import annotations
 
@@ -12,13 +13,16 @@ import pytest
 if TYPE_CHECKING:
     from cli_support import CliRunner
 
+# httpx (and the Vault/OpenBao clients) would send a test's local traffic through a proxy of the machine's
+PROXY_VARIABLES = frozenset({"HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY"})
+
 pytest_plugins: list[str] = ["plugins.postgres", "plugins.openbao", "plugins.graphsim", "plugins.leakscan"]
 
 
 @pytest.fixture(autouse=True)
 def _isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     for name in list(os.environ):
-        if name.startswith(("TOKENVAULT_", "VAULT_", "PYTHON_KEYRING")):
+        if name.startswith(("TOKENVAULT_", "VAULT_", "PYTHON_KEYRING")) or name.upper() in PROXY_VARIABLES:
             monkeypatch.delenv(name, raising=False)
     # keyring config and data of the real user must never be touched by tests
     xdg = tmp_path_factory.mktemp("xdg")

@@ -263,8 +263,10 @@ def test_a_realtime_clock_moves_by_itself_and_still_jumps() -> None:
 
 
 def test_the_rate_limit_window_reopens_on_a_realtime_clock() -> None:
+    """The window is counted on the simulator's clock, which runs with real time and also jumps: a 60 s window
+    (three quick calls cannot outlast it) that reopens when the clock jumps past it, not after a sleep."""
     sim, world = GraphSimulator.demo_world(clock=SimClock(realtime=True))
-    sim.rate_limit = (2, 0.2)
+    sim.rate_limit = (2, 60.0)
     client = httpx.Client(transport=sim.transport(), base_url="https://graph.facebook.com/v24.0")
     app_token = f"{world.app_id}|{world.app_secret}"
 
@@ -273,5 +275,5 @@ def test_the_rate_limit_window_reopens_on_a_realtime_clock() -> None:
                           ).status_code
 
     assert [debug(), debug(), debug()] == [200, 200, 400] and sim.rate_limited == 1
-    time.sleep(0.25)  # the window (0.2 s of the simulator's real-time clock) has moved on
+    sim.clock.advance(seconds=61)  # the window has moved on
     assert debug() == 200

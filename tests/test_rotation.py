@@ -228,7 +228,9 @@ def test_a_long_rotation_keeps_its_lease_so_no_one_else_mints(tmp_path: Path,
     world = make_world(tmp_path, realtime=True)
     m0 = world.manager()
     m0.generate_token("prod", business="acme", scopes=SCOPES)
-    world.sim.latency = 1.3  # three calls to Meta: the rotation takes ~4 s, longer than the lease
+    # Three calls to Meta, 2 s each: the rotation takes at least 6 s, twice the lease; it renews the lease
+    # before each call once a third of it is spent (at ~2 s and ~4 s).
+    world.sim.latency = 2.0
     minted_before = len(world.sim.minted)
     results: list[object] = []
 
@@ -241,7 +243,9 @@ def test_a_long_rotation_keeps_its_lease_so_no_one_else_mints(tmp_path: Path,
 
     thread = threading.Thread(target=first)
     thread.start()
-    time.sleep(3.3)  # past the first lease's expiry, while the rotation is still talking to Meta
+    # Past the first lease's expiry (3 s) for sure, and with 2.5 s to spare before the rotation can end (>= 6 s):
+    # an honest margin, not a race.
+    time.sleep(3.5)
     second = world.manager()
     with pytest.raises(RotationInProgress):
         second.rotate("prod")

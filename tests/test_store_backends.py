@@ -432,3 +432,21 @@ def test_the_plugin_under_xdist_starts_one_server_per_worker_and_leaves_none_run
         except psutil.NoSuchProcess:
             alive = False
         assert not alive, f"PostgreSQL pid {pid} still runs after the session ended"
+
+
+@pytest.mark.postgres
+def test_the_server_lives_outside_pytests_temp_root(postgres_server: Any,
+                                                   tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Another pytest run re-secures its per-user temp root to 0700, which would lock out a server running as
+    another user: the server's dir is its own mkdtemp, private (0700) and owned by whoever runs the server."""
+    import os
+    import pwd
+    import stat
+
+    base = postgres_server.pgdata.parent
+    temp_root = tmp_path_factory.getbasetemp().parent
+    assert not base.is_relative_to(temp_root) and base.name.startswith("tvpg-")
+    info = base.stat()
+    assert stat.S_IMODE(info.st_mode) == 0o700
+    owner = pwd.getpwnam(postgres_server.system_user).pw_uid if postgres_server.system_user else os.getuid()
+    assert info.st_uid == owner

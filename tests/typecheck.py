@@ -19,17 +19,21 @@ ROOT = Path(__file__).resolve().parent.parent
 LAYOUT = ROOT / "build" / "typecheck" / "meta_tokenvault"
 
 
-def lay_out() -> Path:
-    """(Re)create the symlinked layout; returns its package folder."""
-    if LAYOUT.exists():
-        shutil.rmtree(LAYOUT)
-    LAYOUT.mkdir(parents=True)
-    for entry in (ROOT / "vault").iterdir():
+def lay_out(root: Path = ROOT, dest: Path = LAYOUT) -> Path:
+    """(Re)create ``dest`` (a ``meta_tokenvault`` folder) as symlinks to ``root``'s vault/ entries plus ``cli``.
+
+    Also used by tests/mutants.py to import a mutated copy of the tree under the installed name."""
+    if dest.is_symlink() or dest.is_file():
+        dest.unlink()
+    elif dest.exists():
+        shutil.rmtree(dest)
+    dest.mkdir(parents=True)
+    for entry in (root / "vault").iterdir():
         if entry.name == "__pycache__":
             continue
-        os.symlink(entry, LAYOUT / entry.name)
-    os.symlink(ROOT / "cli", LAYOUT / "cli")
-    return LAYOUT
+        os.symlink(entry, dest / entry.name)
+    os.symlink(root / "cli", dest / "cli")
+    return dest
 
 
 def main(argv: list[str]) -> int:

@@ -15,10 +15,15 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .errors import Deferred
 from .types import Secret, utcnow
+
+if TYPE_CHECKING:
+    import httpx
+
+    from .testing.graph_sim import GraphSimulator
 
 WHATSAPP_SCOPES = ("whatsapp_business_management", "whatsapp_business_messaging")
 
@@ -44,8 +49,13 @@ class DemoReport:
 
 
 def run_demo(*, keep: bool = False, home: Path | None = None,
-             on_step: Callable[[DemoStep], None] | None = None) -> DemoReport:
-    """Run the demo; returns what happened. Raises only on a bug (every expected refusal is part of the story)."""
+             on_step: Callable[[DemoStep], None] | None = None,
+             simulator: GraphSimulator | None = None, graph_client: httpx.Client | None = None) -> DemoReport:
+    """Run the demo; returns what happened. Raises only on a bug (every expected refusal is part of the story).
+
+    ``simulator`` (a :meth:`GraphSimulator.demo_world`) and ``graph_client`` (an httpx client on its transport,
+    e.g. wrapped to record every request) may be given by tests; the caller closes a client it gave.
+    """
     import httpx
 
     from .config import Settings
@@ -61,8 +71,13 @@ def run_demo(*, keep: bool = False, home: Path | None = None,
         if on_step is not None:
             on_step(s)
 
-    sim, world = GraphSimulator.demo_world(clock=SimClock(utcnow()))
-    client = httpx.Client(transport=sim.transport())
+    if simulator is None:
+        sim, world = GraphSimulator.demo_world(clock=SimClock(utcnow()))
+    else:
+        if simulator.demo is None:
+            raise ValueError("run_demo needs a simulator made by GraphSimulator.demo_world()")
+        sim, world = simulator, simulator.demo
+    client = graph_client if graph_client is not None else httpx.Client(transport=sim.transport())
     settings = Settings(home=base / "home", key_provider="file", backend="local",
                         graph_url="https://graph.facebook.com")
     manager = build_manager(settings, create=True, graph_client=client, clock=sim.clock, environ={})
@@ -143,7 +158,8 @@ def run_demo(*, keep: bool = False, home: Path | None = None,
              + (f"FOUND in {', '.join(leaks)}" if leaks else "none found"), events=count, leaks=leaks)
     finally:
         manager.close()
-        client.close()
+        if graph_client is None:
+            client.close()
         if not keep and home is None:
             shutil.rmtree(base, ignore_errors=True)
     return report

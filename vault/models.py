@@ -152,7 +152,7 @@ class ReminderRow(SQLModel, table=True):
 
 
 class RotationRow(SQLModel, table=True):
-    """The rotation journal: each step recorded before it is taken (see meta_tokenvault.rotation)."""
+    """The rotation journal: each step recorded before it is taken (see meta_tokenvault.usecases.rotate)."""
 
     __tablename__ = "tv_rotation"
     # v2: the open rotations (`run-due` resumes them) among every rotation ever journaled

@@ -12,7 +12,9 @@ base64-looking runs. Files that hold tokens by design are skipped: the simulator
 (``"format": "tokenvault-graph-sim/1"``). tests/test_leak_scan.py is the thorough, per-artefact scan of
 one CLI session; this one is the net under every other test.
 
-Under pytest-xdist each worker scans its own temp folder (``getbasetemp()``) for the values it saw.
+Under pytest-xdist each worker scans its own temp folder (``getbasetemp()``) for the values it saw. A folder
+kept elsewhere and removed earlier (the PostgreSQL server's, see plugins/postgres.py) is scanned by
+:func:`scan_before_removal` just before it goes.
 """
 
 from __future__ import annotations
@@ -123,6 +125,18 @@ def _leak_scan_of_the_session(tmp_path_factory: pytest.TempPathFactory) -> Itera
     stats: dict[str, int] = {}
     hits = scan_tree(root, _seen, stats)
     _report(tmp_path_factory, {"distinct_values": len(_seen), "forms": 4, **stats, "hits": len(hits)})
+    if hits:
+        lines = "\n".join(f"  {name}: {', '.join(forms)}" for name, forms in sorted(hits.items()))
+        pytest.fail(f"leak scan: {len(hits)} file(s) under {root} hold a token the simulator minted "
+                    f"({len(_seen)} values searched):\n{lines}", pytrace=False)
+
+
+def scan_before_removal(root: Path) -> None:
+    """Scan a folder that lives outside the session's temp root and is removed before the session's scan (the
+    PostgreSQL server's data) with the values seen so far; a hit fails like the session scan."""
+    if not _seen:
+        return
+    hits = scan_tree(root, _seen)
     if hits:
         lines = "\n".join(f"  {name}: {', '.join(forms)}" for name, forms in sorted(hits.items()))
         pytest.fail(f"leak scan: {len(hits)} file(s) under {root} hold a token the simulator minted "

