@@ -33,7 +33,7 @@ def _show(views: list[SystemUserView], json_out: bool) -> None:
         row = [r.id, r.name, r.role.lower(), render.stamp(r.created_at), r.age_source.value, eligible,
                "" if v.eligible else v.reason]
         rows.append(([r.business_name] if several else []) + row)
-    columns = ["id", "name", "role", "created (UTC)", "age from", "eligible (UTC)", "why not"]
+    columns = ["id", "name", "role", "created (UTC)", "age from", "7-day window (predicted, UTC)", "why not"]
     render.table("System users", (["business"] if several else []) + columns, rows, wrap=("why not",))
 
 
@@ -51,7 +51,7 @@ def list_(
     business: Annotated[Optional[str], typer.Option("--business", help="Only this business.")] = None,  # noqa: UP045
     json_out: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
-    """Each system user's eligibility to mint and the date its seven-day window opens."""
+    """Each system user, its assigned WABAs, and the date its seven-day window is predicted to open."""
     _show(state.manager().system_users(business), json_out)
 
 

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 import logging
 import random
 import re
@@ -38,7 +39,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import GraphError, InvalidRequest, RateLimited, Transient
 from ..graph_errors import app_usage, classify, is_retryable, parse_error
-from ..ports.graph import AppCredentials, RefreshedToken, SystemUserInfo, TokenDebugInfo
+from ..ports.graph import AppCredentials, RefreshedToken, SystemUserInfo, TokenDebugInfo, WabaAssignment
 from ..redact import redact_text
 from ..types import Secret
 
@@ -325,6 +326,62 @@ class HttpxGraphApi:
         body = self._call("GET", phone_number_id, what=f"Reading WhatsApp phone number {phone_number_id}",
                           params={"fields": WHATSAPP_FIELDS}, token=token, app=app)
         return {k: body[k] for k in ("id", "display_phone_number", "verified_name", "quality_rating") if k in body}
+
+    # ------------------------------------------------------------------ provisioning (reference §13)
+    def create_system_user(self, business_id: str, name: str, role: str, app: AppCredentials,
+                           access_token: Secret) -> str:
+        """A new system user (``name``, ``role`` ADMIN/EMPLOYEE); its id. Not retried after a lost answer: a
+        second one would be created (the caller looks it up by name instead)."""
+        body = self._call("POST", f"{business_id}/system_users",
+                          what=f"Creating system user {name!r} in business {business_id}",
+                          form={"name": name, "role": role.upper()}, token=access_token, app=app, idempotent=False)
+        su_id = body.get("id")
+        if not isinstance(su_id, str | int) or isinstance(su_id, bool) or not str(su_id).strip():
+            raise InvalidRequest(f"Meta answered the creation of system user {name!r} without an id.",
+                                 hint="Run `tokenvault system-users sync`: the system user may exist already.")
+        return str(su_id)
+
+    def assign_waba(self, waba_id: str, system_user_id: str, tasks: tuple[str, ...], app: AppCredentials,
+                    access_token: Secret) -> None:
+        """Assign the WABA to the system user with ``tasks`` (a list, JSON-encoded as Meta's SDK sends it)."""
+        body = self._call("POST", f"{waba_id}/assigned_users",
+                          what=f"Assigning WhatsApp Business Account {waba_id} to system user {system_user_id}",
+                          form={"user": system_user_id, "tasks": json.dumps(list(tasks), separators=(",", ":"))},
+                          token=access_token, app=app)
+        if not _truthy(body.get("success", True)):
+            raise InvalidRequest(f"Meta did not assign WhatsApp Business Account {waba_id} to {system_user_id}.",
+                                 hint="Assign it in Business Settings > Accounts > WhatsApp accounts.")
+
+    def waba_assigned_users(self, waba_id: str, business_id: str, app: AppCredentials,
+                            access_token: Secret) -> list[WabaAssignment]:
+        out: list[WabaAssignment] = []
+        params = {"business": business_id, "fields": "id,tasks", "limit": "100"}
+        for _page in range(100):
+            body = self._call("GET", f"{waba_id}/assigned_users",
+                              what=f"Listing the users of WhatsApp Business Account {waba_id}",
+                              params=params, token=access_token, app=app)
+            for node in _list(body.get("data")):
+                if isinstance(node, Mapping) and node.get("id"):
+                    out.append(WabaAssignment(str(node["id"]), tuple(str(t) for t in _list(node.get("tasks")))))
+            after = _next_cursor(body)
+            if after is None:
+                break
+            params = {**params, "after": after}
+        return out
+
+    def assigned_wabas(self, system_user_id: str, app: AppCredentials, access_token: Secret) -> list[str]:
+        out: list[str] = []
+        params = {"fields": "id", "limit": "100"}
+        for _page in range(100):
+            body = self._call("GET", f"{system_user_id}/assigned_whatsapp_business_accounts",
+                              what=f"Listing the WhatsApp Business Accounts of system user {system_user_id}",
+                              params=params, token=access_token, app=app)
+            out.extend(str(n["id"]) for n in _list(body.get("data")) if isinstance(n, Mapping) and n.get("id"))
+            after = _next_cursor(body)
+            if after is None:
+                break
+            params = {**params, "after": after}
+        return out
 
     # ------------------------------------------------------------------ transport
     def _url(self, path: str) -> str:
