@@ -28,8 +28,8 @@ if TYPE_CHECKING:
     from .ports.secrets import SecretBackend
     from .types import (
         AuditEventRecord,
-        ReminderRecord,
         BusinessRecord,
+        ReminderRecord,
         Secret,
         SecretKind,
         SecretRef,

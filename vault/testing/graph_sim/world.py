@@ -16,9 +16,10 @@ SEVEN_DAYS = timedelta(days=7)
 SIXTY_DAYS = timedelta(days=60)
 SEVEN_DAY_MESSAGE = "The admin system user must be at least seven days old before creating other admin system users."
 ROLES = frozenset({"ADMIN", "EMPLOYEE", "DEVELOPER", "FINANCE_EDITOR", "FINANCE_ANALYST", "ADS_RIGHTS_REVIEWER"})
-#: ``POST /{waba-id}/assigned_users`` tasks (reference §13; SDK ``WhatsAppBusinessAccount.Tasks``); MANAGE = full control
-WABA_TASKS: tuple[str, ...] = ("MANAGE", "DEVELOP", "MANAGE_TEMPLATES", "MANAGE_PHONE", "VIEW_COST", "MANAGE_EXTENSIONS",
-                               "VIEW_PHONE_ASSETS", "MANAGE_PHONE_ASSETS", "VIEW_TEMPLATES", "MESSAGING")
+#: ``POST /{waba-id}/assigned_users`` tasks (reference §13, SDK ``WhatsAppBusinessAccount.Tasks``); MANAGE: full control
+WABA_TASKS: tuple[str, ...] = ("MANAGE", "DEVELOP", "MANAGE_TEMPLATES", "MANAGE_PHONE", "VIEW_COST",
+                               "MANAGE_EXTENSIONS", "VIEW_PHONE_ASSETS", "MANAGE_PHONE_ASSETS", "VIEW_TEMPLATES",
+                               "MESSAGING")
 
 
 def meta_time(value: datetime) -> str:
