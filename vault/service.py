@@ -1,8 +1,8 @@
 """TokenManager: the one object the CLI and the Python API hold — a thin facade over the use cases.
 
-Each method delegates to one use case module in :mod:`vault.usecases` with the shared
-:class:`~vault.context.VaultContext`; the contracts (returns, raises, side effects) are stated there.
-Adapters are chosen by :mod:`vault.wiring`. Every error is a :class:`~vault.errors.VaultError`.
+Each method delegates to one use case module in :mod:`meta_tokenvault.usecases` with the shared
+:class:`~meta_tokenvault.context.VaultContext`; the contracts (returns, raises, side effects) are stated there.
+Adapters are chosen by :mod:`meta_tokenvault.wiring`. Every error is a :class:`~meta_tokenvault.errors.VaultError`.
 Use cases never import this module, so the dependency graph has no cycle.
 """
 
@@ -43,7 +43,7 @@ if TYPE_CHECKING:
 
 
 class TokenManager:
-    """The service. Construct through :func:`vault.wiring.build_manager`; tests pass fakes or real adapters."""
+    """The service. Construct through :func:`meta_tokenvault.wiring.build_manager`; tests pass fakes or adapters."""
 
     def __init__(
         self,
@@ -112,7 +112,7 @@ class TokenManager:
 
     # ------------------------------------------------------------------ init
     def initialize(self, provider_name: str) -> dict[str, Any]:
-        """Create the master key and the fingerprint key; see :func:`vault.usecases.master_key.initialize`."""
+        """Create the master key and the fingerprint key; see :func:`meta_tokenvault.usecases.master_key.initialize`."""
         return master_key.initialize(self.ctx, provider_name)
 
     # ------------------------------------------------------------------ businesses
@@ -177,7 +177,7 @@ class TokenManager:
                               expiring=expiring, max_age_days=max_age_days, from_reminder=from_reminder)
 
     def rotate(self, label: str, *, compromised: bool = False, reason: str = "") -> RotationOutcome:
-        """Revoke-and-reissue ``label``; see :mod:`vault.usecases.rotate`."""
+        """Revoke-and-reissue ``label``; see :mod:`meta_tokenvault.usecases.rotate`."""
         from .usecases.rotate import Rotator
 
         return Rotator(self.ctx).rotate(label, compromised=compromised, reason=reason)
@@ -227,7 +227,7 @@ class TokenManager:
         return self.store.list_reminders(open_only=open_only)
 
     def run_due(self) -> RunDueReport:
-        """One pass of deferred work; see :mod:`vault.usecases.run_due`."""
+        """One pass of deferred work; see :mod:`meta_tokenvault.usecases.run_due`."""
         from .usecases.run_due import DueRunner
 
         return DueRunner(self.ctx).run()

@@ -3,7 +3,7 @@
 Minting goes through an admin system user, the oldest first, with the app installed (tokenvault installs
 it itself before the first mint). Ask Meta first: a young admin (under seven days) is tried too, because
 nothing authoritative says Meta's seven-day rule gates minting. Only when Meta refuses with the seven-day
-error does the caller get :class:`~vault.errors.Deferred`, dated when the window opens (``created_time`` +
+error does the caller get :class:`~meta_tokenvault.errors.Deferred`, dated when the window opens (``created_time`` +
 7 days), so the work can be recorded as a reminder instead of being forgotten.
 """
 
@@ -135,7 +135,7 @@ def generate_token(ctx: VaultContext, label: str, *, business: str, scopes: Sequ
     """Mint a new token through an eligible admin system user and store it as ``label`` v1.
 
     When no admin is eligible yet (Meta's seven-day rule) a reminder is recorded and
-    :class:`~vault.errors.Deferred` (exit 7) carries the date; ``run-due`` finishes the work.
+    :class:`~meta_tokenvault.errors.Deferred` (exit 7) carries the date; ``run-due`` finishes the work.
     The minted token is stored before it is verified, so nothing minted is lost.
     """
     validate_label(label)
