@@ -30,13 +30,8 @@ from typing import Any
 from .errors import NotFound
 from .types import Provenance, TokenRecord, TokenSource, TokenStatus, TokenVersionRecord, as_utc
 
-<<<<<<< HEAD
-#: The schema version these statements are written for (:data:`vault.migrations.LATEST`; a test checks).
-SCHEMA_VERSION = 3
-=======
 #: The schema version these statements are written for (:data:`meta_tokenvault.migrations.LATEST`; a test checks).
-SCHEMA_VERSION = 2
->>>>>>> main
+SCHEMA_VERSION = 3
 
 #: alias -> table name (the ``__tablename__`` of the meta_tokenvault.models tables).
 TABLES: dict[str, str] = {

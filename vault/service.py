@@ -207,7 +207,7 @@ class TokenManager:
 
     def create_system_user(self, name: str, *, business: str, role: str = "admin", waba_ids: Sequence[str] = (),
                            tasks: Sequence[str] = ("MANAGE",)) -> ProvisionOutcome:
-        """Create a system user at Meta, install the app, assign WABAs; see :mod:`vault.usecases.provision`."""
+        """Create a system user at Meta, install the app, assign WABAs; see :mod:`meta_tokenvault.usecases.provision`."""
         from .usecases.provision import Provisioner
 
         return Provisioner(self.ctx).create_system_user(name, business=business, role=role, waba_ids=waba_ids,
@@ -216,7 +216,7 @@ class TokenManager:
     def provision(self, label: str, *, business: str, system_user: str, role: str = "admin",
                   waba_ids: Sequence[str] = (), tasks: Sequence[str] = ("MANAGE",),
                   scopes: Sequence[str] | None = None, expiring: bool = False) -> ProvisionOutcome:
-        """The seed's whole procedure, resumable; see :mod:`vault.usecases.provision`."""
+        """The seed's whole procedure, resumable; see :mod:`meta_tokenvault.usecases.provision`."""
         from .usecases.provision import DEFAULT_SCOPES, Provisioner
 
         return Provisioner(self.ctx).provision(label, business=business, system_user=system_user, role=role,

@@ -11,12 +11,8 @@ from .. import render
 from ..state import state
 
 if TYPE_CHECKING:
-<<<<<<< HEAD
-    from vault.usecases.provision import ProvisionOutcome
-    from vault.usecases.system_users import SystemUserView
-=======
+    from meta_tokenvault.usecases.provision import ProvisionOutcome
     from meta_tokenvault.usecases.system_users import SystemUserView
->>>>>>> main
 
 app = typer.Typer(help="System users: sync from Meta, eligibility, creation dates.", no_args_is_help=True)
 
@@ -93,7 +89,7 @@ def show_outcome(outcome: ProvisionOutcome, json_out: bool) -> None:
     if json_out:
         render.emit_json(outcome.as_json())
         return
-    from vault.usecases.provision import done_so_far
+    from meta_tokenvault.usecases.provision import done_so_far
 
     r = outcome.record
     render.ok(f"{done_so_far(r)} (provisioning #{r.id})")
