@@ -185,7 +185,7 @@ class LeaseRow(SQLModel, table=True):
 
 class ProvisioningRow(SQLModel, table=True):
     """The provisioning journal (v3): ``system-users create`` and ``provision``, each step recorded as it is done
-    so a re-run (or ``run-due``) finishes what is missing and nothing is done twice (see meta_tokenvault.usecases.provision)."""
+    so a re-run (or ``run-due``) finishes what is missing and nothing is done twice (see usecases/provision.py)."""
 
     __tablename__ = "tv_provisioning"
     __table_args__ = (Index("ix_tv_provisioning_state", "state"),)

@@ -207,7 +207,7 @@ class TokenManager:
 
     def create_system_user(self, name: str, *, business: str, role: str = "admin", waba_ids: Sequence[str] = (),
                            tasks: Sequence[str] = ("MANAGE",)) -> ProvisionOutcome:
-        """Create a system user at Meta, install the app, assign WABAs; see :mod:`meta_tokenvault.usecases.provision`."""
+        """Create a system user, install the app, assign WABAs; see :mod:`meta_tokenvault.usecases.provision`."""
         from .usecases.provision import Provisioner
 
         return Provisioner(self.ctx).create_system_user(name, business=business, role=role, waba_ids=waba_ids,
