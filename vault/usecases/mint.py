@@ -79,8 +79,9 @@ class Minter:
                 secret = self.ctx.graph.generate_token(su.id, app, caller, scopes, expiring=expiring)
             except SevenDayWindow as exc:
                 opens_at = exc.opens_at or policy.window_opens_at(su.created_at)
-                raise Deferred(f"Meta refused minting through {su.name} ({su.id}): the admin system user is "
-                               f"younger than seven days; the window opens {opens_at:%Y-%m-%d %H:%M} UTC.",
+                raise Deferred(f"Meta's seven-day rule refused minting through {su.name} ({su.id}): the admin "
+                               f"system user is younger than seven days; the window opens "
+                               f"{opens_at:%Y-%m-%d %H:%M} UTC.",
                                opens_at=opens_at) from None
             except PermissionMissing as exc:
                 last_error = exc  # this admin cannot; try the next eligible one
