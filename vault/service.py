@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from .types import (
         AuditEventRecord,
         BusinessRecord,
+        ProvisioningRecord,
         ReminderRecord,
         Secret,
         SecretKind,
@@ -222,6 +223,10 @@ class TokenManager:
         return Provisioner(self.ctx).provision(label, business=business, system_user=system_user, role=role,
                                                waba_ids=waba_ids, tasks=tasks, scopes=scopes or DEFAULT_SCOPES,
                                                expiring=expiring)
+
+    def provisionings(self, business: str | None = None) -> list[ProvisioningRecord]:
+        """The provisioning journal, oldest first (``system-users journal``)."""
+        return self.store.list_provisionings(business_name=business)
 
     def reminders(self, *, open_only: bool = False) -> list[ReminderRecord]:
         return self.store.list_reminders(open_only=open_only)

@@ -119,3 +119,21 @@ def create(
     outcome = state.manager().create_system_user(name, business=business, role=role, waba_ids=split_list(waba),
                                                  tasks=split_list([tasks]))
     show_outcome(outcome, json_out)
+
+
+@app.command("journal")
+def journal(
+    business: Annotated[Optional[str], typer.Option("--business", help="Only this business.")] = None,  # noqa: UP045
+    json_out: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """The provisioning journal: each `system-users create` / `provision` run, its state and what it did at Meta."""
+    records = state.manager().provisionings(business)
+    if json_out:
+        render.emit_json([r.as_json() for r in records])
+        return
+    from meta_tokenvault.usecases.provision import done_so_far
+
+    rows = [[r.id, r.kind, r.business_name, r.name, r.role.lower(), r.label or "", r.state, r.step,
+             done_so_far(r) + (f" Error: {r.error}" if r.error and r.state != "done" else "")] for r in records]
+    render.table("Provisioning journal", ["#", "kind", "business", "system user", "role", "label", "state", "step",
+                                          "done"], rows, wrap=("done",))

@@ -239,7 +239,13 @@ class Provisioner:
         for waba_id in record.waba_ids:
             if waba_id in record.assigned:
                 continue
-            self.ctx.graph.assign_waba(waba_id, su_id, record.tasks, app, caller)
+            try:
+                self.ctx.graph.assign_waba(waba_id, su_id, record.tasks, app, caller)
+            except GraphError as exc:
+                exc.hint = (f"Check WABA {waba_id}: it must be a WhatsApp Business Account of {biz.name} (owned by, or "
+                            "shared with, business " + biz.business_id + "), reachable by its admin token. Re-run "
+                            "without it (what was done is kept), or fix it in Business Settings and re-run.")
+                raise
             self.ctx.store.set_system_user_wabas(su_id, {waba_id: list(record.tasks)}, self.ctx.now())
             record = self._journal(record, assigned=[*record.assigned, waba_id], step="assigned")
             self.ctx.audit("provision.waba_assigned", record.label or record.name, system_user_id=su_id,
@@ -281,6 +287,7 @@ class Provisioner:
                         "with business_management: replace it with `tokenvault business set-admin-token "
                         f"{biz.name}`, then re-run.")
             raise
+        test_crash("provision.create_sent")  # created at Meta, not yet journaled: the next run finds it by name
         self.ctx.store.upsert_system_user(biz.id, su_id, record.name, record.role, self.ctx.now(), self.ctx.now())
         record = self._journal(record, system_user_id=su_id, created_by_us=True, step="created")
         self.ctx.audit("provision.system_user_created", record.label or record.name, system_user_id=su_id,
