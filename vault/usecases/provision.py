@@ -205,6 +205,7 @@ class Provisioner:
             try:
                 record = self._steps(record, biz, app, caller)
             except SevenDayWindow as exc:
+                record = self.ctx.store.get_provisioning(record.id)  # as far as the steps got
                 raise self._defer(record, biz, app, caller, exc, from_reminder) from None
             except Deferred:
                 raise
