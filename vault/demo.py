@@ -86,7 +86,8 @@ def run_demo(*, keep: bool = False, home: Path | None = None,
                                        system_user_id=world.new_admin_id)
         lines4 = [f"token generate through the one-hour-old admin: minted (…{young.last4}); tokenvault asks Meta "
                   "instead of refusing on its own, and Meta allows it"]
-        newco_waba = _young_business(sim, manager)
+        newco_waba = "3000000000043"
+        _young_business(sim, manager, newco_waba)
         try:
             manager.provision("newco-whatsapp", business="newco", system_user="whatsapp_newco_sender",
                               waba_ids=[newco_waba])
@@ -158,11 +159,11 @@ def run_demo(*, keep: bool = False, home: Path | None = None,
     return report
 
 
-def _young_business(sim: Any, manager: Any) -> str:
-    """A second business whose only admin system user is two days old (registered as ``newco``); its WABA id."""
+def _young_business(sim: Any, manager: Any, waba: str) -> None:
+    """A second business, with WABA ``waba``, whose only admin system user is two days old (registered as newco)."""
     from datetime import timedelta
 
-    biz, app_id, waba, secret = "1000000000041", "2000000000042", "3000000000043", "n" * 32
+    biz, app_id, secret = "1000000000041", "2000000000042", "n" * 32
     sim.add_business(biz, "NewCo")
     sim.add_app(app_id, secret, biz, name="newco-app")
     sim.add_waba(biz, waba, name="NewCo WABA")
@@ -171,14 +172,13 @@ def _young_business(sim: Any, manager: Any) -> str:
     token = sim.issue_token(app_id, admin, ("business_management", *WHATSAPP_SCOPES))
     manager.add_business("newco", biz, app_id, Secret(secret), Secret(token))
     manager.sync_system_users("newco")
-    return waba
 
 
 def _verdict(view: Any) -> str:
     if view.eligible:
         return "past the seven-day window"
     if view.record.role.upper() != "ADMIN":
-        return view.reason
+        return str(view.reason)
     return f"seven-day window predicted to open {view.eligible_from:%Y-%m-%d %H:%M} UTC"
 
 
