@@ -274,3 +274,82 @@ def test_generic_names() -> None:
         assert generic_name_warning(name), name
     for name in ("whatsapp_prod_sender", "crm_sync", "ops_whatsapp", "admin_notifier_prod"):
         assert generic_name_warning(name) is None, name
+
+
+# ----- the simulator's edges and the client's calls, in process ------------------------------------------------
+
+@pytest.fixture
+def graph(tmp_path: Path) -> Iterator[tuple[GraphSimulator, Any, httpx.Client]]:
+    sim, ids = GraphSimulator.demo_world()
+    with httpx.Client(transport=sim.transport(), base_url="https://graph.facebook.com/v24.0") as client:
+        yield sim, ids, client
+
+
+def _call(sim: GraphSimulator, client: httpx.Client, method: str, path: str, token: str, **params: str) -> Any:
+    proof = sim.appsecret_proof(token)
+    data = {**params, "appsecret_proof": proof}
+    headers = {"Authorization": f"Bearer {token}"}
+    if method == "GET":
+        return client.get(path, params=data, headers=headers)
+    return client.request(method, path, data=data, headers=headers)
+
+
+def test_assigned_users_edges_follow_the_reference(graph: tuple[GraphSimulator, Any, httpx.Client]) -> None:
+    sim, ids, client = graph
+    su = sim.add_system_user(ids.business_id, name="ops", role="EMPLOYEE")
+    ok = _call(sim, client, "POST", f"/{ids.waba_id}/assigned_users", ids.admin_token, user=su,
+               tasks='["MANAGE","DEVELOP"]')
+    assert ok.status_code == 200 and ok.json() == {"success": True}
+    listed = _call(sim, client, "GET", f"/{ids.waba_id}/assigned_users", ids.admin_token, business=ids.business_id,
+                   fields="id,tasks").json()["data"]
+    assert {"id": su, "tasks": ["MANAGE", "DEVELOP"]} in listed
+    mine = _call(sim, client, "GET", f"/{su}/assigned_whatsapp_business_accounts", ids.admin_token).json()
+    assert mine == {"data": [{"id": ids.waba_id, "name": "Demo WABA"}]}
+    bad_task = _call(sim, client, "POST", f"/{ids.waba_id}/assigned_users", ids.admin_token, user=su,
+                     tasks='["FLY"]').json()["error"]
+    assert bad_task["code"] == 100 and 'got "FLY"' in bad_task["message"]
+    no_business = _call(sim, client, "GET", f"/{ids.waba_id}/assigned_users", ids.admin_token).json()["error"]
+    assert no_business["message"] == "(#100) The parameter business is required"
+    other = _call(sim, client, "POST", f"/{ids.other_waba_id}/assigned_users", ids.admin_token, user=su,
+                  tasks='["MANAGE"]').json()["error"]
+    assert (other["code"], other["message"]) == (200, "(#200) Permissions error")
+    unknown = _call(sim, client, "POST", "/3999999999999/assigned_users", ids.admin_token, user=su,
+                    tasks='["MANAGE"]').json()["error"]
+    assert (unknown["code"], unknown["error_subcode"]) == (100, 33) and "does not exist" in unknown["message"]
+    gone = _call(sim, client, "DELETE", f"/{ids.waba_id}/assigned_users", ids.admin_token, user=su)
+    assert gone.json() == {"success": True} and sim.system_user(su).waba_ids == set()
+
+
+def test_creating_an_admin_waits_for_a_young_callers_seven_days_but_minting_does_not(
+        graph: tuple[GraphSimulator, Any, httpx.Client]) -> None:
+    from meta_tokenvault.testing.graph_sim import SEVEN_DAY_MESSAGE
+
+    sim, ids, client = graph
+    young_token = sim.issue_token(ids.app_id, ids.new_admin_id, ("business_management", *SCOPES))
+    refused = _call(sim, client, "POST", f"/{ids.business_id}/system_users", young_token, name="x", role="ADMIN")
+    assert refused.status_code == 400 and refused.json()["error"]["message"] == SEVEN_DAY_MESSAGE
+    employee = _call(sim, client, "POST", f"/{ids.business_id}/system_users", young_token, name="y", role="EMPLOYEE")
+    assert employee.status_code == 200  # the rule is about creating *admin* system users
+    minted = _call(sim, client, "POST", f"/{ids.new_admin_id}/access_tokens", young_token,
+                   business_app=ids.app_id, scope="whatsapp_business_messaging")
+    assert minted.status_code == 200  # Meta is not known to refuse this (mint_requires_old_admin is off)
+
+
+def test_the_client_sends_tasks_as_a_json_list_form_encoded(graph: tuple[GraphSimulator, Any, httpx.Client]) -> None:
+    from meta_tokenvault.adapters.graph_httpx import HttpxGraphApi
+    from meta_tokenvault.ports.graph import AppCredentials
+    from meta_tokenvault.types import Secret
+
+    sim, ids, client = graph
+    api = HttpxGraphApi(httpx.Client(transport=sim.transport()), version="v24.0")
+    app, admin = AppCredentials(ids.app_id, Secret(ids.app_secret)), Secret(ids.admin_token)
+    su = api.create_system_user(ids.business_id, "whatsapp_prod_sender", "employee", app, admin)
+    api.assign_waba(ids.second_waba_id, su, ("MANAGE", "MESSAGING"), app, admin)
+    (sent,) = [r for r in sim.requests if r.route.endswith("/assigned_users")]
+    assert sent.form["tasks"] == '["MANAGE","MESSAGING"]' and sent.form["user"] == su
+    assert sent.headers["content-type"].startswith("application/x-www-form-urlencoded")
+    created = next(r for r in sim.requests if r.route.endswith("/system_users"))
+    assert created.form["role"] == "EMPLOYEE" and created.form["name"] == "whatsapp_prod_sender"
+    assert api.assigned_wabas(su, app, admin) == [ids.second_waba_id]
+    users = api.waba_assigned_users(ids.second_waba_id, ids.business_id, app, admin)
+    assert [(u.user_id, u.tasks) for u in users] == [(su, ("MANAGE", "MESSAGING"))]
