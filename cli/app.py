@@ -46,14 +46,27 @@ def main(
 
 
 def _register() -> None:
-    from .commands import audit, backend, business, core, demo, inject, keys, reminders, simulator, system_users, tokens
+    from .commands import (
+        audit,
+        backend,
+        business,
+        core,
+        demo,
+        inject,
+        keys,
+        provision,
+        reminders,
+        simulator,
+        system_users,
+        tokens,
+    )
 
     core.register(app)
     app.add_typer(business.app, name="business")
     app.add_typer(tokens.app, name="token")
     app.add_typer(audit.app, name="audit")
     app.add_typer(keys.app, name="keys")
-    for module in (system_users, reminders, inject, simulator, backend, demo):
+    for module in (system_users, provision, reminders, inject, simulator, backend, demo):
         module.register(app)
 
 

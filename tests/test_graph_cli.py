@@ -67,9 +67,24 @@ def test_created_time_falls_back_to_the_node_then_first_seen(cli: CliRunner,
     assert listed[world.old_admin_id]["age_source"] == "graph"  # type: ignore[attr-defined]
 
 
+def test_generate_through_a_young_admin_asks_meta_and_mints(cli: CliRunner,
+                                                            served: tuple[GraphSimulator, object]) -> None:
+    sim, world = served
+    setup_business(cli, world)
+    listed = cli("system-users", "sync", "--json").json()
+    young = next(u for u in listed if u["id"] == world.new_admin_id)  # type: ignore[attr-defined]
+    assert young["eligible"] is False and young["eligible_from"]  # a prediction only
+    res = cli("token", "generate", "staging", "--business", "acme", "--scopes", SCOPES,
+              "--system-user", world.new_admin_id)  # type: ignore[attr-defined]
+    assert res.code == 0, res.err
+    assert cli("reminders", "list", "--json").json() == []
+    assert [t.system_user_id for t in sim.minted] == [world.new_admin_id]  # type: ignore[attr-defined]
+
+
 def test_generate_blocked_by_seven_days_exits_7_with_date_and_reminder(
         cli: CliRunner, served: tuple[GraphSimulator, object]) -> None:
     sim, world = served
+    sim.mint_requires_old_admin = True  # Meta refuses (the seed's reading)
     setup_business(cli, world)
     cli("system-users", "sync")
     res = cli("token", "generate", "staging", "--business", "acme", "--scopes", SCOPES,
@@ -90,7 +105,8 @@ def test_generate_verify_revoke_through_the_cli(cli: CliRunner, served: tuple[Gr
     assert res.code == 0, res.err
     shown = cli("token", "show", "prod", "--json").json()
     assert shown["source"] == "generated" and shown["system_user_id"] == world.old_admin_id  # type: ignore[attr-defined]
-    assert shown["expires_at"] is None and shown["waba_ids"] == [world.waba_id]  # type: ignore[attr-defined]
+    admin_reach = sorted([world.waba_id, world.second_waba_id])  # type: ignore[attr-defined]
+    assert shown["expires_at"] is None and shown["waba_ids"] == admin_reach
     value = cli("token", "reveal", "prod").out.strip()
     assert value not in json.dumps(shown)
     assert cli("token", "verify", "prod").code == 0
@@ -165,6 +181,7 @@ def test_seven_day_boundary_to_the_second(age: timedelta, eligible: bool) -> Non
     # and Meta (the simulator) agrees, to the second
     clock = SimClock(created)
     sim, world = GraphSimulator.demo_world(clock=clock)
+    sim.mint_requires_old_admin = True  # the seed's reading of the rule, where Meta would refuse minting
     young = sim.add_system_user(world.business_id, name="young", role="ADMIN", created_time=created,
                                 installed_apps=[world.app_id])
     clock.set(created + age)

@@ -17,11 +17,12 @@ ALLOWED: dict[str, set[str]] = {
     "auth": {"wire", "world"},
     "state": BOTTOM | {"auth"},
     "handlers": BOTTOM | {"auth", "state"},
+    "assets": BOTTOM | {"auth", "state", "handlers"},
     "control": BOTTOM | {"state"},
     "persist": BOTTOM | {"state"},
-    "router": BOTTOM | {"auth", "state", "handlers", "control"},
+    "router": BOTTOM | {"auth", "state", "handlers", "assets", "control"},
     "transport": {"wire"}, "server": {"wire"},
-    "core": BOTTOM | {"auth", "state", "handlers", "control", "persist", "router", "transport", "server"},
+    "core": BOTTOM | {"auth", "state", "handlers", "assets", "control", "persist", "router", "transport", "server"},
 }
 
 

@@ -322,6 +322,7 @@ def test_create_system_user_refuses_a_role_outside_the_enum(graph: Graph, role: 
 
 def test_seven_day_boundary_to_the_second(graph: Graph) -> None:
     sim = graph.sim
+    sim.mint_requires_old_admin = True  # the seed's reading (Meta is not known to refuse this: off by default)
     su = sim.add_system_user(graph.world.business_id, name="fresh-admin", role="ADMIN",
                              installed_apps=[graph.world.app_id])
     sim.clock.advance(days=6, hours=23, minutes=59, seconds=59)
@@ -338,14 +339,17 @@ def test_seven_day_boundary_to_the_second(graph: Graph) -> None:
 @pytest.mark.parametrize("variant,code,status", [("code100", 100, 400), ("code200", 200, 400), ("code1", 1, 500)])
 def test_seven_day_error_variants_keep_metas_text(graph: Graph, variant: str, code: int, status: int) -> None:
     graph.sim.seven_day_error = variant
+    graph.sim.mint_requires_old_admin = True
     refused = graph.mint(graph.world.new_admin_id)
     assert refused.status_code == status
     assert (error(refused)["code"], error(refused)["message"]) == (code, SEVEN_DAY_MESSAGE)
 
 
-def test_seven_day_rule_can_be_switched_off(graph: Graph) -> None:
-    graph.sim.seven_day_rule_on_mint = False
+def test_minting_through_a_young_admin_is_allowed_unless_the_knob_plays_the_seeds_reading(graph: Graph) -> None:
+    assert graph.sim.mint_requires_old_admin is False  # Meta allows it, as far as anything authoritative says
     assert graph.mint(graph.world.new_admin_id).status_code == 200
+    graph.sim.mint_requires_old_admin = True
+    assert error(graph.mint(graph.world.new_admin_id))["message"] == SEVEN_DAY_MESSAGE
 
 
 def test_minted_token_shape_and_record(graph: Graph) -> None:
@@ -438,13 +442,14 @@ def test_business_requiring_expiring_tokens(graph: Graph) -> None:
 
 def test_debug_token_is_truthful_for_never_and_60_day_tokens(graph: Graph) -> None:
     now = graph.sim.clock.now()
+    wabas = sorted([graph.world.waba_id, graph.world.second_waba_id])  # an admin reaches every WABA of its business
     never = graph.debug(graph.minted())
     assert never == {
         "app_id": graph.world.app_id, "type": "SYSTEM_USER", "application": "tokenvault-demo",
         "data_access_expires_at": 0, "expires_at": 0, "is_valid": True, "issued_at": int(now.timestamp()),
         "scopes": ["whatsapp_business_management", "whatsapp_business_messaging"],
-        "granular_scopes": [{"scope": "whatsapp_business_management", "target_ids": [graph.world.waba_id]},
-                            {"scope": "whatsapp_business_messaging", "target_ids": [graph.world.waba_id]}],
+        "granular_scopes": [{"scope": "whatsapp_business_management", "target_ids": wabas},
+                            {"scope": "whatsapp_business_messaging", "target_ids": wabas}],
         "user_id": graph.world.old_admin_id}
     expiring = graph.minted(expiring=True)
     data = graph.debug(expiring)

@@ -32,7 +32,18 @@ def test_generate_picks_the_oldest_eligible_admin_and_records_provenance(world: 
     assert minted and minted[0].system_user_id == world.ids.old_admin_id
 
 
-def test_generate_through_a_young_admin_is_deferred_with_a_reminder(world: World) -> None:
+def test_generate_through_a_young_admin_asks_meta_first_and_mints(world: World) -> None:
+    """Nothing authoritative says Meta's seven-day rule gates minting: tokenvault asks, and Meta (by default in
+    the simulator) allows it, so nobody waits a week for nothing."""
+    m = world.manager()
+    record = m.generate_token("staging", business="acme", scopes=SCOPES, system_user_id=world.ids.new_admin_id)
+    assert record.status is TokenStatus.ACTIVE and record.provenance.system_user_id == world.ids.new_admin_id
+    assert m.reminders() == []
+    assert [t.system_user_id for t in world.sim.minted] == [world.ids.new_admin_id]
+
+
+def test_generate_through_a_young_admin_is_deferred_with_a_reminder_when_meta_refuses(world: World) -> None:
+    world.sim.mint_requires_old_admin = True  # the seed's reading: Meta refuses minting through a young admin
     m = world.manager()
     with pytest.raises(Deferred) as info:
         m.generate_token("staging", business="acme", scopes=SCOPES, system_user_id=world.ids.new_admin_id)
@@ -43,11 +54,14 @@ def test_generate_through_a_young_admin_is_deferred_with_a_reminder(world: World
     reminders = m.reminders(open_only=True)
     assert [(r.label, r.action) for r in reminders] == [("staging", "generate")]
     assert world.sim.minted == []  # nothing was minted
+    refused = [r for r in world.sim.requests if r.route.endswith("/access_tokens")]
+    assert [r.status for r in refused] == [400]  # Meta was asked once, and said no
     with pytest.raises(NotFound):
         m.show_token("staging")
 
 
 def test_deferred_generate_is_completed_exactly_once_when_the_window_opens(world: World) -> None:
+    world.sim.mint_requires_old_admin = True
     m = world.manager()
     with pytest.raises(Deferred):
         m.generate_token("staging", business="acme", scopes=SCOPES, system_user_id=world.ids.new_admin_id)
@@ -99,6 +113,7 @@ def test_compromised_rotation_kills_the_leaked_token_before_minting(world: World
 
 def test_compromised_rotation_deferred_is_loud_and_the_leak_is_still_dead(tmp_path: Path) -> None:
     world = make_world(tmp_path)
+    world.sim.mint_requires_old_admin = True  # Meta refuses minting through the brand-new admin
     m = world.manager()
     m.generate_token("prod", business="acme", scopes=SCOPES)
     leaked = m.reveal("prod")

@@ -97,20 +97,26 @@ def run_demo(*, keep: bool = False, home: Path | None = None,
                  f"({v.record.age_source.value})  " + _verdict(v) for v in views]
         step("3. system-users sync", *lines, system_users=[v.as_json() for v in views])
 
+        young = manager.generate_token("staging-whatsapp", business="acme", scopes=WHATSAPP_SCOPES,
+                                       system_user_id=world.new_admin_id)
+        lines4 = [f"token generate through the one-hour-old admin: minted (…{young.last4}); tokenvault asks Meta "
+                  "instead of refusing on its own, and Meta allows it"]
+        newco_waba = "3000000000043"
+        _young_business(sim, manager, newco_waba)
         try:
-            manager.generate_token("staging-whatsapp", business="acme", scopes=WHATSAPP_SCOPES,
-                                   system_user_id=world.new_admin_id)
-            deferred_lines: tuple[str, ...] = ("unexpected: the young admin minted",)
+            manager.provision("newco-whatsapp", business="newco", system_user="whatsapp_newco_sender",
+                              waba_ids=[newco_waba])
+            lines4.append("unexpected: Meta let a two-day-old admin create an admin system user")
             facts: dict[str, Any] = {}
         except Deferred as exc:
-            deferred_lines = (exc.message, f"exit code {exc.exit_code}; reminder #{exc.reminder_id} recorded "
-                              f"for {exc.opens_at:%Y-%m-%d %H:%M} UTC" if exc.opens_at else "")
+            lines4 += [f"provision newco-whatsapp in a two-day-old business: {exc.message}",
+                       f"exit code {exc.exit_code}; reminder #{exc.reminder_id} recorded"]
             facts = {"exit_code": exc.exit_code, "reminder_id": exc.reminder_id,
                      "opens_at": exc.opens_at.isoformat() if exc.opens_at else None}
-        step("4. token generate through the brand-new admin: Meta's seven-day rule", *deferred_lines, **facts)
+        step("4. Meta's seven-day rule, where Meta enforces it", *lines4, minted_young=young.as_json(), **facts)
 
         record = manager.generate_token("prod-whatsapp", business="acme", scopes=WHATSAPP_SCOPES)
-        step("5. token generate prod-whatsapp", f"minted through the oldest eligible admin "
+        step("5. token generate prod-whatsapp", f"minted through the oldest admin "
              f"({record.provenance.system_user_id}), stored encrypted as v{record.version} (…{record.last4})",
              f"scopes {', '.join(record.provenance.scopes)}; WABAs {', '.join(record.provenance.waba_ids) or '-'}; "
              f"expires {'never' if record.expires_at is None else record.expires_at.isoformat()}",
@@ -140,11 +146,15 @@ def run_demo(*, keep: bool = False, home: Path | None = None,
 
         sim.clock.advance(days=7)
         due = manager.run_due()
-        staging = manager.show_token("staging-whatsapp") if "staging-whatsapp" in due.completed else None
+        newco = manager.show_token("newco-whatsapp") if "newco-whatsapp" in due.completed else None
+        journal = [r for r in manager.provisionings("newco") if r.label == "newco-whatsapp"]
+        from .usecases.provision import done_so_far
+
         step("10. seven days later: run-due", f"completed: {', '.join(due.completed) or '-'}; "
              f"still waiting: {', '.join(due.still_waiting) or '-'}",
-             f"staging-whatsapp is now v{staging.version} ({staging.status.value})" if staging
-             else "staging-whatsapp was not minted", run_due=due.as_json())
+             *(done_so_far(r) for r in journal),
+             f"newco-whatsapp is v{newco.version} ({newco.status.value}, source {newco.source.value})" if newco
+             else "newco-whatsapp was not provisioned", run_due=due.as_json())
 
         history = manager.show_token("prod-whatsapp")
         step("11. token show prod-whatsapp", *[f"v{v.version} {v.status.value:<11} {v.source.value:<9} "
@@ -165,12 +175,27 @@ def run_demo(*, keep: bool = False, home: Path | None = None,
     return report
 
 
+def _young_business(sim: Any, manager: Any, waba: str) -> None:
+    """A second business, with WABA ``waba``, whose only admin system user is two days old (registered as newco)."""
+    from datetime import timedelta
+
+    biz, app_id, secret = "1000000000041", "2000000000042", "n" * 32
+    sim.add_business(biz, "NewCo")
+    sim.add_app(app_id, secret, biz, name="newco-app")
+    sim.add_waba(biz, waba, name="NewCo WABA")
+    admin = sim.add_system_user(biz, name="newco_first_admin", role="ADMIN",
+                                created_time=sim.clock.now() - timedelta(days=2), installed_apps=[app_id])
+    token = sim.issue_token(app_id, admin, ("business_management", *WHATSAPP_SCOPES))
+    manager.add_business("newco", biz, app_id, Secret(secret), Secret(token))
+    manager.sync_system_users("newco")
+
+
 def _verdict(view: Any) -> str:
     if view.eligible:
-        return "eligible"
+        return "past the seven-day window"
     if view.record.role.upper() != "ADMIN":
-        return f"not eligible: {view.reason}"
-    return f"not eligible until {view.eligible_from:%Y-%m-%d %H:%M} UTC: {view.reason}"
+        return str(view.reason)
+    return f"seven-day window predicted to open {view.eligible_from:%Y-%m-%d %H:%M} UTC"
 
 
 def _exec_child(manager: Any) -> tuple[int, str]:

@@ -52,9 +52,22 @@ def _v2_read_indexes(conn: Connection) -> None:
         index.create(conn, checkfirst=True)
 
 
+def _v3_provisioning(conn: Connection) -> None:
+    """Version 3: the provisioning journal (``tv_provisioning``), the WABAs assigned to each system user
+    (``tv_system_user_waba``), and reminder actions up to 32 characters (``create_system_user``).
+
+    ``checkfirst``: version 1 creates every table meta_tokenvault.models defines today, so a fresh database has them.
+    """
+    models.ProvisioningRow.__table__.create(conn, checkfirst=True)  # type: ignore[attr-defined]
+    models.SystemUserWabaRow.__table__.create(conn, checkfirst=True)  # type: ignore[attr-defined]
+    if conn.dialect.name == "postgresql":  # SQLite does not enforce VARCHAR lengths
+        conn.exec_driver_sql("ALTER TABLE tv_reminder ALTER COLUMN action TYPE VARCHAR(32)")
+
+
 MIGRATIONS: list[tuple[int, Migration]] = [
     (1, _v1_initial_schema),
     (2, _v2_read_indexes),
+    (3, _v3_provisioning),
 ]
 LATEST = MIGRATIONS[-1][0]
 

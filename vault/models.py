@@ -136,7 +136,7 @@ class ReminderRow(SQLModel, table=True):
 
     id: int | None = Field(default=None, primary_key=True)
     label: str = Field(max_length=128, index=True)
-    action: str = Field(max_length=16)  # generate | rotate | refresh
+    action: str = Field(max_length=32)  # generate | rotate | refresh | create_system_user | provision (v3: 32)
     business_name: str = Field(max_length=128)
     system_user_id: str | None = Field(default=None, max_length=64)
     payload: str = "{}"  # JSON: scopes, expiring, compromised, reason...
@@ -181,3 +181,42 @@ class LeaseRow(SQLModel, table=True):
     resource: str = Field(primary_key=True, max_length=128)
     owner: str = Field(max_length=128)
     expires_at: datetime
+
+
+class ProvisioningRow(SQLModel, table=True):
+    """The provisioning journal (v3): ``system-users create`` and ``provision``, each step recorded as it is done
+    so a re-run (or ``run-due``) finishes what is missing and nothing is done twice (see usecases/provision.py)."""
+
+    __tablename__ = "tv_provisioning"
+    __table_args__ = (Index("ix_tv_provisioning_state", "state"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    kind: str = Field(max_length=32)  # create_system_user | provision
+    business_name: str = Field(max_length=128)
+    name: str = Field(max_length=256)  # the system user's name
+    role: str = Field(max_length=32)
+    waba_ids: str = "[]"  # JSON list: the WABAs to assign
+    tasks: str = "[]"  # JSON list: the tasks of each assignment
+    label: str | None = Field(default=None, max_length=128)  # provision: the token's label
+    scopes: str = "[]"  # provision: JSON list
+    expiring: bool = False
+    system_user_id: str | None = Field(default=None, max_length=64)
+    created_by_us: bool = False  # tokenvault created the system user (rather than finding it)
+    installed: bool = False
+    assigned: str = "[]"  # JSON list: the WABAs assigned so far
+    step: str = Field(max_length=32)  # started | creating | created | installed | assigned | stored | done
+    state: str = Field(max_length=16)  # running | deferred | done | failed
+    error: str | None = None
+    started_at: datetime
+    updated_at: datetime
+
+
+class SystemUserWabaRow(SQLModel, table=True):
+    """A WABA assigned to a system user and its tasks, as tokenvault last learnt it (v3; sync or create)."""
+
+    __tablename__ = "tv_system_user_waba"
+
+    system_user_id: str = Field(primary_key=True, max_length=64)
+    waba_id: str = Field(primary_key=True, max_length=64)
+    tasks: str = "[]"  # JSON list; [] when Meta did not say
+    updated_at: datetime

@@ -1,8 +1,9 @@
 """Pure rules, time passed in: the seven-day eligibility of system users and rotation due dates.
 
 Meta: "The admin system user must be at least seven days old before creating other admin system
-users." tokenvault applies it to minting too (it is unconfirmed whether Meta does; being conservative
-costs a reminder, not an outage), and learns the real answer from Meta's error when it comes.
+users." Where Meta enforces it is Meta's to say: tokenvault asks first (creates, mints) and defers only
+when Meta refuses with that error. The dates computed here *predict* when the window opens (for
+``system-users list`` and for dating a reminder); they never refuse anything on their own.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ SEVEN_DAYS = timedelta(days=7)
 
 @dataclass(frozen=True, slots=True)
 class Eligibility:
-    """Whether a system user can mint now; ``eligible_from`` is when its seven-day window opens."""
+    """A prediction: whether a system user is past Meta's seven-day window now (``eligible_from``: when it opens)."""
 
     eligible: bool
     reason: str
@@ -38,7 +39,8 @@ def eligibility(user: SystemUserRecord, *, now: datetime) -> Eligibility:
     if user.role.upper() != "ADMIN":
         return Eligibility(False, f"role {user.role.lower()}: only an admin system user can mint", opens)
     if as_utc(now) < opens:
-        return Eligibility(False, f"younger than seven days (age counted from {user.age_source.value})", opens)
+        return Eligibility(False, f"predicted: younger than seven days (age counted from {user.age_source.value}); "
+                                  "Meta may refuse creating admins (and, some say, minting) until then", opens)
     if not user.app_installed:
         return Eligibility(False, "the app is not installed for this system user", opens)
     return Eligibility(True, "admin, past the seven-day window, app installed", opens)

@@ -31,7 +31,7 @@ from .errors import NotFound
 from .types import Provenance, TokenRecord, TokenSource, TokenStatus, TokenVersionRecord, as_utc
 
 #: The schema version these statements are written for (:data:`meta_tokenvault.migrations.LATEST`; a test checks).
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 #: alias -> table name (the ``__tablename__`` of the meta_tokenvault.models tables).
 TABLES: dict[str, str] = {

@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from .types import (
         AuditEventRecord,
         BusinessRecord,
+        ProvisioningRecord,
         ReminderRecord,
         Secret,
         SecretKind,
@@ -36,6 +37,7 @@ if TYPE_CHECKING:
         SystemUserRecord,
         TokenRecord,
     )
+    from .usecases.provision import ProvisionOutcome
     from .usecases.rotate import RotationOutcome
     from .usecases.run_due import RunDueReport
     from .usecases.system_users import SystemUserView
@@ -203,6 +205,28 @@ class TokenManager:
 
     def set_system_user_created(self, su_id: str, created: datetime) -> SystemUserRecord:
         return system_users.set_created(self.ctx, su_id, created)
+
+    def create_system_user(self, name: str, *, business: str, role: str = "admin", waba_ids: Sequence[str] = (),
+                           tasks: Sequence[str] = ("MANAGE",)) -> ProvisionOutcome:
+        """Create a system user, install the app, assign WABAs; see :mod:`meta_tokenvault.usecases.provision`."""
+        from .usecases.provision import Provisioner
+
+        return Provisioner(self.ctx).create_system_user(name, business=business, role=role, waba_ids=waba_ids,
+                                                        tasks=tasks)
+
+    def provision(self, label: str, *, business: str, system_user: str, role: str = "admin",
+                  waba_ids: Sequence[str] = (), tasks: Sequence[str] = ("MANAGE",),
+                  scopes: Sequence[str] | None = None, expiring: bool = False) -> ProvisionOutcome:
+        """The seed's whole procedure, resumable; see :mod:`meta_tokenvault.usecases.provision`."""
+        from .usecases.provision import DEFAULT_SCOPES, Provisioner
+
+        return Provisioner(self.ctx).provision(label, business=business, system_user=system_user, role=role,
+                                               waba_ids=waba_ids, tasks=tasks, scopes=scopes or DEFAULT_SCOPES,
+                                               expiring=expiring)
+
+    def provisionings(self, business: str | None = None) -> list[ProvisioningRecord]:
+        """The provisioning journal, oldest first (``system-users journal``)."""
+        return self.store.list_provisionings(business_name=business)
 
     def reminders(self, *, open_only: bool = False) -> list[ReminderRecord]:
         return self.store.list_reminders(open_only=open_only)

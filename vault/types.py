@@ -109,6 +109,7 @@ class TokenSource(str, enum.Enum):
     GENERATED = "generated"
     IMPORTED = "imported"
     ROTATED = "rotated"
+    PROVISIONED = "provisioned"  # minted by `tokenvault provision` for the system user it set up
 
 
 @dataclass(frozen=True, slots=True)
@@ -255,6 +256,39 @@ class ReminderRecord:
             "status": status,
             "reason": self.reason,
         }
+
+
+@dataclass(frozen=True, slots=True)
+class ProvisioningRecord:
+    """One ``system-users create`` / ``provision`` run in the provisioning journal: what was asked, what is done."""
+
+    id: int
+    kind: str  # create_system_user | provision
+    business_name: str
+    name: str
+    role: str
+    waba_ids: tuple[str, ...]
+    tasks: tuple[str, ...]
+    label: str | None
+    scopes: tuple[str, ...]
+    expiring: bool
+    system_user_id: str | None
+    created_by_us: bool
+    installed: bool
+    assigned: tuple[str, ...]
+    step: str
+    state: str
+    error: str | None
+    started_at: datetime
+    updated_at: datetime
+
+    def as_json(self) -> dict[str, object]:
+        return {"id": self.id, "kind": self.kind, "business": self.business_name, "name": self.name,
+                "role": self.role, "system_user_id": self.system_user_id, "created": self.created_by_us,
+                "app_installed": self.installed, "waba_ids": list(self.waba_ids), "tasks": list(self.tasks),
+                "assigned": list(self.assigned), "label": self.label, "scopes": list(self.scopes),
+                "expiring": self.expiring, "step": self.step, "state": self.state, "error": self.error,
+                "started_at": as_utc(self.started_at).isoformat(), "updated_at": as_utc(self.updated_at).isoformat()}
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,6 +10,7 @@ import getpass
 import os
 import socket
 from collections.abc import Callable, Mapping
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from .errors import KeyringUnavailable, UsageError
@@ -182,8 +183,8 @@ def build_manager(
     if create and not settings.db_url:
         ensure_private_dir(settings.home)
     store = SqlStore.open(settings.database_url, create=create)
-    the_clock = clock or SystemClock()
     env = os.environ if environ is None else environ
+    the_clock = clock or _test_clock(os.environ) or SystemClock()
     vault_client = _once(lambda: build_vault_client(settings, env, secret_id=vault_secret_id))
     try:
         recorded = store.get_setting("backend") or None
@@ -237,6 +238,25 @@ def shared_vault_client(manager: TokenManager) -> Callable[[], Any] | None:
             client = adapter.client  # type: ignore[union-attr]
             return lambda: client
     return None
+
+
+class _FixedClock:
+    def __init__(self, now: datetime) -> None:
+        self._now = now
+
+    def now(self) -> datetime:
+        return self._now
+
+
+def _test_clock(env: Mapping[str, str]) -> Clock | None:
+    """Tests of a CLI subprocess against the simulator's virtual clock: ``TOKENVAULT_TEST_NOW=<ISO time>`` fixes
+    "now" (e.g. seven days on, after ``/_sim/advance``). Honoured only with ``TOKENVAULT_TEST_MODE=1``."""
+    raw = env.get("TOKENVAULT_TEST_NOW")
+    if env.get("TOKENVAULT_TEST_MODE") != "1" or not raw:
+        return None
+    from .types import as_utc
+
+    return _FixedClock(as_utc(datetime.fromisoformat(raw)))
 
 
 _T = TypeVar("_T")

@@ -26,19 +26,20 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 import logging
 import random
 import re
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from ..errors import GraphError, InvalidRequest, RateLimited, Transient
 from ..graph_errors import app_usage, classify, is_retryable, parse_error
-from ..ports.graph import AppCredentials, RefreshedToken, SystemUserInfo, TokenDebugInfo
+from ..ports.graph import AppCredentials, RefreshedToken, SystemUserInfo, TokenDebugInfo, WabaAssignment
 from ..redact import redact_text
 from ..types import Secret
 
@@ -239,20 +240,13 @@ class HttpxGraphApi:
     def list_system_users(self, business_id: str, app: AppCredentials, access_token: Secret) -> list[SystemUserInfo]:
         """Every system user of the business, following cursor paging; ``created_time`` when the list has it."""
         out: list[SystemUserInfo] = []
-        params: dict[str, str] = {"fields": "id,name,role,created_time", "limit": "100"}
-        for _page in range(1000):  # a bound: 100,000 system users is far beyond Meta's cap
-            body = self._call("GET", f"{business_id}/system_users", what=f"Listing system users of {business_id}",
-                              params=params, token=access_token, app=app)
-            for node in _list(body.get("data")):
-                if isinstance(node, Mapping) and node.get("id"):
-                    out.append(SystemUserInfo(
-                        id=str(node["id"]), name=str(node.get("name") or node["id"]),
-                        role=str(node.get("role") or "EMPLOYEE").upper(),
-                        created_time=parse_meta_time(node.get("created_time"))))
-            after = _next_cursor(body)
-            if after is None:
-                break
-            params = {**params, "after": after}
+        params = {"fields": "id,name,role,created_time", "limit": "100"}
+        for node in self._nodes(f"{business_id}/system_users", f"Listing system users of {business_id}", params,
+                                access_token, app, max_pages=1000):  # 100,000 system users: far beyond Meta's cap
+            out.append(SystemUserInfo(
+                id=str(node["id"]), name=str(node.get("name") or node["id"]),
+                role=str(node.get("role") or "EMPLOYEE").upper(),
+                created_time=parse_meta_time(node.get("created_time"))))
         return out
 
     def system_user_created_time(self, system_user_id: str, app: AppCredentials,
@@ -325,6 +319,58 @@ class HttpxGraphApi:
         body = self._call("GET", phone_number_id, what=f"Reading WhatsApp phone number {phone_number_id}",
                           params={"fields": WHATSAPP_FIELDS}, token=token, app=app)
         return {k: body[k] for k in ("id", "display_phone_number", "verified_name", "quality_rating") if k in body}
+
+    # ------------------------------------------------------------------ provisioning (reference §13)
+    def create_system_user(self, business_id: str, name: str, role: str, app: AppCredentials,
+                           access_token: Secret) -> str:
+        """A new system user (``name``, ``role`` ADMIN/EMPLOYEE); its id. Not retried after a lost answer: a
+        second one would be created (the caller looks it up by name instead)."""
+        body = self._call("POST", f"{business_id}/system_users",
+                          what=f"Creating system user {name!r} in business {business_id}",
+                          form={"name": name, "role": role.upper()}, token=access_token, app=app, idempotent=False)
+        su_id = body.get("id")
+        if not isinstance(su_id, str | int) or isinstance(su_id, bool) or not str(su_id).strip():
+            raise InvalidRequest(f"Meta answered the creation of system user {name!r} without an id.",
+                                 hint="Run `tokenvault system-users sync`: the system user may exist already.")
+        return str(su_id)
+
+    def assign_waba(self, waba_id: str, system_user_id: str, tasks: tuple[str, ...], app: AppCredentials,
+                    access_token: Secret) -> None:
+        """Assign the WABA to the system user with ``tasks`` (a list, JSON-encoded as Meta's SDK sends it)."""
+        body = self._call("POST", f"{waba_id}/assigned_users",
+                          what=f"Assigning WhatsApp Business Account {waba_id} to system user {system_user_id}",
+                          form={"user": system_user_id, "tasks": json.dumps(list(tasks), separators=(",", ":"))},
+                          token=access_token, app=app)
+        if not _truthy(body.get("success", True)):
+            raise InvalidRequest(f"Meta did not assign WhatsApp Business Account {waba_id} to {system_user_id}.",
+                                 hint="Assign it in Business Settings > Accounts > WhatsApp accounts.")
+
+    def waba_assigned_users(self, waba_id: str, business_id: str, app: AppCredentials,
+                            access_token: Secret) -> list[WabaAssignment]:
+        params = {"business": business_id, "fields": "id,tasks", "limit": "100"}
+        return [WabaAssignment(str(node["id"]), tuple(str(t) for t in _list(node.get("tasks"))))
+                for node in self._nodes(f"{waba_id}/assigned_users",
+                                        f"Listing the users of WhatsApp Business Account {waba_id}", params,
+                                        access_token, app)]
+
+    def assigned_wabas(self, system_user_id: str, app: AppCredentials, access_token: Secret) -> list[str]:
+        params = {"fields": "id", "limit": "100"}
+        return [str(node["id"]) for node in self._nodes(
+            f"{system_user_id}/assigned_whatsapp_business_accounts",
+            f"Listing the WhatsApp Business Accounts of system user {system_user_id}", params, access_token, app)]
+
+    def _nodes(self, path: str, what: str, params: dict[str, str], token: Secret, app: AppCredentials, *,
+               max_pages: int = 100) -> Iterator[Mapping[str, Any]]:
+        """Every node (a mapping with an ``id``) of a list edge, following Meta's cursor paging (a bound on pages)."""
+        for _page in range(max_pages):
+            body = self._call("GET", path, what=what, params=params, token=token, app=app)
+            for node in _list(body.get("data")):
+                if isinstance(node, Mapping) and node.get("id"):
+                    yield node
+            after = _next_cursor(body)
+            if after is None:
+                break
+            params = {**params, "after": after}
 
     # ------------------------------------------------------------------ transport
     def _url(self, path: str) -> str:

@@ -38,6 +38,7 @@ from ..types import (
     AgeSource,
     AuditEventRecord,
     BusinessRecord,
+    ProvisioningRecord,
     ReminderRecord,
     RotationRecord,
     SystemUserRecord,
@@ -717,6 +718,80 @@ class SqlStore:
             return (row.owner, _req(row.expires_at)) if row else None
 
 
+    # ------------------------------------------------------------------ provisioning journal, assigned WABAs
+    def start_provisioning(self, kind: str, business_name: str, name: str, role: str, *, waba_ids: list[str],
+                           tasks: list[str], label: str | None, scopes: list[str], expiring: bool,
+                           now: datetime) -> int:
+        with self.session() as s:
+            row = models.ProvisioningRow(kind=kind, business_name=business_name, name=name, role=role,
+                                         waba_ids=json.dumps(waba_ids), tasks=json.dumps(tasks), label=label,
+                                         scopes=json.dumps(scopes), expiring=expiring, step="started",
+                                         state="running", started_at=_db(now), updated_at=_db(now))
+            s.add(row)
+            s.flush()
+            assert row.id is not None
+            return row.id
+
+    def update_provisioning(self, provisioning_id: int, now: datetime, **fields: Any) -> ProvisioningRecord:
+        """Record progress; list values (``assigned``, ``waba_ids``...) are stored as JSON. Returns the new record."""
+        with self.session() as s:
+            row = s.get(models.ProvisioningRow, provisioning_id)
+            if row is None:
+                raise NotFound(f"No provisioning #{provisioning_id}.")
+            for key, value in fields.items():
+                setattr(row, key, json.dumps(list(value)) if isinstance(value, list | tuple) else value)
+            row.updated_at = _db(now)
+            s.flush()
+            return _provisioning(row)
+
+    def get_provisioning(self, provisioning_id: int) -> ProvisioningRecord:
+        with self.session() as s:
+            row = s.get(models.ProvisioningRow, provisioning_id)
+            if row is None:
+                raise NotFound(f"No provisioning #{provisioning_id}.")
+            return _provisioning(row)
+
+    def list_provisionings(self, *, business_name: str | None = None, name: str | None = None,
+                           open_only: bool = False) -> list[ProvisioningRecord]:
+        """Journal entries, oldest first; ``open_only``: those still running or deferred."""
+        with self.session() as s:
+            query = select(models.ProvisioningRow)
+            if business_name is not None:
+                query = query.where(col(models.ProvisioningRow.business_name) == business_name)
+            if name is not None:
+                query = query.where(col(models.ProvisioningRow.name) == name)
+            if open_only:
+                query = query.where(col(models.ProvisioningRow.state).in_(["running", "deferred"]))
+            return [_provisioning(r) for r in s.exec(query.order_by(col(models.ProvisioningRow.id)))]
+
+    def set_system_user_wabas(self, su_id: str, wabas: dict[str, list[str]], now: datetime, *,
+                              replace_all: bool = False) -> None:
+        """Record WABAs assigned to ``su_id`` with their tasks ([] when unknown: known tasks are kept);
+        ``replace_all``: ``wabas`` is the whole list (a sync), others are forgotten."""
+        with self.session() as s:
+            rows = {r.waba_id: r for r in s.exec(select(models.SystemUserWabaRow).where(
+                col(models.SystemUserWabaRow.system_user_id) == su_id))}
+            for waba_id, tasks in wabas.items():
+                row = rows.get(waba_id)
+                if row is None:
+                    s.add(models.SystemUserWabaRow(system_user_id=su_id, waba_id=waba_id, tasks=json.dumps(tasks),
+                                                   updated_at=_db(now)))
+                elif tasks:
+                    row.tasks, row.updated_at = json.dumps(tasks), _db(now)
+            if replace_all:
+                for waba_id, row in rows.items():
+                    if waba_id not in wabas:
+                        s.delete(row)
+
+    def system_user_wabas(self) -> dict[str, dict[str, list[str]]]:
+        """system user id -> {WABA id: tasks} for every assignment tokenvault knows of."""
+        out: dict[str, dict[str, list[str]]] = {}
+        with self.session() as s:
+            for row in s.exec(select(models.SystemUserWabaRow).order_by(col(models.SystemUserWabaRow.waba_id))):
+                out.setdefault(row.system_user_id, {})[row.waba_id] = list(json.loads(row.tasks))
+        return out
+
+
 class _W:
     """Statements of the writes a rotation repeats, built once (building a statement costs more than running
     it); executed with parameters. The columns an UPDATE sets are the parameters given, other than ``b_*``."""
@@ -820,6 +895,17 @@ def _reminder(row: models.ReminderRow) -> ReminderRecord:
                           status=row.status, reason=row.reason, created_at=_req(row.created_at),
                           notified_at=_aware(row.notified_at), done_at=_aware(row.done_at), attempts=row.attempts,
                           last_error=row.last_error)
+
+
+def _provisioning(row: models.ProvisioningRow) -> ProvisioningRecord:
+    assert row.id is not None
+    return ProvisioningRecord(
+        id=row.id, kind=row.kind, business_name=row.business_name, name=row.name, role=row.role,
+        waba_ids=tuple(json.loads(row.waba_ids)), tasks=tuple(json.loads(row.tasks)), label=row.label,
+        scopes=tuple(json.loads(row.scopes)), expiring=row.expiring, system_user_id=row.system_user_id,
+        created_by_us=row.created_by_us, installed=row.installed, assigned=tuple(json.loads(row.assigned)),
+        step=row.step, state=row.state, error=row.error, started_at=_req(row.started_at),
+        updated_at=_req(row.updated_at))
 
 
 def _rotation(row: models.RotationRow) -> RotationRecord:

@@ -43,6 +43,14 @@ class TokenDebugInfo:
 
 
 @dataclass(frozen=True, slots=True)
+class WabaAssignment:
+    """A system user assigned to a WhatsApp Business Account, with its tasks (``MANAGE`` = full control)."""
+
+    user_id: str
+    tasks: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class RefreshedToken:
     token: Secret
     expires_in: int | None
@@ -82,3 +90,24 @@ class GraphApi(Protocol):
     def refresh_token(self, token: Secret, app: AppCredentials) -> RefreshedToken: ...
 
     def check_whatsapp(self, token: Secret, app: AppCredentials, phone_number_id: str) -> dict[str, object]: ...
+
+    # ----- provisioning (reference §13)
+    def create_system_user(self, business_id: str, name: str, role: str, app: AppCredentials,
+                           access_token: Secret) -> str:
+        """``POST /{business-id}/system_users``; returns the new id. Not idempotent at Meta (never retried
+        after a lost answer). Raises SevenDayWindow for Meta's seven-day admin rule."""
+        ...
+
+    def assign_waba(self, waba_id: str, system_user_id: str, tasks: tuple[str, ...], app: AppCredentials,
+                    access_token: Secret) -> None:
+        """``POST /{waba-id}/assigned_users`` (``user``, ``tasks``); assigning again replaces the tasks."""
+        ...
+
+    def waba_assigned_users(self, waba_id: str, business_id: str, app: AppCredentials,
+                            access_token: Secret) -> list[WabaAssignment]:
+        """``GET /{waba-id}/assigned_users?business=``: who is assigned to the WABA, with their tasks."""
+        ...
+
+    def assigned_wabas(self, system_user_id: str, app: AppCredentials, access_token: Secret) -> list[str]:
+        """``GET /{system-user-id}/assigned_whatsapp_business_accounts``: the ids of the WABAs assigned to it."""
+        ...

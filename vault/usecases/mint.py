@@ -1,9 +1,10 @@
 """Minting through an eligible system user, and ``token generate``.
 
-Eligible = an admin system user, at least seven days old, with the app installed (tokenvault
-installs the app itself before the first mint). When none is eligible yet the caller gets
-:class:`~meta_tokenvault.errors.Deferred` carrying the date the first window opens, so the work can be
-recorded as a reminder instead of being forgotten.
+Minting goes through an admin system user, the oldest first, with the app installed (tokenvault installs
+it itself before the first mint). Ask Meta first: a young admin (under seven days) is tried too, because
+nothing authoritative says Meta's seven-day rule gates minting. Only when Meta refuses with the seven-day
+error does the caller get :class:`~meta_tokenvault.errors.Deferred`, dated when the window opens (``created_time`` +
+7 days), so the work can be recorded as a reminder instead of being forgotten.
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ from .. import policy
 from ..errors import AlreadyExists, Deferred, InvalidInput, NotFound, PermissionMissing, SevenDayWindow, VaultError
 from ..types import BusinessRecord, Secret, SecretKind, SecretRef, SystemUserRecord, TokenRecord, TokenSource
 from ..validation import validate_label
-from .system_users import assume_installable
 from .tokens import verify
 
 if TYPE_CHECKING:
@@ -40,37 +40,33 @@ class Minter:
         self.ctx = ctx
 
     def candidates(self, biz: BusinessRecord, system_user_id: str | None) -> list[SystemUserRecord]:
-        """Eligible admins, oldest first; raises Deferred (with the opening date) when there are none."""
-        now = self.ctx.now()
+        """The admins to mint through, oldest first (the named one only, when named).
+
+        Ask Meta first: an admin younger than seven days is a candidate too. Its age only *predicts* when
+        the window opens; tokenvault defers (:meth:`mint`) only when Meta refuses with the seven-day error.
+        """
         users = self.ctx.store.list_system_users(biz.name)
         if system_user_id is not None:
             users = [u for u in users if u.id == system_user_id]
             if not users:
                 raise NotFound(f"System user {system_user_id} is not known for {biz.name}.",
                                hint="Run `tokenvault system-users sync` (or check the id in Business Settings).")
-        verdicts = [(u, policy.eligibility(assume_installable(u), now=now)) for u in users]
-        eligible = sorted((u for u, v in verdicts if v.eligible), key=lambda u: u.created_at)
-        if eligible:
-            return eligible
-        admins = [(u, v) for u, v in verdicts if u.role.upper() == "ADMIN"]
-        if not admins:
-            if system_user_id is not None:
-                raise PermissionMissing(f"System user {system_user_id} is not an admin system user; "
-                                        "only an admin system user can mint here.",
-                                        hint="Name an admin system user, or create one in Business Settings.")
-            raise NotFound(f"{biz.name} has no admin system user known to tokenvault.",
-                           hint="Create an admin system user in Business Settings, "
-                                "then `tokenvault system-users sync`.")
-        first = min(admins, key=lambda uv: uv[1].eligible_from)
-        raise Deferred(
-            f"No eligible admin system user in {biz.name} yet: {first[0].name} ({first[0].id}) "
-            f"becomes eligible on {first[1].eligible_from:%Y-%m-%d %H:%M} UTC (Meta's seven-day rule).",
-            opens_at=first[1].eligible_from,
-        )
+        admins = sorted((u for u in users if u.role.upper() == "ADMIN"), key=lambda u: u.created_at)
+        if admins:
+            return admins
+        if system_user_id is not None:
+            raise PermissionMissing(f"System user {system_user_id} is not an admin system user; "
+                                    "only an admin system user can mint here.",
+                                    hint="Name an admin system user, or create one with "
+                                         "`tokenvault system-users create NAME --role admin`.")
+        raise NotFound(f"{biz.name} has no admin system user known to tokenvault.",
+                       hint="Create one (`tokenvault system-users create NAME --business "
+                            f"{biz.name} --role admin`, or in Business Settings), then `tokenvault system-users sync`.")
 
     def mint(self, biz: BusinessRecord, scopes: tuple[str, ...], *, system_user_id: str | None = None,
              expiring: bool = False, app: AppCredentials | None = None, caller: Secret | None = None) -> MintResult:
-        """Mint a token through the oldest eligible admin (or the named one). Raises Deferred when blocked.
+        """Mint a token through the oldest admin (or the named one). Raises Deferred when Meta's seven-day rule
+        refuses it (dated when that admin's window opens).
 
         ``app`` and ``caller``: the business's app credentials and admin token, when the caller has them."""
         app, caller = app or self.ctx.app_credentials(biz), caller or self.ctx.admin_token(biz)
@@ -83,8 +79,9 @@ class Minter:
                 secret = self.ctx.graph.generate_token(su.id, app, caller, scopes, expiring=expiring)
             except SevenDayWindow as exc:
                 opens_at = exc.opens_at or policy.window_opens_at(su.created_at)
-                raise Deferred(f"Meta refused minting through {su.name} ({su.id}): the admin system user is "
-                               f"younger than seven days; the window opens {opens_at:%Y-%m-%d %H:%M} UTC.",
+                raise Deferred(f"Meta's seven-day rule refused minting through {su.name} ({su.id}): the admin "
+                               f"system user is younger than seven days; the window opens "
+                               f"{opens_at:%Y-%m-%d %H:%M} UTC.",
                                opens_at=opens_at) from None
             except PermissionMissing as exc:
                 last_error = exc  # this admin cannot; try the next eligible one

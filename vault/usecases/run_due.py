@@ -72,6 +72,7 @@ class DueRunner:
     def run(self) -> RunDueReport:
         report = RunDueReport()
         self._resume_interrupted(report)
+        self._resume_provisioning(report)
         for reminder in self.ctx.store.list_reminders(open_only=True):
             self._handle(reminder, report)
         self._policy(report)
@@ -91,6 +92,32 @@ class DueRunner:
                 report.still_waiting.append(rotation.label)
             except VaultError as exc:
                 report.failed.append(f"{rotation.label}: {exc.message}")
+
+    def _resume_provisioning(self, report: RunDueReport) -> None:
+        """Provisioning runs whose process died (``system-users create`` / ``provision``): finish them."""
+        from .provision import Provisioner
+
+        provisioner = Provisioner(self.ctx)
+        for record in provisioner.interrupted():
+            subject = record.label or record.name
+            try:
+                provisioner.resume(record.id)
+                report.resumed.append(subject)
+            except RotationInProgress:
+                continue
+            except Deferred:
+                report.still_waiting.append(subject)
+            except VaultError as exc:
+                report.failed.append(f"{subject}: {exc.message}")
+
+    def _perform_provisioning(self, reminder: ReminderRecord) -> None:
+        """A deferred ``system-users create`` / ``provision``: resume its journal entry (it notifies what it did)."""
+        from .provision import Provisioner
+
+        provisioning_id = reminder.payload.get("provisioning_id")
+        if not isinstance(provisioning_id, int):
+            raise NotFound(f"Reminder #{reminder.id} names no provisioning run.")
+        Provisioner(self.ctx).resume(provisioning_id, from_reminder=True)
 
     def _handle(self, reminder: ReminderRecord, report: RunDueReport) -> None:
         now = self.ctx.now()
@@ -131,7 +158,9 @@ class DueRunner:
 
     def _perform(self, reminder: ReminderRecord) -> None:
         payload = reminder.payload
-        if reminder.action == "rotate":
+        if reminder.action in ("create_system_user", "provision"):
+            self._perform_provisioning(reminder)
+        elif reminder.action == "rotate":
             rotation_id = payload.get("rotation_id")
             if isinstance(rotation_id, int):
                 try:

@@ -59,7 +59,8 @@ def state(sim: SimState, body: Body, req: WireRequest) -> Body:
                               "created_time": meta_time(su.created_time),
                               "age_seconds": int(su.age(now).total_seconds()),
                               "seven_days_at": (su.created_time + SEVEN_DAYS).isoformat(),
-                              "installed_apps": sorted(su.installed_apps), "waba_ids": sorted(su.waba_ids)}
+                              "installed_apps": sorted(su.installed_apps), "waba_ids": sorted(su.waba_ids),
+                              "waba_tasks": {k: list(v) for k, v in sorted(su.waba_tasks.items())}}
                              for su in w.system_users.values()],
             "wabas": [{"id": x.id, "business_id": x.business_id, "name": x.name,
                        "phone_number_ids": list(x.phone_number_ids)} for x in w.wabas.values()],

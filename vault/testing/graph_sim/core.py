@@ -83,7 +83,8 @@ class GraphSimulator(SimState):
     def demo_world(cls, clock: SimClock | None = None, *, seed: int = 0,
                    strict: bool = True) -> tuple[GraphSimulator, DemoWorld]:
         """A ready world: one business, its app, an old admin (30 days), a new admin (1 hour), an employee,
-        a WABA with a phone number, and an admin token issued by hand to the old admin."""
+        two WABAs (the first with a phone number, assigned to the employee), an admin token issued by hand to
+        the old admin, and a second business with a WABA of its own (out of the first business's reach)."""
         sim = cls(clock=clock, seed=seed, strict=strict)
         now = sim.clock.now()
         biz, app_id, waba, phone = "1000000000001", "2000000000002", "3000000000003", "4000000000004"
@@ -91,6 +92,10 @@ class GraphSimulator(SimState):
         sim.add_business(biz, "Demo Business")
         sim.add_app(app_id, secret, biz, name="tokenvault-demo")
         sim.add_waba(biz, waba, [phone], name="Demo WABA")
+        second_waba, other_biz, other_waba = "3000000000013", "1000000000021", "3000000000023"
+        sim.add_waba(biz, second_waba, name="Demo WABA (support)")
+        sim.add_business(other_biz, "Other Business")
+        sim.add_waba(other_biz, other_waba, name="Other Business WABA")
         old = sim.add_system_user(biz, name="tokenvault-admin", role="ADMIN", created_time=now - timedelta(days=30),
                                   su_id="5000000000005", installed_apps=[app_id])
         new = sim.add_system_user(biz, name="tokenvault-new-admin", role="ADMIN",
@@ -103,7 +108,8 @@ class GraphSimulator(SimState):
         token = sim.issue_token(app_id, old, ("business_management", *WHATSAPP_SCOPES))
         world = DemoWorld(business_id=biz, business_name="Demo Business", app_id=app_id, app_secret=secret,
                           old_admin_id=old, new_admin_id=new, employee_id=emp, waba_id=waba, phone_number_id=phone,
-                          admin_token=token)
+                          admin_token=token, second_waba_id=second_waba, other_business_id=other_biz,
+                          other_waba_id=other_waba)
         sim.demo = world
         return sim, world
 

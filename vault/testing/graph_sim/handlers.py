@@ -284,7 +284,8 @@ def mint(sim: SimState, call: Call, su: SimSystemUser) -> Payload:
     """``POST /{system-user-id}/access_tokens``: appsecret_proof is required here whatever the app setting.
 
     Checks, in order: caller token and proof; same business (an EMPLOYEE only for itself); business_app;
-    scope; app installed; the seven-day rule; the business's expiring-token requirement.
+    scope; app installed; the seven-day rule (only with ``mint_requires_old_admin``); the business's
+    expiring-token requirement.
     """
     caller = authenticate(sim.world, call, sim.clock.now(), proof_required=True)
     _acts_on(caller, su)
@@ -298,8 +299,8 @@ def mint(sim: SimState, call: Call, su: SimSystemUser) -> Payload:
     if app_id not in su.installed_apps:
         raise wire.invalid_param(f"The app {app_id} is not installed for system user {su.id}; install it first "
                                  "with POST /{system-user-id}/applications")
-    if sim.seven_day_rule_on_mint and _young_admin(sim, su):
-        raise sim.seven_day_failure()
+    if sim.mint_requires_old_admin and _young_admin(sim, su):
+        raise sim.seven_day_failure()  # the seed's reading; Meta is not known to refuse this (off by default)
     expiring = _flag(call, "set_token_expires_in_60_days")
     if not expiring and sim.world.businesses[su.business_id].requires_expiring_tokens:
         raise wire.invalid_param("This business requires expiring tokens: set set_token_expires_in_60_days=true")

@@ -68,7 +68,7 @@ KNOBS: dict[str, Callable[[Any], Any]] = {
     "created_time_in_list": _bool,
     "created_time_in_list_error": _bool,
     "created_time_on_node": _bool,
-    "seven_day_rule_on_mint": _bool,
+    "mint_requires_old_admin": _bool,
     "seven_day_rule_on_create": _bool,
     "seven_day_error": _choice(*SEVEN_DAY_ERRORS),
     "seven_day_placement": _choice(*SEVEN_DAY_PLACEMENTS),
@@ -95,8 +95,13 @@ def knobs_json(sim: object) -> dict[str, Any]:
     return {k: list(v) if isinstance(v, tuple) else v for k, v in knob_values(sim).items()}
 
 
+#: knobs renamed since a state file may have been saved: old name -> new name
+RENAMED = {"seven_day_rule_on_mint": "mint_requires_old_admin"}
+
+
 def set_knob(sim: object, name: str, value: Any) -> None:
     """Set a knob from JSON, checking its type (used by ``POST /_sim/knobs`` and by ``load``)."""
+    name = RENAMED.get(name, name)
     if name not in KNOBS:
         raise ValueError(f"unknown knob {name!r}; one of {sorted(KNOBS)}")
     setattr(sim, name, KNOBS[name](value))

@@ -70,7 +70,8 @@ def restore(cls: type[S], data: dict[str, Any]) -> S:
         created = _when(su["created_time"])
         assert created is not None
         w.system_users[su["id"]] = SimSystemUser(su["id"], su["business_id"], su["name"], su["role"], created,
-                                                 set(su["installed_apps"]), set(su["waba_ids"]))
+                                                 set(su["installed_apps"]), set(su["waba_ids"]),
+                                                 {k: list(v) for k, v in su.get("waba_tasks", {}).items()})
     for x in data["wabas"]:
         w.wabas[x["id"]] = SimWaba(**x)
     for p in data["phones"]:

@@ -9,7 +9,7 @@ from collections import deque
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
-from . import faults, handlers, wire
+from . import assets, faults, handlers, wire
 from .auth import authenticate
 from .control import handle_control
 from .faults import app_usage, buc_usage, check_kind
@@ -52,7 +52,8 @@ def route(sim: SimState, call: Call) -> Payload:
     if len(segs) == 1:
         return handlers.node(sim, call, caller, node_id)
     if len(segs) == 2:
-        return handlers.edge(sim, call, caller, node_id, segs[1])
+        asset = assets.edge(sim, call, caller, node_id, segs[1])  # WABA assignments (reference §13)
+        return asset if asset is not None else handlers.edge(sim, call, caller, node_id, segs[1])
     raise wire.unknown_path("/" + "/".join(segs[2:]))
 
 

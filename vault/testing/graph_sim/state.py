@@ -53,7 +53,7 @@ class SimState:
         self.created_time_in_list: bool = True
         self.created_time_in_list_error: bool = False
         self.created_time_on_node: bool = True
-        self.seven_day_rule_on_mint: bool = True
+        self.mint_requires_old_admin: bool = False
         self.seven_day_rule_on_create: bool = True
         self.seven_day_error: str = "code100"
         self.seven_day_placement: str = "message"
@@ -150,14 +150,16 @@ class SimState:
                 waba.phone_number_ids.append(phone_number_id)
             self.touch()
 
-    def assign_waba(self, system_user_id: str, waba_id: str) -> None:
-        """Give the system user access to a WABA (what an EMPLOYEE needs; an ADMIN sees all WABAs)."""
+    def assign_waba(self, system_user_id: str, waba_id: str, tasks: Iterable[str] = ("MANAGE",)) -> None:
+        """Give the system user access to a WABA (what an EMPLOYEE needs; an ADMIN sees all WABAs) with ``tasks``
+        (as ``POST /{waba-id}/assigned_users`` does: a second assignment replaces the tasks)."""
         with self._lock:
             su = self.system_user(system_user_id)
             waba = self.world.wabas.get(waba_id)
             if waba is None or waba.business_id != su.business_id:
                 raise ValueError(f"WABA {waba_id} is not a WABA of business {su.business_id}")
             su.waba_ids.add(waba_id)
+            su.waba_tasks[waba_id] = list(tasks)
             self.touch()
 
     def issue_token(self, app_id: str, system_user_id: str, scopes: Iterable[str] = WHATSAPP_SCOPES, *,

@@ -21,6 +21,10 @@ ROLES: tuple[str, ...] = (
     "FINANCE_EDITOR", "FINANCE_VIEW", "MANAGE", "PARTNER_CENTER_ADMIN", "PARTNER_CENTER_ANALYST",
     "PARTNER_CENTER_EDUCATION", "PARTNER_CENTER_MARKETING", "PARTNER_CENTER_OPERATIONS",
 )
+#: ``POST /{waba-id}/assigned_users`` tasks (reference §13, SDK ``WhatsAppBusinessAccount.Tasks``); MANAGE: full control
+WABA_TASKS: tuple[str, ...] = ("MANAGE", "DEVELOP", "MANAGE_TEMPLATES", "MANAGE_PHONE", "VIEW_COST",
+                               "MANAGE_EXTENSIONS", "VIEW_PHONE_ASSETS", "MANAGE_PHONE_ASSETS", "VIEW_TEMPLATES",
+                               "MESSAGING")
 
 
 def meta_time(value: datetime) -> str:
@@ -57,6 +61,7 @@ class SimSystemUser:
     created_time: datetime
     installed_apps: set[str] = field(default_factory=set)
     waba_ids: set[str] = field(default_factory=set)  # WABAs assigned to it (what an EMPLOYEE reaches)
+    waba_tasks: dict[str, list[str]] = field(default_factory=dict)  # the tasks of each assignment
 
     def age(self, now: datetime) -> timedelta:
         return now - self.created_time
@@ -142,6 +147,9 @@ class DemoWorld:
     waba_id: str
     phone_number_id: str
     admin_token: str = field(repr=False)
+    second_waba_id: str = ""  # another WABA of the business (provisioning assigns WABAs)
+    other_business_id: str = ""  # a second business, with a WABA of its own (tokenvault must not reach it)
+    other_waba_id: str = ""
 
     def as_dict(self) -> dict[str, str]:
         return {k: getattr(self, k) for k in self.__dataclass_fields__}
