@@ -5,10 +5,12 @@ Each function returns text holding the secret; the caller decides where it goes.
 from __future__ import annotations
 
 import base64
+import errno
 import json
 import os
 import re
 import secrets as _random
+import stat
 from dataclasses import dataclass
 
 from ..errors import InvalidInput, UsageError
@@ -145,14 +147,26 @@ def export_github_env(record: TokenRecord, secret: Secret, var: str = DEFAULT_VA
     return GithubEnv(mask=f"::add-mask::{value}\n", env_block=f"{var}<<{delimiter}\n{value}\n{delimiter}\n")
 
 
-def append_private(path: os.PathLike[str] | str, data: bytes) -> None:
+def append_private(path: os.PathLike[str] | str, data: bytes, *, refuse_shared: bool = False) -> None:
     """Append ``data`` to ``path`` (created 0600 if missing; an existing file keeps its mode).
-    For ``$GITHUB_ENV``, which the runner owns and other commands of the step append to."""
+    For ``$GITHUB_ENV``, which the runner owns and other commands of the step append to.
+
+    Never follows a symlink (``O_NOFOLLOW``): a link planted at the path cannot redirect the secret.
+    ``refuse_shared`` (a path the user named): an existing file that the group or others can read, or
+    that is not a regular file, is refused (InvalidInput) before anything is written."""
+    name = os.fspath(path)
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_NOCTTY, 0o600)
     except OSError as exc:
-        raise UsageError(f"Cannot open {os.fspath(path)} for appending: {exc.strerror}.") from None
+        if exc.errno == errno.ELOOP:
+            raise InvalidInput(f"{name} is a symbolic link; refusing to write a secret through it.",
+                               hint="Give -o the real path of a private file.") from None
+        raise UsageError(f"Cannot open {name} for appending: {exc.strerror}.") from None
     try:
+        info = os.fstat(fd)
+        if refuse_shared and (not stat.S_ISREG(info.st_mode) or stat.S_IMODE(info.st_mode) & 0o077):
+            raise InvalidInput(f"{name} can be read by other users (mode {stat.S_IMODE(info.st_mode):o}); "
+                               "refusing to append a secret to it.", hint=f"chmod 600 {name}, or give -o a new file.")
         write_all(fd, data)
     finally:
         os.close(fd)
