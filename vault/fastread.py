@@ -207,8 +207,12 @@ def open_fast(settings: Settings, *, environ: Mapping[str, str] | None = None,
     Makes the choices :func:`vault.wiring.build_manager` makes, with its functions: the backend
     (:func:`~vault.wiring.choose_backend`: ``explicit_backend`` or TOKENVAULT_BACKEND > the store's record >
     settings) and the key provider (setting > init's record). Raises what those raise (e.g. a contradicting
-    TOKENVAULT_BACKEND, a malformed TOKENVAULT_MASTER_KEY), exactly as the full path would; writes nothing.
+    TOKENVAULT_BACKEND, a malformed TOKENVAULT_MASTER_KEY, a home others can write), exactly as the full path
+    would; writes nothing.
     """
+    from .safety import check_settings
+
+    check_settings(settings)  # the full path's checks, before the database is opened
     env = os.environ if environ is None else environ
     path = sqlite_file(settings.database_url)
     store = FastStore.connect(path) if path is not None else None

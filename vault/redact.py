@@ -3,6 +3,8 @@
 :func:`redact_text`: exact known values first (they may not look like tokens), then the shape of Meta
 tokens (``EAA`` + a long alphanumeric run) as a safety net for values we never saw.
 :class:`StreamRedactor`: exact known values in a byte stream, across chunk borders (``exec --mask``).
+:func:`strip_userinfo`: credentials in URLs (``https://user:pass@host``), before a URL is printed or logged.
+:func:`printable`: text from outside (Graph, the database, the environment) without control characters.
 """
 
 from __future__ import annotations
@@ -14,6 +16,21 @@ from .types import Secret
 
 TOKEN_PATTERN = re.compile(r"EAA[A-Za-z0-9]{20,}")
 REDACTED = "<redacted>"
+# scheme://userinfo@ : the userinfo ends at the last '@' before the host's '/', '?', '#' or whitespace
+_USERINFO_RE = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/?#\s@]*(?:@[^/?#\s@]*)*@")
+# C0 and C1 controls and DEL (escape sequences, bells, carriage returns), and the Unicode format characters
+# that reorder or hide text (bidi overrides and isolates, zero-width joiners): a terminal acts on all of them.
+_CONTROL_RE = re.compile("[\x00-\x09\x0b-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff]")
+
+
+def strip_userinfo(text: str) -> str:
+    """``text`` with the ``user:password@`` part of every URL in it removed (``https://u:p@h/x`` -> ``https://h/x``)."""
+    return _USERINFO_RE.sub(r"\1", text) if "@" in text else text
+
+
+def printable(text: str) -> str:
+    """``text`` without control characters (newlines kept), safe to write to a terminal as plain text."""
+    return _CONTROL_RE.sub("", text)
 
 
 def redact_text(text: str, known: Iterable[Secret] = ()) -> str:
@@ -22,7 +39,7 @@ def redact_text(text: str, known: Iterable[Secret] = ()) -> str:
         value = secret.reveal()
         if len(value) >= 4:
             text = text.replace(value, REDACTED)
-    return TOKEN_PATTERN.sub(REDACTED, text)
+    return TOKEN_PATTERN.sub(REDACTED, strip_userinfo(text))
 
 
 class StreamRedactor:

@@ -1,0 +1,109 @@
+"""Security hardening (issue 15): each test reproduces an attack from the adversarial review.
+
+Files others can write or own, plain-http URLs off loopback, credentials in URLs, terminal escapes and
+rich markup from outside, the keyed audit head, `exec --mask` on one shared output, `simulator serve`
+off loopback, core dumps / ptrace."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+from test_inject import TOKEN, assert_clean_error, ready
+
+from vault.config import Settings
+from vault.errors import InvalidInput
+
+__all__ = ["ready"]  # the fixture, shared
+
+
+# ---------------------------------------------------------------------------------------------- files others control
+def _targets(home: Path) -> dict[str, Path]:
+    return {"home": home, "config": home / "config.toml", "database": home / "tokenvault.db", "keys": home / "keys"}
+
+
+@pytest.mark.parametrize("target", ["home", "config", "database", "keys"])
+@pytest.mark.parametrize("command", [["token", "show", "prod"], ["token", "reveal", "prod"]], ids=["full", "fast"])
+def test_a_file_others_can_write_is_refused(cli: Any, ready: Path, target: str, command: list[str]) -> None:
+    path = _targets(ready)[target]
+    old = path.stat().st_mode
+    path.chmod(old | 0o022)
+    result = cli(*command)
+    assert_clean_error(result, 2, hint=f"chmod go-w {path}")
+    assert str(path) in result.err and TOKEN not in result.out
+    path.chmod(old)
+    assert cli(*command).code == 0
+
+
+def test_the_fast_path_applies_the_same_check(ready: Path) -> None:
+    from vault.fastread import open_fast
+
+    ready.chmod(0o777)
+    with pytest.raises(InvalidInput, match="can be written by other users"):
+        open_fast(Settings.resolve({}))
+
+
+def test_init_refuses_a_home_others_can_write(cli: Any, env_home: Path) -> None:
+    env_home.mkdir(mode=0o700)
+    env_home.chmod(0o777)
+    assert_clean_error(cli("init"), 2, hint=f"chmod go-w {env_home}")
+    assert not (env_home / "tokenvault.db").exists()
+
+
+def test_a_home_another_user_owns_is_refused(cli: Any, ready: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from vault import safety
+
+    if os.geteuid() == 0:  # root may give it away for real
+        os.chown(ready / "config.toml", 4242, -1)
+    else:  # else become someone else: the files are then another user's
+        monkeypatch.setattr(safety.os, "geteuid", lambda: os.getuid() + 4242)
+    problems = safety.trust_problems(Settings.resolve({}))
+    assert problems and "belongs to another user" in problems[0].message and "chown" in problems[0].fix
+    assert_clean_error(cli("token", "reveal", "prod"), 2, hint="chown")
+
+
+def test_doctor_reports_files_others_can_write(cli: Any, ready: Path) -> None:
+    (ready / "keys").chmod(0o777)
+    result = cli("doctor", "--json")
+    assert result.code == 5
+    checks = result.json()["checks"]
+    assert [c["name"] for c in checks] == ["files"] and "keys" in checks[0]["detail"]
+    assert "chmod go-w" in checks[0]["fix"]
+
+
+def test_a_group_readable_key_file_is_still_refused(cli: Any, ready: Path) -> None:
+    key = next((ready / "keys").glob("master-*.key"))
+    key.chmod(0o640)
+    assert_clean_error(cli("token", "reveal", "prod"), 2, hint=f"chmod 600 {key}")
+
+
+# ---------------------------------------------------------------------------------------------- plain http
+@pytest.mark.parametrize("url", ["http://attacker.example:8080", "http://10.0.0.7", "http://user:pw@evil.example"])
+def test_plain_http_graph_url_off_loopback_needs_an_opt_in(cli: Any, ready: Path, url: str,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TOKENVAULT_GRAPH_URL", url)
+    result = cli("token", "verify", "prod")
+    assert_clean_error(result, 2, hint="TOKENVAULT_ALLOW_INSECURE_HTTP")
+    assert "user:pw" not in result.err
+    monkeypatch.setenv("TOKENVAULT_ALLOW_INSECURE_HTTP", "1")
+    assert cli("token", "show", "prod").code == 0
+
+
+def test_plain_http_from_config_toml_and_vault_addr(ready: Path) -> None:
+    from vault.safety import insecure_url_problems
+
+    (ready / "config.toml").write_text('[tokenvault]\ngraph_url = "http://graph.evil"\n'
+                                       'vault_addr = "http://vault.internal:8200"\n')
+    problems = insecure_url_problems(Settings.resolve({}))
+    assert [p.message.split(" http")[0] for p in problems] == ["The Graph API URL", "The Vault address"]
+    (ready / "config.toml").write_text('[tokenvault]\ngraph_url = "http://graph.evil"\nallow_insecure_http = true\n')
+    assert insecure_url_problems(Settings.resolve({})) == []
+
+
+@pytest.mark.parametrize("url", ["http://127.0.0.1:8765", "http://localhost:1", "http://[::1]:8", "https://x.example"])
+def test_loopback_and_https_need_no_opt_in(ready: Path, url: str) -> None:
+    from vault.safety import insecure_url_problems
+
+    assert insecure_url_problems(Settings.resolve({"graph_url": url})) == []
