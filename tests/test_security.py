@@ -7,10 +7,14 @@ off loopback, core dumps / ptrace."""
 from __future__ import annotations
 
 import os
+import unicodedata
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from test_inject import TOKEN, assert_clean_error, ready
 
 from vault.config import Settings
@@ -107,3 +111,72 @@ def test_loopback_and_https_need_no_opt_in(ready: Path, url: str) -> None:
     from vault.safety import insecure_url_problems
 
     assert insecure_url_problems(Settings.resolve({"graph_url": url})) == []
+
+
+# ------------------------------------------------------------------------------------------- terminal escapes, markup
+EVIL = "ops\x1b]0;pwned\x07 bot\x1b[2J[link=https://evil.example]click[/link]\x9b31m"
+SHOWN = "ops]0;pwned bot[2J[link=https://evil.example]click[/link]31m"
+
+
+def _assert_defused(text: str) -> None:
+    assert "\x1b" not in text and "\x07" not in text and "\x9b" not in text
+    assert "[link=https://evil.example]click[/link]" in text  # shown as text, not turned into a hyperlink
+
+
+def test_a_system_user_name_from_graph_cannot_drive_the_terminal(cli: Any, env_home: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    from test_graph_cli import setup_business
+
+    from vault.testing.graph_sim import GraphSimulator, SimClock
+
+    sim, world = GraphSimulator.demo_world(clock=SimClock(datetime.now(UTC)))
+    sim.add_system_user(world.business_id, name=EVIL, role="ADMIN")
+    server = sim.serve()
+    monkeypatch.setenv("TOKENVAULT_GRAPH_URL", server.url)
+    try:
+        setup_business(cli, world)
+        synced = cli("system-users", "sync")
+        listed = cli("system-users", "list")
+        as_json = cli("system-users", "list", "--json")
+    finally:
+        server.close()
+    assert synced.code == listed.code == 0, synced.err
+    for result in (synced, listed):
+        _assert_defused(result.out + result.err)
+        assert SHOWN in result.out
+    assert EVIL in [u["name"] for u in as_json.json()]  # the data itself is kept as Meta sent it
+
+
+def test_an_actor_from_the_environment_cannot_drive_the_terminal(cli: Any, ready: Path,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TOKENVAULT_ACTOR", EVIL)
+    assert cli("token", "reveal", "prod").code == 0
+    monkeypatch.delenv("TOKENVAULT_ACTOR")
+    listed = cli("audit", "list")
+    assert listed.code == 0
+    _assert_defused(listed.out + listed.err)
+    assert SHOWN in listed.out
+
+
+def test_an_error_message_quoting_outside_text_is_defused(capsys: pytest.CaptureFixture[str]) -> None:
+    from cli import render
+
+    render.error(f"Meta says: {EVIL}", f"see http://user:secret@graph.example/x {EVIL}")
+    err = capsys.readouterr().err
+    assert "\x1b" not in err and "\x07" not in err and "user:secret" not in err and len(err.splitlines()) == 2
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet=st.characters(codec="utf-8"), max_size=60) | st.text(alphabet="\x1b\x07\x9b[]/=\\:ab\n\u202e",
+                                                                            max_size=40))
+def test_safe_removes_control_characters_and_escapes_markup(text: str) -> None:
+    from rich.text import Text
+
+    from cli.render import safe
+
+    plain, marked = safe(text), safe(text, markup=True)
+    for out in (plain, marked):
+        assert not any(unicodedata.category(c) == "Cc" and c != "\n" for c in out)
+        assert not any(c in out for c in "\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+    assert Text.from_markup(marked, emoji=False).plain == plain  # rich shows exactly the plain text
+    assert plain == "".join(c for c in plain if c in text)  # only removals, in order (no URL in this alphabet)
