@@ -180,3 +180,63 @@ def test_safe_removes_control_characters_and_escapes_markup(text: str) -> None:
         assert not any(c in out for c in "\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
     assert Text.from_markup(marked, emoji=False).plain == plain  # rich shows exactly the plain text
     assert plain == "".join(c for c in plain if c in text)  # only removals, in order (no URL in this alphabet)
+
+
+# ---------------------------------------------------------------------------------------------- the keyed audit head
+def _db(home: Path, sql: str, *params: object) -> list[tuple[Any, ...]]:
+    import sqlite3
+
+    with sqlite3.connect(home / "tokenvault.db") as conn:
+        return conn.execute(sql, params).fetchall()
+
+
+FAST_AND_FULL = pytest.mark.parametrize("fast", ["1", "0"], ids=["fast", "full"])
+
+
+@FAST_AND_FULL
+def test_a_missing_audit_head_is_an_integrity_error(cli: Any, ready: Path, monkeypatch: pytest.MonkeyPatch,
+                                                    fast: str) -> None:
+    monkeypatch.setenv("TOKENVAULT_FAST_PATH", fast)
+    _db(ready, "DELETE FROM tv_setting WHERE key = 'audit_head'")
+    result = cli("token", "reveal", "prod")
+    assert_clean_error(result, 4)
+    assert "audit head is missing" in result.err and "duplicate" not in result.err
+    assert_clean_error(cli("audit", "verify"), 4)
+
+
+def _rewind(home: Path, drop: int) -> None:
+    """Delete the newest ``drop`` events and point the head at the event before them, as an attacker
+    without the master key can: the chain itself stays consistent."""
+    last = _db(home, "SELECT max(seq) FROM tv_audit_event")[0][0]
+    _db(home, "DELETE FROM tv_audit_event WHERE seq > ?", last - drop)
+    seq, digest = _db(home, "SELECT seq, hash FROM tv_audit_event ORDER BY seq DESC LIMIT 1")[0]
+    _db(home, "UPDATE tv_setting SET value = ? WHERE key = 'audit_head'", f'{{"seq": {seq}, "hash": "{digest}"}}')
+
+
+@FAST_AND_FULL
+def test_rewinding_the_audit_head_is_detected(cli: Any, ready: Path, monkeypatch: pytest.MonkeyPatch,
+                                              fast: str) -> None:
+    monkeypatch.setenv("TOKENVAULT_FAST_PATH", fast)
+    assert cli("token", "reveal", "prod").code == 0  # the event to hide
+    _rewind(ready, 1)
+    verified = cli("audit", "verify")
+    assert_clean_error(verified, 4)
+    assert "MAC" in verified.err
+    assert_clean_error(cli("token", "reveal", "prod"), 4)  # no further event is chained onto a rewound head
+
+
+def test_a_forged_mac_is_detected_and_an_intact_head_verifies(cli: Any, ready: Path) -> None:
+    import json
+
+    assert cli("audit", "verify").code == 0
+    head = json.loads(_db(ready, "SELECT value FROM tv_setting WHERE key = 'audit_head'")[0][0])
+    assert set(head) == {"seq", "hash", "mac"}
+    head["mac"] = "0" * 64
+    _db(ready, "UPDATE tv_setting SET value = ? WHERE key = 'audit_head'", json.dumps(head))
+    assert_clean_error(cli("audit", "verify"), 4)
+
+
+def test_the_head_key_survives_a_master_key_rotation(cli: Any, ready: Path) -> None:
+    assert cli("keys", "rotate").code == 0
+    assert cli("token", "reveal", "prod").code == 0
+    assert cli("audit", "verify").code == 0

@@ -17,6 +17,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from . import crypto
+from .audit import head_key as audit_head_key
 from .errors import (
     AlreadyExists,
     Conflict,
@@ -150,7 +151,14 @@ class TokenManager:
         self.store.close()
 
     def audit(self, action: str, subject: str, **details: Any) -> None:
-        self.store.append_audit(self.actor, action, subject, details, self.now())
+        self.store.append_audit(self.actor, action, subject, details, self.now(), head_key=self._audit_head_key())
+
+    def _audit_head_key(self) -> bytes | None:
+        """The audit head's MAC key (:func:`vault.audit.head_key`); None before init made the fingerprint key."""
+        try:
+            return audit_head_key(self._fingerprint_key())
+        except NotFound:
+            return None
 
     def fingerprint(self, secret: Secret) -> str:
         return crypto.fingerprint(self._fingerprint_key(), secret)
@@ -617,7 +625,7 @@ class TokenManager:
 
     def verify_audit(self) -> int:
         """Verify the hash chain; returns the number of events. Raises AuditChainBroken (exit 4)."""
-        return self.store.verify_audit()
+        return self.store.verify_audit(head_key=self._audit_head_key())
 
     # ------------------------------------------------------------------ master key rotation
     def rotate_master_key(self, *, progress: Callable[[int, int], None] | None = None,
@@ -763,7 +771,7 @@ class TokenManager:
         backend = self.secrets.availability()
         checks.append(DoctorCheck(f"secret backend ({self.secrets.name})", backend.ok, backend.reason or "available"))
         try:
-            count = self.store.verify_audit()
+            count = self.store.verify_audit(head_key=self._audit_head_key())
             checks.append(DoctorCheck("audit trail", True, f"{count} events, chain intact"))
         except VaultError as exc:
             checks.append(DoctorCheck("audit trail", False, exc.message, exc.hint))
