@@ -240,3 +240,41 @@ def test_the_head_key_survives_a_master_key_rotation(cli: Any, ready: Path) -> N
     assert cli("keys", "rotate").code == 0
     assert cli("token", "reveal", "prod").code == 0
     assert cli("audit", "verify").code == 0
+
+
+# ---------------------------------------------------------------------------------------------- exec --mask, one file
+_SPLIT = ("import os; v = os.environ['WHATSAPP_TOKEN'].encode(); os.write(1, b'a ' + v[:12]); "
+          "os.write(2, v[12:] + b' b\\n')")
+
+
+def _run_masked(tmp_path: Path, *, shared: bool) -> bytes:
+    import sys
+
+    from vault.inject import ExecOptions, Injected, TokenSpec, run_command
+    from vault.types import Secret
+
+    record = type("R", (), {"label": "prod", "version": 1, "fingerprint": "f"})()
+    injected = [Injected(TokenSpec("prod", "WHATSAPP_TOKEN"), record, Secret(TOKEN))]  # type: ignore[arg-type]
+    out = os.open(tmp_path / "out", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    err = os.dup(out) if shared else os.open(tmp_path / "err", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    try:
+        code = run_command([sys.executable, "-c", _SPLIT], lambda: injected, options=ExecOptions(mask=True),
+                           stdout_fd=out, stderr_fd=err)
+    finally:
+        os.close(out)
+        os.close(err)
+    assert code == 0
+    return (tmp_path / "out").read_bytes() + (b"" if shared else (tmp_path / "err").read_bytes())
+
+
+def test_mask_catches_a_token_split_between_stdout_and_stderr_on_one_file(tmp_path: Path) -> None:
+    written = _run_masked(tmp_path, shared=True)  # as with 2>&1, or both on one terminal
+    assert written == b"a <redacted:prod> b\n"
+
+
+def test_mask_on_two_files_is_per_stream_as_documented(tmp_path: Path) -> None:
+    # the documented limit: two different files are masked separately; half a token is in each file
+    written = _run_masked(tmp_path, shared=False)
+    for name in ("out", "err"):
+        assert TOKEN.encode() not in (tmp_path / name).read_bytes()
+    assert b"<redacted" not in written

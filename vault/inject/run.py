@@ -253,8 +253,12 @@ _NOT_EXECUTABLE_HINT = "It must be an executable file (chmod +x), and a script n
 def _spawn(argv: Sequence[str], env: Mapping[str, str], redactor: StreamRedactor | None,
            stdout_fd: int, stderr_fd: int) -> tuple[subprocess.Popen[bytes], list[threading.Thread]]:
     pipe = subprocess.PIPE if redactor is not None else None
+    # One file behind both (a terminal, `2>&1`): one pipe and one redactor, so a value split between the
+    # two streams is still seen whole, in the order the child wrote it.
+    merged = redactor is not None and same_file(stdout_fd, stderr_fd)
     try:
-        child = subprocess.Popen(list(argv), env=dict(env), stdout=pipe, stderr=pipe, close_fds=True)
+        child = subprocess.Popen(list(argv), env=dict(env), stdout=pipe,
+                                 stderr=subprocess.STDOUT if merged else pipe, close_fds=True)
     except FileNotFoundError:
         raise CommandNotRunnable(f"Command not found: {argv[0]!r}.", exit_code=127,
                                  hint="Check the name and PATH; put the command after `--`.") from None
@@ -266,9 +270,11 @@ def _spawn(argv: Sequence[str], env: Mapping[str, str], redactor: StreamRedactor
                                  exit_code=126, hint=_NOT_EXECUTABLE_HINT) from None
     threads: list[threading.Thread] = []
     if redactor is not None:
-        assert child.stdout is not None and child.stderr is not None
-        # Each stream gets its own redactor state; the pipes are detached so only the pump closes them.
-        for stream, dst in ((child.stdout, stdout_fd), (child.stderr, stderr_fd)):
+        assert child.stdout is not None and (merged or child.stderr is not None)
+        # Each pipe gets its own redactor state; the pipes are detached so only the pump closes them.
+        streams = [(child.stdout, stdout_fd)] if merged else [(child.stdout, stdout_fd), (child.stderr, stderr_fd)]
+        for stream, dst in streams:
+            assert stream is not None
             src = os.dup(stream.fileno())
             stream.close()
             thread = threading.Thread(target=_pump, args=(src, dst, redactor.clone()), daemon=True,
@@ -277,6 +283,15 @@ def _spawn(argv: Sequence[str], env: Mapping[str, str], redactor: StreamRedactor
             threads.append(thread)
         child.stdout = child.stderr = None
     return child, threads
+
+
+def same_file(fd1: int, fd2: int) -> bool:
+    """True when both descriptors lead to one open file, pipe, socket or terminal (same st_dev and st_ino)."""
+    try:
+        a, b = os.fstat(fd1), os.fstat(fd2)
+    except OSError:
+        return False
+    return (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)
 
 
 def _stop(child: subprocess.Popen[bytes], grace: float) -> None:
