@@ -278,3 +278,29 @@ def test_mask_on_two_files_is_per_stream_as_documented(tmp_path: Path) -> None:
     for name in ("out", "err"):
         assert TOKEN.encode() not in (tmp_path / name).read_bytes()
     assert b"<redacted" not in written
+
+
+# ---------------------------------------------------------------------------------------------- simulator serve
+@pytest.mark.parametrize("host", ["0.0.0.0", "::", "192.0.2.10"])
+def test_simulator_serve_off_loopback_needs_the_flag(cli: Any, host: str) -> None:
+    result = cli("simulator", "serve", "--host", host, "--port", "0")
+    assert_clean_error(result, 2, hint="--i-know-this-exposes-tokens")
+
+
+def test_simulator_serve_with_the_flag_warns(tmp_path: Path) -> None:
+    import json
+    import signal
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-m", "cli.main", "simulator", "serve", "--host", "0.0.0.0", "--port",
+                             "0", "--json", "--i-know-this-exposes-tokens"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, cwd=Path(__file__).resolve().parents[1])
+    try:
+        assert proc.stdout is not None
+        started = json.loads(proc.stdout.readline())
+        assert started["port"] > 0
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=30)
+    assert "warning: serving on 0.0.0.0" in err and "/_sim/" in err

@@ -33,6 +33,8 @@ def serve(
                                                               "still (rate-limit windows reopen by themselves).")
                         ] = False,
     json_out: Annotated[bool, typer.Option("--json", help="Print one JSON line (url, pid, demo) on start.")] = False,
+    exposed: Annotated[bool, typer.Option("--i-know-this-exposes-tokens", help="Allow a --host other than loopback: "
+                                          "anyone who reaches it can read every token through /_sim/.")] = False,
 ) -> None:
     """Serve the Graph API simulator on HOST:PORT until interrupted (Ctrl-C or SIGTERM).
 
@@ -45,7 +47,17 @@ def serve(
     import sys
     import threading
 
-    from vault.errors import InvalidInput
+    from vault.errors import InvalidInput, UsageError
+    from vault.safety import is_loopback_host
+
+    if not is_loopback_host(host):
+        if not exposed:
+            raise UsageError(f"--host {host} is not loopback: the simulator's /_sim/ endpoints are unauthenticated "
+                             "and hand out every token to whoever reaches them.",
+                             hint="Keep --host 127.0.0.1, or add --i-know-this-exposes-tokens on a network you trust.")
+        render.info(f"warning: serving on {host}: anyone who can reach this port can read every token through /_sim/ "
+                    "(no authentication). Use simulated tokens only.")
+
     from vault.testing.graph_sim import GraphSimulator, SimClock
 
     clock = SimClock(_start_time(start))
