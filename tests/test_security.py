@@ -304,3 +304,48 @@ def test_simulator_serve_with_the_flag_warns(tmp_path: Path) -> None:
         proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=30)
     assert "warning: serving on 0.0.0.0" in err and "/_sim/" in err
+
+
+# ---------------------------------------------------------------------------------------------- core dumps, ptrace
+_PR_GET_DUMPABLE, _PR_SET_DUMPABLE = 3, 4
+_CHILD_DUMPABLE = ("import ctypes, sys; libc = ctypes.CDLL(None); "
+                   "open(sys.argv[1], 'w').write(str(libc.prctl(3, 0, 0, 0, 0)))")
+
+
+@pytest.fixture
+def dumpable(monkeypatch: pytest.MonkeyPatch) -> Any:
+    """prctl(PR_GET_DUMPABLE) of this process; made dumpable again afterwards (the CLI runs in-process here)."""
+    import ctypes
+
+    from vault import safety
+
+    libc = ctypes.CDLL(None)
+    monkeypatch.setattr(safety, "_hardened", False)
+    libc.prctl(_PR_SET_DUMPABLE, 1, 0, 0, 0)
+    yield lambda: libc.prctl(_PR_GET_DUMPABLE, 0, 0, 0, 0)
+    libc.prctl(_PR_SET_DUMPABLE, 1, 0, 0, 0)
+
+
+@pytest.mark.skipif(not os.uname().sysname == "Linux", reason="prctl is Linux")
+@pytest.mark.parametrize("fast", ["1", "0"], ids=["fast", "full"])
+def test_commands_holding_secrets_are_not_dumpable_but_execs_child_is(cli: Any, ready: Path, tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch,
+                                                                      dumpable: Any, fast: str) -> None:
+    import sys
+
+    monkeypatch.setenv("TOKENVAULT_FAST_PATH", fast)
+    assert dumpable() == 1
+    report = tmp_path / "child"
+    result = cli("exec", "--token", "prod", "--", sys.executable, "-c", _CHILD_DUMPABLE, str(report))
+    assert result.code == 0, result.err
+    assert dumpable() == 0  # tokenvault itself: no core dump, no ptrace by the same user
+    assert report.read_text() == "1"  # the child starts dumpable again after execve
+
+
+@pytest.mark.skipif(not os.uname().sysname == "Linux", reason="prctl is Linux")
+def test_reading_a_secret_from_stdin_makes_the_process_undumpable(cli: Any, ready: Path, dumpable: Any) -> None:
+    from test_inject import import_token
+
+    assert dumpable() == 1
+    import_token(cli, "other", "EAAGanotherTokenValue" + "x1y2" * 20)
+    assert dumpable() == 0

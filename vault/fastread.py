@@ -220,9 +220,10 @@ def open_fast(settings: Settings, *, environ: Mapping[str, str] | None = None,
     TOKENVAULT_BACKEND, a malformed TOKENVAULT_MASTER_KEY, a home others can write), exactly as the full path
     would; writes nothing.
     """
-    from .safety import check_settings
+    from .safety import check_settings, no_core_dumps
 
     check_settings(settings)  # the full path's checks, before the database is opened
+    no_core_dumps()  # as build_manager: keys and tokens may now be in memory
     env = os.environ if environ is None else environ
     path = sqlite_file(settings.database_url)
     store = FastStore.connect(path) if path is not None else None

@@ -179,10 +179,11 @@ def build_manager(
     """
     from .adapters.store_sql import SqlStore
     from .ports.clock import SystemClock
-    from .safety import check_settings
+    from .safety import check_settings, no_core_dumps
     from .service import TokenManager
 
     check_settings(settings)  # before anything is read from a folder, file or URL others could control
+    no_core_dumps()  # this process may now hold keys and tokens: no core dump, no same-user ptrace
     if create and not settings.db_url:
         ensure_private_dir(settings.home)
     store = SqlStore.open(settings.database_url, create=create)
