@@ -349,3 +349,31 @@ def test_reading_a_secret_from_stdin_makes_the_process_undumpable(cli: Any, read
     assert dumpable() == 1
     import_token(cli, "other", "EAAGanotherTokenValue" + "x1y2" * 20)
     assert dumpable() == 0
+
+
+# ---------------------------------------------------------------------------------------------- credentials in URLs
+def test_credentials_in_the_graph_url_are_never_printed(cli: Any, ready: Path, monkeypatch: pytest.MonkeyPatch,
+                                                        caplog: pytest.LogCaptureFixture) -> None:
+    import socket
+
+    with socket.socket() as probe:  # a loopback port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    monkeypatch.setenv("TOKENVAULT_GRAPH_URL", f"http://graphuser:hunter2pass@127.0.0.1:{port}")
+    caplog.set_level("DEBUG")
+    doctor = cli("doctor")
+    verify = cli("token", "verify", "prod")
+    assert verify.code != 0 and "127.0.0.1" in doctor.out
+    for text in (doctor.out, doctor.err, verify.out, verify.err, caplog.text):
+        assert "hunter2pass" not in text and "graphuser" not in text
+
+
+@pytest.mark.parametrize(("text", "shown"), [
+    ("GET http://u:p@h:8/x?q=a@b", "GET http://h:8/x?q=a@b"),
+    ("https://user@vault.example/v1 and postgresql://tv:pw@db/tv", "https://vault.example/v1 and postgresql://db/tv"),
+    ("mail a@b.example, no URL", "mail a@b.example, no URL"),
+])
+def test_strip_userinfo(text: str, shown: str) -> None:
+    from vault.redact import redact_text, strip_userinfo
+
+    assert strip_userinfo(text) == shown == redact_text(text)

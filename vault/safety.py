@@ -15,7 +15,6 @@ Cheap by design (a few ``stat`` calls and a URL parse); stdlib only.
 
 from __future__ import annotations
 
-import ipaddress
 import os
 import stat
 import sys
@@ -50,6 +49,8 @@ def is_loopback_host(host: str) -> bool:
     host = host.strip("[]").lower()
     if host in LOOPBACK_NAMES:
         return True
+    import ipaddress  # only for a plain-http URL or a --host: not on every command's path
+
     try:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
