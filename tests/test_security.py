@@ -377,3 +377,21 @@ def test_strip_userinfo(text: str, shown: str) -> None:
     from vault.redact import redact_text, strip_userinfo
 
     assert strip_userinfo(text) == shown == redact_text(text)
+
+
+def test_an_unkeyed_head_from_an_older_tokenvault_is_keyed_once_on_request(cli: Any, ready: Path) -> None:
+    import json
+
+    head = json.loads(_db(ready, "SELECT value FROM tv_setting WHERE key = 'audit_head'")[0][0])
+    _db(ready, "UPDATE tv_setting SET value = ? WHERE key = 'audit_head'",
+        json.dumps({"seq": head["seq"], "hash": head["hash"]}))  # what tokenvault wrote before keyed heads
+    refused = cli("token", "reveal", "prod")
+    assert_clean_error(refused, 4, hint="tokenvault audit verify --key-head")
+    _rewind(ready, 1)  # a tampered trail is not keyed on request: the chain is checked first...
+    _db(ready, "UPDATE tv_audit_event SET actor = 'mallory' WHERE seq = 2")
+    assert_clean_error(cli("audit", "verify", "--key-head"), 4)
+    _db(ready, "UPDATE tv_audit_event SET actor = (SELECT actor FROM tv_audit_event WHERE seq = 1) WHERE seq = 2")
+    keyed = cli("audit", "verify", "--key-head")  # ...an intact one is
+    assert keyed.code == 0, keyed.err
+    assert cli("token", "reveal", "prod").code == 0 and cli("audit", "verify").code == 0
+    assert cli("audit", "list", "--json").json()[-2]["action"] == "audit.key_head"

@@ -56,6 +56,10 @@ HEAD_HINT = ("Someone wrote the database without tokenvault (events deleted and 
              "edited); keep it for investigation, restore a backup, and see SECURITY.md (audit trail).")
 
 
+UNKEYED_HINT = ("If this database predates keyed audit heads, key it once with `tokenvault audit verify --key-head` "
+                "(it checks every event first); otherwise treat it as tampered (SECURITY.md, audit trail).")
+
+
 def read_head(value: str | None, key: bytes | None = None) -> tuple[int, str]:
     """``(seq, hash)`` of the newest event from the head's stored value (an empty trail: ``(0, GENESIS)``).
 
@@ -73,7 +77,8 @@ def read_head(value: str | None, key: bytes | None = None) -> tuple[int, str]:
         mac = state.get("mac")
         if not isinstance(mac, str):
             raise AuditChainBroken(f"The audit head (event #{seq}) carries no MAC: it was rewritten outside "
-                                   "tokenvault.", event_id=seq, hint=HEAD_HINT)
+                                   "tokenvault, or last written by a tokenvault without keyed heads.",
+                                   event_id=seq, hint=UNKEYED_HINT)
         if not hmac.compare_digest(mac, _mac(key, seq, digest)):
             raise AuditChainBroken(f"The audit head (event #{seq}) does not match its MAC: it was rewound or "
                                    "edited outside tokenvault.", event_id=seq, hint=HEAD_HINT)

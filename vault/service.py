@@ -627,6 +627,18 @@ class TokenManager:
         """Verify the hash chain; returns the number of events. Raises AuditChainBroken (exit 4)."""
         return self.store.verify_audit(head_key=self._audit_head_key())
 
+    def key_audit_head(self) -> int:
+        """Key an unkeyed audit head (a database last written by a tokenvault without keyed heads) once the
+        whole chain verifies; a keyed head is checked as usual. Returns the number of events.
+        Raises AuditChainBroken (exit 4), NotFound before init."""
+        key = self._audit_head_key()
+        if key is None:
+            raise NotFound("This store has no fingerprint key.", hint="Run `tokenvault init`.")
+        count = self.store.verify_audit()  # every link, and the head's seq and hash (its MAC next)
+        self.store.key_audit_head(key, count)
+        self.audit("audit.key_head", "audit", events=count)
+        return count
+
     # ------------------------------------------------------------------ master key rotation
     def rotate_master_key(self, *, progress: Callable[[int, int], None] | None = None,
                           stop_after: int | None = None) -> KeyRotationResult:

@@ -615,6 +615,23 @@ class SqlStore:
                 conn.execute(_W.setting_update, {"b_key": AUDIT_HEAD, "value": link.head})
             return link.seq
 
+    def key_audit_head(self, head_key: bytes, expected_seq: int) -> None:
+        """Give the head at event ``expected_seq`` its MAC if it has none (a keyed head is checked instead).
+        Raises AuditChainBroken when the head moved on since it was verified or its MAC does not match."""
+        with self.session() as s:
+            head = s.connection().execute(_W.head_for_update, {"b_key": AUDIT_HEAD}).first()
+            if head is None:
+                return  # an empty trail (verify_audit refused a missing head over events)
+            seq, digest = read_head(head[0])
+            if seq != expected_seq:
+                raise AuditChainBroken("The audit trail changed while it was being verified.",
+                                       hint="Run `tokenvault audit verify --key-head` again.")
+            if "mac" in json.loads(head[0]):
+                read_head(head[0], head_key)
+                return
+            keyed = encode_head(seq, digest, head_key)
+            s.connection().execute(_W.setting_update, {"b_key": AUDIT_HEAD, "value": keyed})
+
     def list_audit(self, limit: int | None = None, subject: str | None = None) -> list[AuditEventRecord]:
         with self.session() as s:
             query = select(models.AuditEventRow).order_by(col(models.AuditEventRow.seq).desc())
