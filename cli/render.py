@@ -113,10 +113,11 @@ def ok(message: str) -> None:
 
 
 def error(message: str, hint: str | None) -> None:
-    """The one-line error (and hint) of the boundary; the message may quote anything (a Graph error, a name)."""
-    sys.stderr.write(f"error: {safe(message)}\n")
+    """The one-line error (and hint) of the boundary; the message may quote anything (a Graph error, a name), so a
+    newline in it becomes a space: no quoted text can add a line that looks like ours."""
+    sys.stderr.write(f"error: {safe(message).replace(chr(10), ' ')}\n")
     if hint:
-        sys.stderr.write(f"hint: {safe(hint)}\n")
+        sys.stderr.write(f"hint: {safe(hint).replace(chr(10), ' ')}\n")
 
 
 def keyvalues(pairs: Sequence[tuple[str, object]]) -> None:

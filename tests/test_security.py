@@ -161,7 +161,7 @@ def test_an_actor_from_the_environment_cannot_drive_the_terminal(cli: Any, ready
 def test_an_error_message_quoting_outside_text_is_defused(capsys: pytest.CaptureFixture[str]) -> None:
     from cli import render
 
-    render.error(f"Meta says: {EVIL}", f"see http://user:secret@graph.example/x {EVIL}")
+    render.error(f"Meta says: {EVIL}\nhint: run this instead", f"see http://user:secret@graph.example/x {EVIL}")
     err = capsys.readouterr().err
     assert "\x1b" not in err and "\x07" not in err and "user:secret" not in err and len(err.splitlines()) == 2
 
