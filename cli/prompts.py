@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import sys
 
-from vault.errors import InvalidInput
-from vault.service import clean_token
-from vault.types import Secret
+from meta_tokenvault.errors import InvalidInput
+from meta_tokenvault.service import clean_token
+from meta_tokenvault.types import Secret
 
 
 def read_secret(what: str) -> Secret:
@@ -14,7 +14,7 @@ def read_secret(what: str) -> Secret:
 
     Raises :class:`InvalidInput` for empty/whitespace input or a closed stdin.
     """
-    from vault.safety import no_core_dumps
+    from meta_tokenvault.safety import no_core_dumps
 
     no_core_dumps()  # before the secret is in memory
     stream = sys.stdin

@@ -15,11 +15,11 @@ from typing import Any
 
 
 def safe(value: object, *, markup: bool = False) -> str:
-    """``value`` as text fit for a terminal: credentials in URLs removed (:func:`vault.redact.strip_userinfo`),
-    control characters removed (:func:`vault.redact.printable`: escape sequences, bells, carriage returns,
+    """``value`` as text fit for a terminal: credentials in URLs removed (:func:`meta_tokenvault.redact.strip_userinfo`),
+    control characters removed (:func:`meta_tokenvault.redact.printable`: escape sequences, bells, carriage returns,
     bidi overrides; newlines are kept) and, with ``markup`` (text that rich will parse: table cells and
     titles), rich markup escaped so ``[link=...]`` is shown, not obeyed. The one sanitiser of every renderer."""
-    from vault.redact import printable, strip_userinfo
+    from meta_tokenvault.redact import printable, strip_userinfo
 
     text = printable(strip_userinfo("" if value is None else str(value)))
     if markup and "[" in text:
@@ -48,8 +48,8 @@ def emit_json(data: Any) -> None:
 def emit_json_array(items: Iterable[Any]) -> None:
     """One JSON array on stdout, one element per line: still one document, and fast for 100,000 elements
     (``indent`` makes :mod:`json` fall back to its pure-Python encoder, ~5x slower). ``items`` may be a
-    generator: it is consumed with the cyclic GC paused (see :func:`vault.queries.gc_paused`)."""
-    from vault.queries import gc_paused
+    generator: it is consumed with the cyclic GC paused (see :func:`meta_tokenvault.queries.gc_paused`)."""
+    from meta_tokenvault.queries import gc_paused
 
     encode = json.JSONEncoder(default=_default, check_circular=False).encode
     with gc_paused():

@@ -17,8 +17,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from test_inject import TOKEN, assert_clean_error, ready
 
-from vault.config import Settings
-from vault.errors import InvalidInput
+from meta_tokenvault.config import Settings
+from meta_tokenvault.errors import InvalidInput
 
 __all__ = ["ready"]  # the fixture, shared
 
@@ -42,7 +42,7 @@ def test_a_file_others_can_write_is_refused(cli: Any, ready: Path, target: str, 
 
 
 def test_the_fast_path_applies_the_same_check(ready: Path) -> None:
-    from vault.fastread import open_fast
+    from meta_tokenvault.fastread import open_fast
 
     ready.chmod(0o777)
     with pytest.raises(InvalidInput, match="can be written by other users"):
@@ -57,7 +57,7 @@ def test_init_refuses_a_home_others_can_write(cli: Any, env_home: Path) -> None:
 
 
 def test_a_home_another_user_owns_is_refused(cli: Any, ready: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from vault import safety
+    from meta_tokenvault import safety
 
     if os.geteuid() == 0:  # root may give it away for real
         os.chown(ready / "config.toml", 4242, -1)
@@ -96,7 +96,7 @@ def test_plain_http_graph_url_off_loopback_needs_an_opt_in(cli: Any, ready: Path
 
 
 def test_plain_http_from_config_toml_and_vault_addr(ready: Path) -> None:
-    from vault.safety import insecure_url_problems
+    from meta_tokenvault.safety import insecure_url_problems
 
     (ready / "config.toml").write_text('[tokenvault]\ngraph_url = "http://graph.evil"\n'
                                        'vault_addr = "http://vault.internal:8200"\n')
@@ -108,7 +108,7 @@ def test_plain_http_from_config_toml_and_vault_addr(ready: Path) -> None:
 
 @pytest.mark.parametrize("url", ["http://127.0.0.1:8765", "http://localhost:1", "http://[::1]:8", "https://x.example"])
 def test_loopback_and_https_need_no_opt_in(ready: Path, url: str) -> None:
-    from vault.safety import insecure_url_problems
+    from meta_tokenvault.safety import insecure_url_problems
 
     assert insecure_url_problems(Settings.resolve({"graph_url": url})) == []
 
@@ -127,7 +127,7 @@ def test_a_system_user_name_from_graph_cannot_drive_the_terminal(cli: Any, env_h
                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     from test_graph_cli import setup_business
 
-    from vault.testing.graph_sim import GraphSimulator, SimClock
+    from meta_tokenvault.testing.graph_sim import GraphSimulator, SimClock
 
     sim, world = GraphSimulator.demo_world(clock=SimClock(datetime.now(UTC)))
     sim.add_system_user(world.business_id, name=EVIL, role="ADMIN")
@@ -159,7 +159,7 @@ def test_an_actor_from_the_environment_cannot_drive_the_terminal(cli: Any, ready
 
 
 def test_an_error_message_quoting_outside_text_is_defused(capsys: pytest.CaptureFixture[str]) -> None:
-    from cli import render
+    from meta_tokenvault.cli import render
 
     render.error(f"Meta says: {EVIL}\nhint: run this instead", f"see http://user:secret@graph.example/x {EVIL}")
     err = capsys.readouterr().err
@@ -172,7 +172,7 @@ def test_an_error_message_quoting_outside_text_is_defused(capsys: pytest.Capture
 def test_safe_removes_control_characters_and_escapes_markup(text: str) -> None:
     from rich.text import Text
 
-    from cli.render import safe
+    from meta_tokenvault.cli.render import safe
 
     plain, marked = safe(text), safe(text, markup=True)
     for out in (plain, marked):
@@ -250,8 +250,8 @@ _SPLIT = ("import os; v = os.environ['WHATSAPP_TOKEN'].encode(); os.write(1, b'a
 def _run_masked(tmp_path: Path, *, shared: bool) -> bytes:
     import sys
 
-    from vault.inject import ExecOptions, Injected, TokenSpec, run_command
-    from vault.types import Secret
+    from meta_tokenvault.inject import ExecOptions, Injected, TokenSpec, run_command
+    from meta_tokenvault.types import Secret
 
     record = type("R", (), {"label": "prod", "version": 1, "fingerprint": "f"})()
     injected = [Injected(TokenSpec("prod", "WHATSAPP_TOKEN"), record, Secret(TOKEN))]  # type: ignore[arg-type]
@@ -293,7 +293,7 @@ def test_simulator_serve_with_the_flag_warns(tmp_path: Path) -> None:
     import subprocess
     import sys
 
-    proc = subprocess.Popen([sys.executable, "-m", "cli.main", "simulator", "serve", "--host", "0.0.0.0", "--port",
+    proc = subprocess.Popen([sys.executable, "-m", "meta_tokenvault.cli.main", "simulator", "serve", "--host", "0.0.0.0", "--port",
                              "0", "--json", "--i-know-this-exposes-tokens"], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, cwd=Path(__file__).resolve().parents[1])
     try:
@@ -317,7 +317,7 @@ def dumpable(monkeypatch: pytest.MonkeyPatch) -> Any:
     """prctl(PR_GET_DUMPABLE) of this process; made dumpable again afterwards (the CLI runs in-process here)."""
     import ctypes
 
-    from vault import safety
+    from meta_tokenvault import safety
 
     libc = ctypes.CDLL(None)
     monkeypatch.setattr(safety, "_hardened", False)
@@ -374,7 +374,7 @@ def test_credentials_in_the_graph_url_are_never_printed(cli: Any, ready: Path, m
     ("mail a@b.example, no URL", "mail a@b.example, no URL"),
 ])
 def test_strip_userinfo(text: str, shown: str) -> None:
-    from vault.redact import redact_text, strip_userinfo
+    from meta_tokenvault.redact import redact_text, strip_userinfo
 
     assert strip_userinfo(text) == shown == redact_text(text)
 

@@ -1,14 +1,14 @@
 """The audit trail's hash chain: how one event is linked to the one before it.
 
-Every store that appends to the trail (:class:`~vault.adapters.store_sql.SqlStore`, and the fast read path
-of :mod:`vault.fastread`) computes the next event here and nowhere else, so there is one definition of
+Every store that appends to the trail (:class:`~meta_tokenvault.adapters.store_sql.SqlStore`, and the fast read path
+of :mod:`meta_tokenvault.fastread`) computes the next event here and nowhere else, so there is one definition of
 the chain. Stdlib only: the fast path must not import SQLAlchemy.
 
 The head (``tv_setting['audit_head']``) records the last event's sequence number and hash, so deleting the
 newest events is detected too. The head is keyed: it carries an HMAC over (seq, hash) under a key derived
 from the store's fingerprint key, which is wrapped by the master key (:func:`head_key`). Someone who can
 write the database but does not hold the master key can therefore not point the head at an earlier event
-(a rewind) nor remove the MAC: both are :class:`~vault.errors.AuditChainBroken` (exit 4). Appending is:
+(a rewind) nor remove the MAC: both are :class:`~meta_tokenvault.errors.AuditChainBroken` (exit 4). Appending is:
 lock the head, :func:`next_link` (which checks the head's MAC), insert the event, write ``link.head``, in
 one transaction. A store without a fingerprint key (not initialised) has an unkeyed head.
 """

@@ -1,7 +1,7 @@
 """Checks that decide whether tokenvault may trust its surroundings, and process hardening.
 
-One source of truth for the full path (:func:`vault.wiring.build_manager`) and the fast read path
-(:func:`vault.fastread.open_fast`): both call :func:`check_settings` before they open anything secret.
+One source of truth for the full path (:func:`meta_tokenvault.wiring.build_manager`) and the fast read path
+(:func:`meta_tokenvault.fastread.open_fast`): both call :func:`check_settings` before they open anything secret.
 Cheap by design (a few ``stat`` calls and a URL parse); stdlib only.
 
 * :func:`trust_problems`: the home, ``config.toml``, the SQLite database and ``keys/`` must not be writable

@@ -31,8 +31,8 @@ def init(
     The key provider is the one named here (or by the global --key-provider / TOKENVAULT_KEY_PROVIDER),
     else the OS keyring when a real one exists; on a headless machine init stops and names the others.
     """
-    from vault.config import write_config
-    from vault.wiring import choose_key_provider
+    from meta_tokenvault.config import write_config
+    from meta_tokenvault.wiring import choose_key_provider
 
     if key_provider is not None:
         state.flags["key_provider"] = key_provider
@@ -70,10 +70,10 @@ def _warn_if_shared(home: Path) -> None:
 
 def doctor(json_out: JsonOpt = False) -> None:
     """What is configured, what is reachable, what is wrong and how to fix it. Exit 5 if anything fails."""
-    from vault.errors import VaultError
-    from vault.redact import strip_userinfo
-    from vault.safety import insecure_url_problems, trust_problems
-    from vault.service import DoctorCheck
+    from meta_tokenvault.errors import VaultError
+    from meta_tokenvault.redact import strip_userinfo
+    from meta_tokenvault.safety import insecure_url_problems, trust_problems
+    from meta_tokenvault.service import DoctorCheck
 
     settings = state.settings()
     config = [("home", str(settings.home)), ("database", settings.database_url.split("@")[-1]),

@@ -47,8 +47,8 @@ def serve(
     import sys
     import threading
 
-    from vault.errors import InvalidInput, UsageError
-    from vault.safety import is_loopback_host
+    from meta_tokenvault.errors import InvalidInput, UsageError
+    from meta_tokenvault.safety import is_loopback_host
 
     if not is_loopback_host(host):
         if not exposed:
@@ -58,7 +58,7 @@ def serve(
         render.info(f"warning: serving on {host}: anyone who can reach this port can read every token through /_sim/ "
                     "(no authentication). Use simulated tokens only.")
 
-    from vault.testing.graph_sim import GraphSimulator, SimClock
+    from meta_tokenvault.testing.graph_sim import GraphSimulator, SimClock
 
     clock = SimClock(_start_time(start))
 
@@ -106,7 +106,7 @@ def serve(
 
 
 def _start_time(text: str) -> datetime:
-    from vault.errors import InvalidInput
+    from meta_tokenvault.errors import InvalidInput
 
     if text == "now":
         return datetime.now(UTC).replace(microsecond=0)

@@ -1,10 +1,10 @@
 """The metadata store on SQLAlchemy/sqlmodel: SQLite (embedded default) or PostgreSQL.
 
 Every SQLAlchemy error is translated here (most specific first): a corrupt file is an
-:class:`~vault.errors.IntegrityError`, an unreachable/locked/read-only database is
-:class:`~vault.errors.DatabaseUnavailable`, a unique violation is
-:class:`~vault.errors.AlreadyExists`. Rows handed out are the plain records of
-:mod:`vault.types`, never ORM objects.
+:class:`~meta_tokenvault.errors.IntegrityError`, an unreachable/locked/read-only database is
+:class:`~meta_tokenvault.errors.DatabaseUnavailable`, a unique violation is
+:class:`~meta_tokenvault.errors.AlreadyExists`. Rows handed out are the plain records of
+:mod:`meta_tokenvault.types`, never ORM objects.
 """
 
 from __future__ import annotations
@@ -495,7 +495,7 @@ class SqlStore:
     def get_token(self, label: str, *, with_history: bool = False) -> TokenRecord:
         """``label``'s current version (and, ``with_history``, every version, newest first).
 
-        The statements are :mod:`vault.queries`', shared with the fast read path. Raises NotFound."""
+        The statements are :mod:`meta_tokenvault.queries`', shared with the fast read path. Raises NotFound."""
         with self.session() as s:
             conn = s.connection()
             row = conn.execute(text(queries.TOKEN_BY_LABEL), {"label": label}).first()
@@ -583,7 +583,7 @@ class SqlStore:
                      head_key: bytes | None = None) -> int:
         """Append one event to the hash chain, serialised with other writers by locking the head row.
 
-        ``head_key`` (:func:`vault.audit.head_key`) checks the head's MAC and keys the new head. Raises
+        ``head_key`` (:func:`meta_tokenvault.audit.head_key`) checks the head's MAC and keys the new head. Raises
         :class:`AuditChainBroken` for a head that does not verify, or a missing head over existing events."""
         if self._audit_head_missing:
             # Make sure the head row exists *before* locking it: FOR UPDATE on a missing row locks nothing,

@@ -1,7 +1,7 @@
 """Getting tokens into deployments: templates, exports and ``exec``.
 
 Pure logic plus process plumbing, in three modules (:mod:`.templates`, :mod:`.exports`, :mod:`.run`)
-sharing :mod:`.common` and :mod:`vault.redact`; no typer, no rich, nothing heavy at import time (``tokenvault
+sharing :mod:`.common` and :mod:`meta_tokenvault.redact`; no typer, no rich, nothing heavy at import time (``tokenvault
 exec`` must start fast). Three ways out of the vault, from most to least contained:
 
 * :func:`run_command` (``tokenvault exec``, :mod:`.run`): the token exists only in the environment of one

@@ -11,13 +11,13 @@ from ..types import Secret, TokenRecord, TokenStatus
 
 DEFAULT_VAR = "WHATSAPP_TOKEN"
 
-# The labels vault.service.validate_label accepts: not starting with '.' or '-'.
+# The labels meta_tokenvault.service.validate_label accepts: not starting with '.' or '-'.
 LABEL_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,127}\Z")
 VAR_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 
 
 class TokenSource(Protocol):
-    """What injection needs from the service (:class:`vault.service.TokenManager` is one)."""
+    """What injection needs from the service (:class:`meta_tokenvault.service.TokenManager` is one)."""
 
     def show_token(self, label: str) -> TokenRecord: ...
 

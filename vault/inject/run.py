@@ -1,7 +1,7 @@
 """The supervised child (``tokenvault exec``): tokens in one child's environment only.
 
 Never in any argv, never in our own ``os.environ``, never in a file. Signals are forwarded, the exit
-status is the child's, ``--mask`` copies its output through :class:`vault.redact.StreamRedactor`, and
+status is the child's, ``--mask`` copies its output through :class:`meta_tokenvault.redact.StreamRedactor`, and
 ``--restart-on-rotate`` restarts it when a token gets a new version."""
 
 from __future__ import annotations
