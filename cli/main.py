@@ -57,14 +57,16 @@ def run(argv: list[str] | None = None, *, fast: bool | None = None) -> int:
         # a library's message may quote a request URL: token-shaped values and secret query parameters go
         from meta_tokenvault.adapters.graph_httpx import redact_url
 
-        sys.stderr.write(f"error: unexpected {type(exc).__name__}: {redact_url(str(exc))}\n"
+        from .render import safe
+
+        sys.stderr.write(f"error: unexpected {type(exc).__name__}: {safe(redact_url(str(exc)))}\n"
                          "hint: this is a bug in tokenvault; please report it with the command you ran "
                          "(never include tokens).\n")
         if os.environ.get("TOKENVAULT_DEBUG") == "1":
             import traceback
 
             # no frames of its own (no locals); chained exceptions show code lines; every message redacted
-            sys.stderr.write(redact_url("".join(traceback.format_exception(type(exc), exc, None))))
+            sys.stderr.write(safe(redact_url("".join(traceback.format_exception(type(exc), exc, None)))))
         code = 1
     finally:
         state.reset()

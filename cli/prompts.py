@@ -14,6 +14,9 @@ def read_secret(what: str) -> Secret:
 
     Raises :class:`InvalidInput` for empty/whitespace input or a closed stdin.
     """
+    from meta_tokenvault.safety import no_core_dumps
+
+    no_core_dumps()  # before the secret is in memory
     stream = sys.stdin
     if stream is None:
         raise InvalidInput(f"No {what} given: standard input is closed.", hint=f"Pipe the {what} on stdin.")

@@ -1,12 +1,43 @@
-"""Output: rich tables for people, one JSON document for scripts, one-line errors."""
+"""Output: rich tables for people, one JSON document for scripts, one-line errors.
+
+Every string a person sees goes through :func:`safe` here: names from the Graph API, labels and actors from
+the database, values from the environment may carry terminal escapes or rich markup. JSON output is data
+(escaped by :mod:`json`) and stays as it is."""
 
 from __future__ import annotations
 
 import json
+import re
 import sys
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
+
+
+def safe(value: object, *, markup: bool = False) -> str:
+    """``value`` as text fit for a terminal: credentials in URLs removed
+    (:func:`meta_tokenvault.redact.strip_userinfo`), control characters removed
+    (:func:`meta_tokenvault.redact.printable`: escape sequences, bells, carriage returns, bidi overrides;
+    newlines are kept) and, with ``markup`` (text that rich will parse: table cells and titles), rich markup escaped so ``[link=...]`` is shown, not obeyed. The one sanitiser of every renderer."""
+    from meta_tokenvault.redact import printable, strip_userinfo
+
+    text = printable(strip_userinfo("" if value is None else str(value)))
+    if markup and "[" in text:
+        text = _BRACKET_RE.sub(_escape_bracket, text)
+    return text
+
+
+# Each "[" with the backslashes before it. rich reads "\\[" as "[" anywhere, and where a tag could start
+# ("[" + a letter, "#", "/" or "@" ... "]", its tag pattern) it halves the backslashes before it too.
+_BRACKET_RE = re.compile(r"(\\*)\[")
+_RICH_TAG_RE = re.compile(r"[a-z#/@][^[]*?]")
+
+
+def _escape_bracket(match: re.Match[str]) -> str:
+    backslashes = len(match.group(1))
+    if _RICH_TAG_RE.match(match.string, match.end()):
+        return "\\" * (2 * backslashes + 1) + "["
+    return "\\" * (backslashes + 1) + "["
 
 
 def emit_json(data: Any) -> None:
@@ -52,8 +83,9 @@ def table(title: str | None, columns: Sequence[str], rows: Iterable[Sequence[obj
     from rich.console import Console
     from rich.table import Table
 
-    cells = [["" if cell is None else str(cell) for cell in row] for row in rows]
-    t = Table(title=title, show_lines=False, header_style="bold", box=None, pad_edge=False)
+    cells = [[safe(cell, markup=True) for cell in row] for row in rows]
+    t = Table(title=safe(title, markup=True) if title else None, show_lines=False, header_style="bold", box=None,
+              pad_edge=False)
     needed = 2 * (len(columns) - 1)  # padding between columns
     for i, column in enumerate(columns):
         longest = max([len(column), *(len(row[i]) for row in cells)])
@@ -68,25 +100,27 @@ def table(title: str | None, columns: Sequence[str], rows: Iterable[Sequence[obj
         t.add_row(*row)
     # never narrower than what the table needs (a wide table scrolls; a cut id is useless), 100 when piped
     width = max(100, shutil.get_terminal_size((100, 24)).columns, needed)
-    Console(width=width).print(t)
+    Console(width=width, emoji=False).print(t)  # no :emoji: codes either: what is shown is what is stored
 
 
 def info(message: str) -> None:
     """A message for people, on stderr so stdout stays clean for data."""
-    sys.stderr.write(message + "\n")
+    sys.stderr.write(safe(message) + "\n")
 
 
 def ok(message: str) -> None:
-    sys.stderr.write(f"✓ {message}\n")
+    sys.stderr.write(f"✓ {safe(message)}\n")
 
 
 def error(message: str, hint: str | None) -> None:
-    sys.stderr.write(f"error: {message}\n")
+    """The one-line error (and hint) of the boundary; the message may quote anything (a Graph error, a name), so a
+    newline in it becomes a space: no quoted text can add a line that looks like ours."""
+    sys.stderr.write(f"error: {safe(message).replace(chr(10), ' ')}\n")
     if hint:
-        sys.stderr.write(f"hint: {hint}\n")
+        sys.stderr.write(f"hint: {safe(hint).replace(chr(10), ' ')}\n")
 
 
 def keyvalues(pairs: Sequence[tuple[str, object]]) -> None:
     width = max((len(k) for k, _ in pairs), default=0)
     for key, value in pairs:
-        sys.stdout.write(f"{key.ljust(width)}  {'' if value is None else value}\n")
+        sys.stdout.write(f"{key.ljust(width)}  {safe(value)}\n")

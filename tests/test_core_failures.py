@@ -274,13 +274,18 @@ def test_a_flipped_byte_is_exit_4_for_that_token_only_and_the_row_is_not_touched
     _all_readable(cli, vault)
 
 
-def test_a_flipped_byte_in_the_fingerprint_key_stops_writes_but_not_reads(cli: CliRunner, vault: Vault) -> None:
+def test_a_flipped_byte_in_the_fingerprint_key_stops_writes_and_audited_reads(cli: CliRunner, vault: Vault) -> None:
+    """The audit head's MAC key derives from the fingerprint key: without it no event can be chained, so a read
+    that must be audited (reveal) is refused too (exit 4, nothing written), and works again once it is restored."""
     ((wrapped,),) = _sql(vault.db, "SELECT wrapped FROM tv_wrapped_key WHERE purpose='fingerprint'")
     _sql(vault.db, "UPDATE tv_wrapped_key SET wrapped=? WHERE purpose='fingerprint'", _flip(bytes(wrapped), -3))  # type: ignore[arg-type]
     before = vault.snapshot()
     _one_line_error(_import(cli, "new-one", _token("NEW2")), 4, vault)
     _one_line_error(cli("init"), 4, vault)
+    for label in vault.tokens:
+        _one_line_error(cli("token", "reveal", label), 4, vault)
     assert vault.snapshot() == before
+    _sql(vault.db, "UPDATE tv_wrapped_key SET wrapped=? WHERE purpose='fingerprint'", bytes(wrapped))  # type: ignore[arg-type]
     for label, value in vault.tokens.items():
         assert cli("token", "reveal", label).out == value + "\n"
 
@@ -707,10 +712,10 @@ def test_audit_verify_exits_4_naming_the_first_bad_event(cli: CliRunner, vault: 
         assert cli("token", "reveal", label).out == value + "\n"
 
 
-def test_the_audit_chain_is_not_keyed_a_database_writer_can_rebuild_it(cli: CliRunner, vault: Vault) -> None:
-    """Documents the limit SECURITY.md and docs/audit.md state: the hashes are plain SHA-256, so someone who can
-    write the database can edit an event and recompute every later hash and the head; only an exported copy
-    (``audit list --json`` shipped elsewhere) reveals that."""
+def test_a_database_writer_who_rebuilds_the_audit_chain_is_caught_by_the_keyed_head(cli: CliRunner,
+                                                                                   vault: Vault) -> None:
+    """The hashes are plain SHA-256, so someone who can write the database can edit an event and recompute every
+    later hash; the head's MAC needs the master key, so the rebuilt head does not verify (SECURITY.md)."""
     from meta_tokenvault.adapters.store_sql import audit_hash
     from meta_tokenvault.types import as_utc
 
@@ -727,8 +732,9 @@ def test_the_audit_chain_is_not_keyed_a_database_writer_can_rebuild_it(cli: CliR
             prev = digest
         conn.execute("UPDATE tv_setting SET value=? WHERE key='audit_head'", (json.dumps({"seq": 5, "hash": prev}),))
     conn.close()
-    assert cli("audit", "verify").code == 0
-    assert cli("audit", "list", "--json").json()[4]["hash"] != exported[4]["hash"]  # the export tells
+    verified = cli("audit", "verify")
+    assert verified.code == 4 and "MAC" in verified.err
+    assert cli("audit", "list", "--json").json()[4]["hash"] != exported[4]["hash"]  # an export tells too
 
 
 # ======================================================================================= keys rotate, SIGKILLed

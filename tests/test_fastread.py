@@ -31,7 +31,7 @@ TOKENS = {
 ROTATED = "EAAGfastProdRotated" + "j1k2l3" * 20 + "ROT2"
 MODEL_TABLES = {m.__tablename__: m for m in (  # type: ignore[attr-defined]
     models.TokenRow, models.BusinessRow, models.TokenVersionRow, models.SecretBlobRow, models.SettingRow,
-    models.AuditEventRow, models.SchemaVersion)}
+    models.AuditEventRow, models.SchemaVersion, models.WrappedKeyRow)}
 
 
 @pytest.fixture
@@ -112,7 +112,8 @@ def test_the_queries_are_written_for_the_latest_schema_version() -> None:
 
 
 def test_the_fast_store_has_sql_stores_signatures() -> None:
-    for name in ("get_token", "list_tokens", "get_blob", "append_audit", "get_setting", "schema_version", "close"):
+    for name in ("get_token", "list_tokens", "get_blob", "append_audit", "get_setting", "get_wrapped_key",
+                 "schema_version", "close"):
         assert inspect.signature(getattr(FastStore, name)) == inspect.signature(getattr(SqlStore, name)), name
 
 

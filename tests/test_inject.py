@@ -394,6 +394,7 @@ def test_export_github_env_masks_and_appends(cli: Any, ready: Path, work: Path,
     github_env = work / "github_env"
     github_env.write_text("EARLIER=1\n")
     monkeypatch.setenv("GITHUB_ENV", str(github_env))
+    monkeypatch.setenv("GITHUB_ACTIONS", "true")
     result = cli("export", "prod", "--format", "github-env", "--var", "WA_TOKEN")
     assert result.code == 0, result.err
     assert result.out.splitlines() == [f"::add-mask::{TOKEN}"]  # stdout: only the workflow command
@@ -556,3 +557,45 @@ def test_example_main_reports_a_missing_label_without_a_traceback(ready: Path,
     code = example.main(["--label", "nope", "--phone-number-id", "1", "--to", "2", "--text", "x"])
     assert code == 3 and capsys.readouterr().err.startswith("error: No token labelled 'nope'")
 
+
+
+# ---------------------------------------------------------------------------------------------- github-env hardening
+@pytest.mark.parametrize("actions", ["", "false", "1"], ids=["unset", "false", "one"])
+def test_export_github_env_prints_no_mask_line_outside_github_actions(cli: Any, ready: Path, work: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch,
+                                                                      actions: str) -> None:
+    # on another CI the ::add-mask:: line is not a command but the token itself, in the log
+    monkeypatch.setenv("GITHUB_ACTIONS", actions)
+    target = work / "env"
+    result = cli("export", "prod", "--format", "github-env", "-o", str(target))
+    assert result.code == 0, result.err
+    assert TOKEN not in result.out and TOKEN not in result.err and result.out == ""
+    assert _parse_github_env(target.read_text()) == {"WHATSAPP_TOKEN": TOKEN}
+
+
+def test_export_github_env_masks_inside_github_actions(cli: Any, ready: Path, work: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GITHUB_ACTIONS", "true")
+    result = cli("export", "prod", "--format", "github-env", "-o", str(work / "env"))
+    assert result.code == 0 and result.out == f"::add-mask::{TOKEN}\n"
+
+
+def test_export_github_env_out_does_not_follow_a_symlink(cli: Any, ready: Path, work: Path) -> None:
+    public = work / "public.log"
+    public.write_text("")
+    public.chmod(0o644)
+    link = work / "env"
+    link.symlink_to(public)
+    assert_clean_error(cli("export", "prod", "--format", "github-env", "-o", str(link)), 2, hint="-o")
+    assert public.read_text() == ""
+
+
+def test_export_github_env_out_refuses_a_file_others_can_read(cli: Any, ready: Path, work: Path) -> None:
+    target = work / "env"
+    target.write_text("EARLIER=1\n")
+    target.chmod(0o640)
+    assert_clean_error(cli("export", "prod", "--format", "github-env", "-o", str(target)), 2, hint="chmod 600")
+    assert target.read_text() == "EARLIER=1\n"
+    target.chmod(0o600)
+    assert cli("export", "prod", "--format", "github-env", "-o", str(target)).code == 0
+    assert _parse_github_env(target.read_text()) == {"EARLIER": "1", "WHATSAPP_TOKEN": TOKEN}

@@ -5,19 +5,25 @@ of :mod:`meta_tokenvault.fastread`) computes the next event here and nowhere els
 the chain. Stdlib only: the fast path must not import SQLAlchemy.
 
 The head (``tv_setting['audit_head']``) records the last event's sequence number and hash, so deleting the
-newest events is detected too. Appending is: lock the head, :func:`next_link`, insert the event, write
-``link.head``, in one transaction.
+newest events is detected too. The head is keyed: it carries an HMAC over (seq, hash) under a key derived
+from the store's fingerprint key, which is wrapped by the master key (:func:`head_key`). Someone who can
+write the database but does not hold the master key can therefore not point the head at an earlier event
+(a rewind) nor remove the MAC: both are :class:`~meta_tokenvault.errors.AuditChainBroken` (exit 4). Appending is:
+lock the head, :func:`next_link` (which checks the head's MAC), insert the event, write ``link.head``, in
+one transaction. A store without a fingerprint key (not initialised) has an unkeyed head.
 """
 
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from .errors import AuditChainBroken
 from .types import as_utc
 
 GENESIS = "0" * 64
@@ -36,16 +42,60 @@ def encode_details(details: Mapping[str, Any]) -> str:
     return json.dumps(details, sort_keys=True, separators=(",", ":"), default=str)
 
 
-def read_head(value: str | None) -> tuple[int, str]:
-    """``(seq, hash)`` of the newest event from the head's stored value (an empty trail: ``(0, GENESIS)``)."""
+def head_key(fingerprint_key: bytes) -> bytes:
+    """The key of the head's MAC, derived from the store's fingerprint key (domain-separated: the same key
+    never serves two purposes). Rewrapped with it when the master key rotates."""
+    return hmac.new(fingerprint_key, b"tokenvault audit head v1", hashlib.sha256).digest()
+
+
+def _mac(key: bytes, seq: int, digest: str) -> str:
+    return hmac.new(key, f"{seq}:{digest}".encode(), hashlib.sha256).hexdigest()
+
+
+HEAD_HINT = ("Someone wrote the database without tokenvault (events deleted and the head rewound, or the head "
+             "edited); keep it for investigation, restore a backup, and see SECURITY.md (audit trail).")
+
+
+UNKEYED_HINT = ("If this database predates keyed audit heads, key it once with `tokenvault audit verify --key-head` "
+                "(it checks every event first); otherwise treat it as tampered (SECURITY.md, audit trail).")
+
+
+def read_head(value: str | None, key: bytes | None = None) -> tuple[int, str]:
+    """``(seq, hash)`` of the newest event from the head's stored value (an empty trail: ``(0, GENESIS)``).
+
+    With ``key`` (:func:`head_key`) the head's MAC is checked: a head past event 0 without a MAC, or whose
+    MAC does not match, raises :class:`AuditChainBroken`."""
     if not value:
         return 0, GENESIS
-    state = json.loads(value)
-    return int(state["seq"]), str(state["hash"])
+    try:
+        state = json.loads(value)
+        seq, digest = int(state["seq"]), str(state["hash"])
+    except (ValueError, KeyError, TypeError):
+        raise AuditChainBroken("The audit head is not readable: it was edited outside tokenvault.",
+                               hint=HEAD_HINT) from None
+    if key is not None and seq > 0:
+        mac = state.get("mac")
+        if not isinstance(mac, str):
+            raise AuditChainBroken(f"The audit head (event #{seq}) carries no MAC: it was rewritten outside "
+                                   "tokenvault, or last written by a tokenvault without keyed heads.",
+                                   event_id=seq, hint=UNKEYED_HINT)
+        if not hmac.compare_digest(mac, _mac(key, seq, digest)):
+            raise AuditChainBroken(f"The audit head (event #{seq}) does not match its MAC: it was rewound or "
+                                   "edited outside tokenvault.", event_id=seq, hint=HEAD_HINT)
+    return seq, digest
 
 
-def encode_head(seq: int, digest: str) -> str:
-    return json.dumps({"seq": seq, "hash": digest})
+def encode_head(seq: int, digest: str, key: bytes | None = None) -> str:
+    """The head's stored value; keyed (with a MAC) when ``key`` is given."""
+    if key is None:
+        return json.dumps({"seq": seq, "hash": digest})
+    return json.dumps({"seq": seq, "hash": digest, "mac": _mac(key, seq, digest)})
+
+
+def missing_head(last_seq: int) -> AuditChainBroken:
+    """The error for a trail whose events go up to ``last_seq`` (> 0) but whose head row is gone."""
+    return AuditChainBroken(f"The audit head is missing while the trail holds {last_seq} events: it was deleted "
+                            "outside tokenvault.", event_id=last_seq, hint=HEAD_HINT)
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,23 +110,21 @@ class AuditLink:
     details: str
     prev_hash: str
     hash: str
-
-    @property
-    def head(self) -> str:
-        return encode_head(self.seq, self.hash)
+    head: str
 
 
 def next_link(head: str | None, actor: str, action: str, subject: str, details: Mapping[str, Any],
-              now: datetime) -> AuditLink:
+              now: datetime, key: bytes | None = None) -> AuditLink:
     """The event that follows the head's stored value ``head``: its sequence number, canonical details,
-    previous hash and hash. Pure; the caller holds the head's lock while it inserts the event."""
-    seq, prev = read_head(head)
+    previous hash and hash, and the new head value (keyed with ``key``). Pure; the caller holds the head's
+    lock while it inserts the event. Raises :class:`AuditChainBroken` if ``key`` does not verify ``head``."""
+    seq, prev = read_head(head, key)
     at = as_utc(now)
     body = encode_details(details)
     digest = audit_hash(seq + 1, prev, at, actor, action, subject, body)
     return AuditLink(seq=seq + 1, at=at, actor=actor, action=action, subject=subject, details=body,
-                     prev_hash=prev, hash=digest)
+                     prev_hash=prev, hash=digest, head=encode_head(seq + 1, digest, key))
 
 
-__all__ = ["AUDIT_HEAD", "GENESIS", "AuditLink", "audit_hash", "encode_details", "encode_head", "next_link",
-           "read_head"]
+__all__ = ["AUDIT_HEAD", "GENESIS", "AuditLink", "audit_hash", "encode_details", "encode_head", "head_key",
+           "missing_head", "next_link", "read_head"]

@@ -38,6 +38,7 @@ ENV_NAMES: dict[str, str] = {
     "graph_rate_limit": "TOKENVAULT_GRAPH_RATE_LIMIT",
     "notify_urls": "TOKENVAULT_NOTIFY_URLS",
     "keyring_service": "TOKENVAULT_KEYRING_SERVICE",
+    "allow_insecure_http": "TOKENVAULT_ALLOW_INSECURE_HTTP",
 }
 CONFIG_FILE = "config.toml"
 
@@ -71,6 +72,7 @@ class Settings:
     graph_rate_limit: str | None = None  # "CALLS/SECONDS": the app's Graph API limit, kept client-side
     notify_urls: tuple[str, ...] = ()
     keyring_service: str = "tokenvault"
+    allow_insecure_http: bool = False  # plain http:// to a Graph/Vault URL that is not on loopback
 
     @property
     def database_url(self) -> str:
@@ -111,6 +113,8 @@ class Settings:
             kwargs["notify_urls"] = tuple(u.strip() for u in urls.replace("\n", ",").split(",") if u.strip())
         elif isinstance(urls, list):
             kwargs["notify_urls"] = tuple(str(u) for u in urls)
+        if "allow_insecure_http" in kwargs:
+            kwargs["allow_insecure_http"] = _boolean("allow_insecure_http", kwargs["allow_insecure_http"])
         settings = cls(**kwargs)  # type: ignore[arg-type]
         if settings.key_provider is not None and settings.key_provider not in KEY_PROVIDERS:
             raise InvalidInput(f"Unknown key provider {settings.key_provider!r}.",
@@ -129,6 +133,17 @@ class Settings:
     def rate_limit(self) -> tuple[int, float] | None:
         """``graph_rate_limit`` as ``(calls, seconds)``; None when not set."""
         return parse_rate_limit(self.graph_rate_limit) if self.graph_rate_limit else None
+
+
+def _boolean(name: str, value: object) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off", ""):
+        return False
+    raise InvalidInput(f"Invalid value {value!r} for {name}.", hint="Use true or false (1 or 0).")
 
 
 def parse_rate_limit(text: str) -> tuple[int, float]:

@@ -19,6 +19,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from . import crypto
+from .audit import head_key as audit_head_key
 from .errors import NotFound, TokenInvalid, VaultError
 from .ports.clock import Clock, SystemClock
 from .ports.notify import Notifier, NullNotifier
@@ -89,7 +90,16 @@ class VaultContext:
         self.store.close()
 
     def audit(self, action: str, subject: str, **details: Any) -> None:
-        self.store.append_audit(self.actor, action, subject, details, self.now())
+        """Append an event to the hash-chained trail; the head is MAC'ed with :meth:`audit_head_key`."""
+        self.store.append_audit(self.actor, action, subject, details, self.now(), head_key=self.audit_head_key())
+
+    def audit_head_key(self) -> bytes | None:
+        """The audit head's MAC key (:func:`meta_tokenvault.audit.head_key`); None before init made the
+        fingerprint key."""
+        try:
+            return audit_head_key(self.fingerprint_key())
+        except NotFound:
+            return None
 
     # ------------------------------------------------------------------ fingerprints
     def fingerprint(self, secret: Secret) -> str:

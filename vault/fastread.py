@@ -42,7 +42,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from . import queries
-from .audit import AUDIT_HEAD, next_link
+from .audit import AUDIT_HEAD, missing_head, next_link
 from .queries import BlobRecord
 from .types import Secret, TokenRecord
 
@@ -128,6 +128,10 @@ class FastStore:
         row = self._one(queries.SETTING, {"key": key})
         return None if row is None else str(row[0])
 
+    def get_wrapped_key(self, purpose: str) -> tuple[str, bytes] | None:
+        row = self._one(queries.WRAPPED_KEY, {"purpose": purpose})
+        return None if row is None else (str(row[0]), bytes(row[1]))
+
     def get_token(self, label: str, *, with_history: bool = False) -> TokenRecord:
         with self._errors():
             row = self.conn.execute(queries.TOKEN_BY_LABEL, {"label": label}).fetchone()
@@ -142,14 +146,21 @@ class FastStore:
     def get_blob(self, kind: str, owner_id: int, version: int) -> BlobRecord | None:
         return queries.blob_record(self._one(queries.BLOB, {"kind": kind, "owner_id": owner_id, "version": version}))
 
-    def append_audit(self, actor: str, action: str, subject: str, details: dict[str, Any], now: datetime) -> int:
+    def append_audit(self, actor: str, action: str, subject: str, details: dict[str, Any], now: datetime,
+                     head_key: bytes | None = None) -> int:
         """Append one event to the hash chain: ``BEGIN IMMEDIATE`` serialises it with every other writer
-        (SqlStore's sessions begin the same way), the link is :func:`meta_tokenvault.audit.next_link`'s."""
+        (SqlStore's sessions begin the same way), the link is :func:`meta_tokenvault.audit.next_link`'s (which
+        checks the head's MAC with ``head_key``); a missing head over existing events is
+        :func:`meta_tokenvault.audit.missing_head`."""
         with self._errors():
             self.conn.execute("BEGIN IMMEDIATE")
             try:
                 head = self.conn.execute(queries.SETTING, {"key": AUDIT_HEAD}).fetchone()
-                link = next_link(head[0] if head else None, actor, action, subject, details, now)
+                if head is None:
+                    last = self.conn.execute(queries.AUDIT_LAST_SEQ).fetchone()
+                    if last and last[0]:
+                        raise missing_head(int(last[0]))
+                link = next_link(head[0] if head else None, actor, action, subject, details, now, head_key)
                 self.conn.execute(queries.AUDIT_INSERT, {
                     "seq": link.seq, "at": queries.sqlite_datetime(link.at), "actor": link.actor,
                     "action": link.action, "subject": link.subject, "details": link.details,
@@ -207,8 +218,13 @@ def open_fast(settings: Settings, *, environ: Mapping[str, str] | None = None,
     Makes the choices :func:`meta_tokenvault.wiring.build_manager` makes, with its functions: the backend
     (:func:`~meta_tokenvault.wiring.choose_backend`: ``explicit_backend`` or TOKENVAULT_BACKEND > the store's record >
     settings) and the key provider (setting > init's record). Raises what those raise (e.g. a contradicting
-    TOKENVAULT_BACKEND, a malformed TOKENVAULT_MASTER_KEY), exactly as the full path would; writes nothing.
+    TOKENVAULT_BACKEND, a malformed TOKENVAULT_MASTER_KEY, a home others can write), exactly as the full path
+    would; writes nothing.
     """
+    from .safety import check_settings, no_core_dumps
+
+    check_settings(settings)  # the full path's checks, before the database is opened
+    no_core_dumps()  # as build_manager: keys and tokens may now be in memory
     env = os.environ if environ is None else environ
     path = sqlite_file(settings.database_url)
     store = FastStore.connect(path) if path is not None else None

@@ -42,6 +42,7 @@ TABLES: dict[str, str] = {
     "s": "tv_setting",
     "a": "tv_audit_event",
     "m": "tv_schema_version",
+    "w": "tv_wrapped_key",
 }
 
 #: A version's fields, in the order :func:`version_record` reads them.
@@ -63,7 +64,7 @@ AUDIT_COLUMNS: tuple[tuple[str, str], ...] = tuple(("a", c) for c in (
 REFERENCED: tuple[tuple[str, str], ...] = (
     *TOKEN_COLUMNS, *VERSION_COLUMNS, *BLOB_COLUMNS, *AUDIT_COLUMNS,
     ("t", "business_pk"), ("t", "current_version"), ("b", "id"), ("v", "id"), ("v", "token_id"),
-    ("s", "key"), ("s", "value"), ("m", "version"),
+    ("s", "key"), ("s", "value"), ("m", "version"), ("w", "purpose"), ("w", "key_id"), ("w", "wrapped"),
 )
 
 
@@ -96,6 +97,8 @@ SETTING = f'SELECT s."value" FROM {_t("s")} WHERE s."key" = :key'
 SETTING_INSERT = f'INSERT INTO {TABLES["s"]} ("key", "value") VALUES (:key, :value)'
 SETTING_UPDATE = f'UPDATE {TABLES["s"]} SET "value" = :value WHERE "key" = :key'
 SCHEMA_VERSION_QUERY = f"SELECT max(m.version) FROM {_t('m')}"
+WRAPPED_KEY = f'SELECT w."key_id", w."wrapped" FROM {_t("w")} WHERE w."purpose" = :purpose'
+AUDIT_LAST_SEQ = f"SELECT max(a.seq) FROM {_t('a')}"
 AUDIT_INSERT = (f"INSERT INTO {TABLES['a']} ({_names(AUDIT_COLUMNS)}) "
                 f"VALUES ({', '.join(':' + name for _alias, name in AUDIT_COLUMNS)})")
 
@@ -227,7 +230,7 @@ def sqlite_datetime(value: datetime) -> str:
 
 
 __all__ = [
-    "ALL_TOKENS", "AUDIT_INSERT", "BLOB", "SCHEMA_VERSION", "SETTING", "TABLES", "TOKEN_BY_LABEL",
-    "VERSIONS_OF_TOKEN", "BlobRecord", "blob_record", "sqlite_datetime", "token_from_rows", "token_record",
-    "version_record", "when",
+    "ALL_TOKENS", "AUDIT_INSERT", "AUDIT_LAST_SEQ", "BLOB", "SCHEMA_VERSION", "SETTING", "TABLES", "TOKEN_BY_LABEL",
+    "VERSIONS_OF_TOKEN", "WRAPPED_KEY", "BlobRecord", "blob_record", "sqlite_datetime", "token_from_rows",
+    "token_record", "version_record", "when",
 ]

@@ -166,6 +166,8 @@ def build_manager(
 ) -> TokenManager:
     """Build the manager for ``settings``.
 
+    Refuses (InvalidInput, exit 2) a home, config.toml, database or key folder another user owns or can
+    write, and a plain-http Graph/Vault URL off loopback (:func:`meta_tokenvault.safety.check_settings`).
     ``create`` makes the home (0700) and the database (0600) when missing (``init``); otherwise a
     missing store raises :class:`~meta_tokenvault.errors.DatabaseUnavailable` with the hint to run init.
     ``graph_client`` is an ``httpx.Client`` to use (tests and the demo pass one on the simulator).
@@ -178,8 +180,11 @@ def build_manager(
     """
     from .adapters.store_sql import SqlStore
     from .ports.clock import SystemClock
+    from .safety import check_settings, no_core_dumps
     from .service import TokenManager
 
+    check_settings(settings)  # before anything is read from a folder, file or URL others could control
+    no_core_dumps()  # this process may now hold keys and tokens: no core dump, no same-user ptrace
     if create and not settings.db_url:
         ensure_private_dir(settings.home)
     store = SqlStore.open(settings.database_url, create=create)

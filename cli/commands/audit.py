@@ -31,9 +31,15 @@ def list_(
 
 
 @app.command("verify")
-def verify(json_out: Annotated[bool, typer.Option("--json")] = False) -> None:
-    """Check the hash chain. Exit 4 naming the first bad event if anything was edited, deleted or reordered."""
-    count = state.manager().verify_audit()
+def verify(
+    json_out: Annotated[bool, typer.Option("--json")] = False,
+    key_head: Annotated[bool, typer.Option("--key-head", help="Once, after an upgrade: give an unkeyed head "
+                                           "(older tokenvault) its MAC if every event verifies.")] = False,
+) -> None:
+    """Check the hash chain and the head's MAC. Exit 4 naming the first bad event if anything was edited, deleted
+    or reordered, or the head was rewound."""
+    manager = state.manager()
+    count = manager.key_audit_head() if key_head else manager.verify_audit()
     if json_out:
         render.emit_json({"ok": True, "events": count})
     else:

@@ -71,17 +71,23 @@ def _warn_if_shared(home: Path) -> None:
 def doctor(json_out: JsonOpt = False) -> None:
     """What is configured, what is reachable, what is wrong and how to fix it. Exit 5 if anything fails."""
     from meta_tokenvault.errors import VaultError
+    from meta_tokenvault.redact import strip_userinfo
+    from meta_tokenvault.safety import insecure_url_problems, trust_problems
+    from meta_tokenvault.usecases.doctor import DoctorCheck
 
     settings = state.settings()
     config = [("home", str(settings.home)), ("database", settings.database_url.split("@")[-1]),
               ("key provider", settings.key_provider or "(as recorded by init)"), ("backend", settings.backend),
-              ("graph", f"{settings.graph_url}/{settings.graph_version}")]
-    try:
-        checks = state.manager().doctor()
-    except VaultError as exc:
-        from meta_tokenvault.usecases.doctor import DoctorCheck
-
-        checks = [DoctorCheck("store", False, exc.message, exc.hint)]
+              ("graph", strip_userinfo(f"{settings.graph_url}/{settings.graph_version}"))]
+    refused = [DoctorCheck("files", False, p.message, p.fix) for p in trust_problems(settings)]
+    refused += [DoctorCheck("transport", False, p.message, p.fix) for p in insecure_url_problems(settings)]
+    if refused:  # every other command refuses to run here: say why, and open nothing
+        checks = refused
+    else:
+        try:
+            checks = state.manager().doctor()
+        except VaultError as exc:
+            checks = [DoctorCheck("store", False, exc.message, exc.hint)]
     if json_out:
         render.emit_json({"config": dict(config),
                           "checks": [{"name": c.name, "ok": c.ok, "detail": c.detail, "fix": c.fix} for c in checks]})

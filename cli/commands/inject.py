@@ -131,10 +131,13 @@ def export(
             raise UsageError("GITHUB_ENV is not set: this is not a GitHub Actions step.",
                              hint="Run it inside a workflow step, or name the file with -o FILE.")
         block = inj.export_github_env(record, secret, var)
-        sys.stdout.write(block.mask)  # first: the runner masks the value before anything could print it
-        sys.stdout.flush()
-        inj.append_private(target, block.env_block.encode())
-        render.ok(f"Exported {label} v{record.version} as {var} to the following steps (masked in logs).")
+        in_actions = os.environ.get("GITHUB_ACTIONS") == "true"
+        if in_actions:  # only GitHub's runner reads workflow commands: anywhere else the line is the token in a log
+            sys.stdout.write(block.mask)  # first: the runner masks the value before anything could print it
+            sys.stdout.flush()
+        inj.append_private(target, block.env_block.encode(), refuse_shared=out is not None)
+        render.ok(f"Exported {label} v{record.version} as {var} to the following steps"
+                  + (" (masked in logs)." if in_actions else " (not masked: GITHUB_ACTIONS is not true)."))
         return
     if format_ == "dotenv":
         text = inj.export_dotenv(record, secret, var)

@@ -36,6 +36,8 @@ def serve(
                                                             "version segment, JSON bodies, 'Authorization: OAuth').")
                        ] = False,
     json_out: Annotated[bool, typer.Option("--json", help="Print one JSON line (url, pid, demo) on start.")] = False,
+    exposed: Annotated[bool, typer.Option("--i-know-this-exposes-tokens", help="Allow a --host other than loopback: "
+                                          "anyone who reaches it can read every token through /_sim/.")] = False,
 ) -> None:
     """Serve the Graph API simulator on HOST:PORT until interrupted (Ctrl-C or SIGTERM).
 
@@ -48,7 +50,17 @@ def serve(
     import sys
     import threading
 
-    from meta_tokenvault.errors import InvalidInput
+    from meta_tokenvault.errors import InvalidInput, UsageError
+    from meta_tokenvault.safety import is_loopback_host
+
+    if not is_loopback_host(host):
+        if not exposed:
+            raise UsageError(f"--host {host} is not loopback: the simulator's /_sim/ endpoints are unauthenticated "
+                             "and hand out every token to whoever reaches them.",
+                             hint="Keep --host 127.0.0.1, or add --i-know-this-exposes-tokens on a network you trust.")
+        render.info(f"warning: serving on {host}: anyone who can reach this port can read every token through /_sim/ "
+                    "(no authentication). Use simulated tokens only.")
+
     from meta_tokenvault.testing.graph_sim import GraphSimulator, SimClock
 
     clock = SimClock(_start_time(start))

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import contextlib
 import os
-import stat
 from pathlib import Path
 
 from ..errors import BackendUnavailable, InvalidInput
 from ..fileutil import atomic_write_private, create_private_file, ensure_private_dir
 from ..ports.keys import Availability
+from ..safety import private_file_problem
 from .keys_local import LocalKeyProvider, decode_key, encode_key
 
 _PREFIX, _SUFFIX = "master-", ".key"
@@ -45,9 +45,9 @@ class FileKeyProvider(LocalKeyProvider):
             info = path.stat()
         except FileNotFoundError:
             return None
-        if stat.S_IMODE(info.st_mode) & 0o077:
-            raise InvalidInput(f"The key file {path} can be read by other users; refusing to use it.",
-                               hint=f"chmod 600 {path} (and check who could have copied it).")
+        problem = private_file_problem(path, info, "key file")
+        if problem is not None:
+            raise problem.error()
         try:
             text = path.read_text()
         except PermissionError:

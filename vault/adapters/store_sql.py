@@ -23,7 +23,7 @@ from sqlalchemy import exc as sa_exc
 from sqlmodel import Session, col, select
 
 from .. import migrations, models, queries
-from ..audit import AUDIT_HEAD, GENESIS, audit_hash, next_link, read_head
+from ..audit import AUDIT_HEAD, GENESIS, audit_hash, encode_head, missing_head, next_link, read_head
 from ..errors import (
     AlreadyExists,
     AuditChainBroken,
@@ -532,22 +532,33 @@ class SqlStore:
             return bool(result.rowcount)
 
     # ------------------------------------------------------------------ audit trail
-    def append_audit(self, actor: str, action: str, subject: str, details: dict[str, Any], now: datetime) -> int:
-        """Append one event to the hash chain, serialised with other writers by locking the head row."""
+    def append_audit(self, actor: str, action: str, subject: str, details: dict[str, Any], now: datetime,
+                     head_key: bytes | None = None) -> int:
+        """Append one event to the hash chain, serialised with other writers by locking the head row.
+
+        ``head_key`` (:func:`meta_tokenvault.audit.head_key`) checks the head's MAC and keys the new head. Raises
+        :class:`AuditChainBroken` for a head that does not verify, or a missing head over existing events."""
         if self._audit_head_missing:
             # Make sure the head row exists *before* locking it: FOR UPDATE on a missing row locks nothing,
             # so two first appends could otherwise race (PostgreSQL).
             try:
                 with self.session() as s:
                     if s.get(models.SettingRow, AUDIT_HEAD) is None:
-                        s.add(models.SettingRow(key=AUDIT_HEAD, value=json.dumps({"seq": 0, "hash": GENESIS})))
+                        last = s.connection().execute(text(queries.AUDIT_LAST_SEQ)).scalar()
+                        if last:
+                            raise missing_head(int(last))
+                        s.add(models.SettingRow(key=AUDIT_HEAD, value=encode_head(0, GENESIS)))
             except AlreadyExists:
                 pass
             self._audit_head_missing = False
         with self.session() as s:  # statements built once: bulk rotation appends several events per token
             conn = s.connection()
             head = conn.execute(_W.head_for_update, {"b_key": AUDIT_HEAD}).first()
-            link = next_link(head[0] if head else None, actor, action, subject, details, now)
+            if head is None:  # deleted since we looked
+                last = conn.execute(text(queries.AUDIT_LAST_SEQ)).scalar()
+                if last:
+                    raise missing_head(int(last))
+            link = next_link(head[0] if head else None, actor, action, subject, details, now, head_key)
             conn.execute(_W.audit_insert, {"seq": link.seq, "at": link.at, "actor": link.actor, "action": link.action,
                                            "subject": link.subject, "details": link.details,
                                            "prev_hash": link.prev_hash, "hash": link.hash})
@@ -556,6 +567,23 @@ class SqlStore:
             else:
                 conn.execute(_W.setting_update, {"b_key": AUDIT_HEAD, "value": link.head})
             return link.seq
+
+    def key_audit_head(self, head_key: bytes, expected_seq: int) -> None:
+        """Give the head at event ``expected_seq`` its MAC if it has none (a keyed head is checked instead).
+        Raises AuditChainBroken when the head moved on since it was verified or its MAC does not match."""
+        with self.session() as s:
+            head = s.connection().execute(_W.head_for_update, {"b_key": AUDIT_HEAD}).first()
+            if head is None:
+                return  # an empty trail (verify_audit refused a missing head over events)
+            seq, digest = read_head(head[0])
+            if seq != expected_seq:
+                raise AuditChainBroken("The audit trail changed while it was being verified.",
+                                       hint="Run `tokenvault audit verify --key-head` again.")
+            if "mac" in json.loads(head[0]):
+                read_head(head[0], head_key)
+                return
+            keyed = encode_head(seq, digest, head_key)
+            s.connection().execute(_W.setting_update, {"b_key": AUDIT_HEAD, "value": keyed})
 
     def list_audit(self, limit: int | None = None, subject: str | None = None) -> list[AuditEventRecord]:
         with self.session() as s:
@@ -568,8 +596,9 @@ class SqlStore:
             rows.reverse()
             return [_audit(r) for r in rows]
 
-    def verify_audit(self) -> int:
-        """Check the whole chain; returns the number of events. Raises :class:`AuditChainBroken`."""
+    def verify_audit(self, head_key: bytes | None = None) -> int:
+        """Check the whole chain, and the head's MAC with ``head_key``; returns the number of events.
+        Raises :class:`AuditChainBroken`."""
         with self.session() as s:
             head_row = s.get(models.SettingRow, AUDIT_HEAD)
             prev, expected_seq, count = GENESIS, 1, 0
@@ -587,7 +616,9 @@ class SqlStore:
                     raise AuditChainBroken(f"Audit event #{row.seq} was edited after it was written.",
                                            event_id=row.seq)
                 prev, expected_seq, count = row.hash, expected_seq + 1, count + 1
-            head_seq, head_hash = read_head(head_row.value if head_row else None)
+            if head_row is None and count:
+                raise missing_head(count)
+            head_seq, head_hash = read_head(head_row.value if head_row else None, head_key)
             if head_seq != count or head_hash != prev:
                 raise AuditChainBroken(
                     f"The audit trail ends at event #{count} but its head records #{head_seq}: "

@@ -46,7 +46,7 @@ def doctor(ctx: VaultContext) -> list[DoctorCheck]:
     backend = ctx.secrets.availability()
     checks.append(DoctorCheck(f"secret backend ({ctx.secrets.name})", backend.ok, backend.reason or "available"))
     try:
-        count = ctx.store.verify_audit()
+        count = ctx.store.verify_audit(head_key=ctx.audit_head_key())
         checks.append(DoctorCheck("audit trail", True, f"{count} events, chain intact"))
     except VaultError as exc:
         checks.append(DoctorCheck("audit trail", False, exc.message, exc.hint))
