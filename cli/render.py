@@ -18,7 +18,8 @@ def safe(value: object, *, markup: bool = False) -> str:
     """``value`` as text fit for a terminal: credentials in URLs removed
     (:func:`meta_tokenvault.redact.strip_userinfo`), control characters removed
     (:func:`meta_tokenvault.redact.printable`: escape sequences, bells, carriage returns, bidi overrides;
-    newlines are kept) and, with ``markup`` (text that rich will parse: table cells and titles), rich markup escaped so ``[link=...]`` is shown, not obeyed. The one sanitiser of every renderer."""
+    newlines are kept) and, with ``markup`` (text that rich will parse: table cells and titles), rich markup
+    escaped so ``[link=...]`` is shown, not obeyed. The one sanitiser of every renderer."""
     from meta_tokenvault.redact import printable, strip_userinfo
 
     text = printable(strip_userinfo("" if value is None else str(value)))
