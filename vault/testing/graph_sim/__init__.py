@@ -15,6 +15,7 @@ from .clock import SimClock
 from .core import KNOBS, GraphSimulator
 from .faults import FAULT_KINDS
 from .server import SimServer
+from .state import SimState
 from .wire import WireRequest, WireResponse
 from .world import SEVEN_DAY_MESSAGE, WHATSAPP_SCOPES, DemoWorld, MintedToken, SimRequest
 
@@ -29,6 +30,7 @@ __all__ = [
     "SimClock",
     "SimRequest",
     "SimServer",
+    "SimState",
     "WireRequest",
     "WireResponse",
     "appsecret_proof",

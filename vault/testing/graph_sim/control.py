@@ -8,18 +8,17 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from .knobs import knobs_json, set_knob
+from .state import SimState
 from .wire import WireRequest, WireResponse
 from .world import SEVEN_DAYS, MintedToken, meta_time
-
-if TYPE_CHECKING:
-    from .core import GraphSimulator
 
 Body = dict[str, Any]
 
 
-def handle_control(sim: GraphSimulator, req: WireRequest) -> WireResponse:
+def handle_control(sim: SimState, req: WireRequest) -> WireResponse:
     name = req.path[len("/_sim/"):].strip("/") if req.path.startswith("/_sim/") else ""
     handler = ROUTES.get((req.method.upper(), name))
     if handler is None:
@@ -36,7 +35,7 @@ def handle_control(sim: GraphSimulator, req: WireRequest) -> WireResponse:
         return WireResponse.of_json(400, {"error": {"message": str(message)}})
 
 
-def _token_json(sim: GraphSimulator, t: MintedToken) -> Body:
+def _token_json(sim: SimState, t: MintedToken) -> Body:
     return {"value": t.value, "state": t.state(sim.clock.now()), "system_user_id": t.system_user_id,
             "app_id": t.app_id, "business_id": t.business_id, "scopes": list(t.scopes), "expiring": t.expiring,
             "issued_at": t.issued_at.isoformat(), "expires_at": t.expires_at.isoformat() if t.expires_at else None,
@@ -44,16 +43,14 @@ def _token_json(sim: GraphSimulator, t: MintedToken) -> Body:
             "via": t.via}
 
 
-def state(sim: GraphSimulator, body: Body, req: WireRequest) -> Body:
+def state(sim: SimState, body: Body, req: WireRequest) -> Body:
     """A summary: clock, knobs, the world, every token with its state (values included: it is a simulator)."""
-    from .core import knob_values
-
     with sim._lock:
         now = sim.clock.now()
         w = sim.world
         return {
             "now": now.isoformat(),
-            "knobs": {k: list(v) if isinstance(v, tuple) else v for k, v in knob_values(sim).items()},
+            "knobs": knobs_json(sim),
             "businesses": [{"id": b.id, "name": b.name, "requires_expiring_tokens": b.requires_expiring_tokens}
                            for b in w.businesses.values()],
             "apps": [{"id": a.id, "name": a.name, "business_id": a.business_id, "secret": a.secret,
@@ -76,7 +73,7 @@ def state(sim: GraphSimulator, body: Body, req: WireRequest) -> Body:
         }
 
 
-def requests(sim: GraphSimulator, body: Body, req: WireRequest) -> Body:
+def requests(sim: SimState, body: Body, req: WireRequest) -> Body:
     """Recorded Graph requests; ``?since=N`` skips the first N."""
     since = int(req.query.get("since", "0") or 0)
     with sim._lock:
@@ -86,7 +83,7 @@ def requests(sim: GraphSimulator, body: Body, req: WireRequest) -> Body:
              "headers": r.headers, "at": r.at.isoformat(), "status": r.status} for r in items]}
 
 
-def advance(sim: GraphSimulator, body: Body, req: WireRequest) -> Body:
+def advance(sim: SimState, body: Body, req: WireRequest) -> Body:
     """``{"seconds": N}`` (also days/hours/minutes) moves the clock; ``{"to": ISO}`` sets it."""
     with sim._lock:
         if "to" in body:
@@ -100,37 +97,33 @@ def advance(sim: GraphSimulator, body: Body, req: WireRequest) -> Body:
         return {"now": sim.clock.now().isoformat()}
 
 
-def fail(sim: GraphSimulator, body: Body, req: WireRequest) -> Body:
+def fail(sim: SimState, body: Body, req: WireRequest) -> Body:
     n = int(body.get("n", 1))
     sim.fail_next(n, kind=str(body.get("kind", "http500")), path_contains=str(body.get("path_contains", "")))
     return {"queued": n, "pending": len(sim.pending_faults)}
 
 
-def latency(sim: GraphSimulator, body: Body, req: WireRequest) -> Body:
-    from .core import set_knob
-
+def latency(sim: SimState, body: Body, req: WireRequest) -> Body:
     set_knob(sim, "latency", body["seconds"])
     return {"latency": sim.latency}
 
 
-def revoke(sim: GraphSimulator, body: Body, req: WireRequest) -> Body:
+def revoke(sim: SimState, body: Body, req: WireRequest) -> Body:
     token = str(body["token"])
     sim.revoke(token)
     return {"revoked": True, "state": sim.token_state(token)}
 
 
-def knobs(sim: GraphSimulator, body: Body, req: WireRequest) -> Body:
+def knobs(sim: SimState, body: Body, req: WireRequest) -> Body:
     """``{"knob": value, ...}``: each is type-checked; returns every knob's value."""
-    from .core import knob_values, set_knob
-
     with sim._lock:
         for name, value in body.items():
             set_knob(sim, name, value)
         sim.touch()
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in knob_values(sim).items()}
+        return knobs_json(sim)
 
 
-def world(sim: GraphSimulator, body: Body, req: WireRequest) -> Body:
+def world(sim: SimState, body: Body, req: WireRequest) -> Body:
     """``{"op": OP, ...keyword arguments}``: build the world from outside the process.
 
     OPs: add_business, add_app, add_system_user (``created_time`` ISO or ``age_seconds``), install_app,
@@ -152,7 +145,7 @@ def world(sim: GraphSimulator, body: Body, req: WireRequest) -> Body:
 WORLD_OPS = frozenset({"add_business", "add_app", "add_system_user", "install_app", "add_waba", "add_phone_number",
                        "assign_waba", "issue_token"})
 
-ROUTES: dict[tuple[str, str], Callable[[GraphSimulator, Body, WireRequest], Body]] = {
+ROUTES: dict[tuple[str, str], Callable[[SimState, Body, WireRequest], Body]] = {
     ("GET", "state"): state,
     ("GET", "requests"): requests,
     ("POST", "advance"): advance,

@@ -1,23 +1,20 @@
-"""The Graph endpoints. Each handler runs under the simulator's lock and returns a JSON payload
-or raises :class:`~.wire.GraphFailure`."""
+"""The Graph endpoints. Each handler acts on the :class:`~.state.SimState` under its lock and returns a JSON
+payload or raises :class:`~.wire.GraphFailure`; :mod:`.router` dispatches to them."""
 
 from __future__ import annotations
 
 import base64
 import binascii
-from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
 from urllib.parse import urlencode
 
 from . import wire
 from .auth import Caller, app_of_app_token, authenticate, check_client, check_token
+from .state import SimState
 from .wire import Call, GraphFailure
 from .world import KNOWN_SCOPES, SEVEN_DAYS, MintedToken, SimSystemUser, meta_time, unix
-
-if TYPE_CHECKING:
-    from datetime import datetime
-
-    from .core import GraphSimulator
 
 Payload = dict[str, Any]
 SU_FIELDS = frozenset({"id", "name", "created_time", "created_by", "finance_permission", "ip_permission"})
@@ -26,37 +23,7 @@ PHONE_FIELDS = frozenset({"id", "display_phone_number", "verified_name", "qualit
 DEFAULT_PHONE_FIELDS = ("id", "display_phone_number", "verified_name", "quality_rating")
 
 
-def route(sim: GraphSimulator, call: Call) -> Payload:
-    """Dispatch on the path (version prefix already removed)."""
-    segs = call.segments
-    if segs == ["debug_token"]:
-        return _only(call, "GET", "debug_token", lambda: debug_token(sim, call))
-    if segs[:1] == ["oauth"] and len(segs) == 2:
-        if segs[1] == "access_token":
-            return oauth_access_token(sim, call)
-        if segs[1] == "revoke":
-            methods = ("GET", "POST") if sim.revoke_via_post else ("GET",)
-            if call.method not in methods:
-                raise wire.unsupported(call.method, "revoke")
-            return oauth_revoke(sim, call)
-    if not segs:
-        raise wire.unsupported(call.method, "")
-    caller = authenticate(sim.world, call, sim.clock.now())
-    node_id = _resolve_me(segs[0], caller)
-    if len(segs) == 1:
-        return node(sim, call, caller, node_id)
-    if len(segs) == 2:
-        return edge(sim, call, caller, node_id, segs[1])
-    raise wire.unknown_path("/" + "/".join(segs[2:]))
-
-
-def _only(call: Call, method: str, name: str, handler: Callable[[], Payload]) -> Payload:
-    if call.method != method:
-        raise wire.unsupported(call.method, name)
-    return handler()
-
-
-def _resolve_me(segment: str, caller: Caller) -> str:
+def resolve_me(segment: str, caller: Caller) -> str:
     if segment != "me":
         return segment
     return caller.system_user.id if caller.system_user else caller.app.id
@@ -83,14 +50,14 @@ def _acts_on(caller: Caller, su: SimSystemUser) -> None:
         raise wire.permission("(#200) Only an admin can manage other system users of the business")
 
 
-def _needs_business_management(sim: GraphSimulator, caller: Caller) -> None:
+def _needs_business_management(sim: SimState, caller: Caller) -> None:
     if sim.require_business_management and "business_management" not in caller.scopes:
         raise wire.permission("(#200) Requires business_management permission to manage the object")
 
 
 # ----- nodes --------------------------------------------------------------------------------------------------
 
-def node(sim: GraphSimulator, call: Call, caller: Caller, node_id: str) -> Payload:
+def node(sim: SimState, call: Call, caller: Caller, node_id: str) -> Payload:
     world = sim.world
     if call.method != "GET":
         raise wire.unsupported(call.method, node_id)
@@ -123,7 +90,7 @@ def node(sim: GraphSimulator, call: Call, caller: Caller, node_id: str) -> Paylo
     raise wire.unsupported(call.method, node_id)
 
 
-def _reaches_waba(sim: GraphSimulator, caller: Caller, waba_id: str) -> None:
+def _reaches_waba(sim: SimState, caller: Caller, waba_id: str) -> None:
     if caller.token is None:
         raise wire.permission()
     reach, _ = sim.world.reach(caller.token)
@@ -133,7 +100,7 @@ def _reaches_waba(sim: GraphSimulator, caller: Caller, waba_id: str) -> None:
         raise wire.permission("(#200) Requires whatsapp_business_management permission to manage the object")
 
 
-def _phone(sim: GraphSimulator, call: Call, caller: Caller, phone_id: str) -> Payload:
+def _phone(sim: SimState, call: Call, caller: Caller, phone_id: str) -> Payload:
     phone = sim.world.phones[phone_id]
     _reaches_waba(sim, caller, phone.waba_id)
     fields = _fields(call, DEFAULT_PHONE_FIELDS, PHONE_FIELDS, "WhatsAppBusinessPhoneNumber")
@@ -145,7 +112,7 @@ def _phone(sim: GraphSimulator, call: Call, caller: Caller, phone_id: str) -> Pa
 
 # ----- edges --------------------------------------------------------------------------------------------------
 
-def edge(sim: GraphSimulator, call: Call, caller: Caller, node_id: str, name: str) -> Payload:
+def edge(sim: SimState, call: Call, caller: Caller, node_id: str, name: str) -> Payload:
     world = sim.world
     if node_id in world.businesses and name == "system_users":
         if call.method == "GET":
@@ -173,7 +140,7 @@ def _with_fields(call: Call, fields: list[str]) -> Call:
                 call.token, call.base_url, call.version_prefix)
 
 
-def _node_type(sim: GraphSimulator, node_id: str) -> str | None:
+def _node_type(sim: SimState, node_id: str) -> str | None:
     world = sim.world
     for table, name in ((world.system_users, "SystemUser"), (world.businesses, "Business"),
                         (world.apps, "Application"), (world.wabas, "WhatsAppBusinessAccount"),
@@ -197,7 +164,7 @@ def _uncursor(cursor: str) -> str:
     return text[4:]
 
 
-def list_system_users(sim: GraphSimulator, call: Call, caller: Caller, business_id: str) -> Payload:
+def list_system_users(sim: SimState, call: Call, caller: Caller, business_id: str) -> Payload:
     """``GET /{business-id}/system_users``: cursor paging (``limit``, ``after``, ``before``), ``summary``."""
     if not _same_business(caller, business_id):
         raise wire.permission()
@@ -259,7 +226,7 @@ def _page_link(call: Call, key: str, cursor: str) -> str:
     return f"{call.base_url}{call.path}?{urlencode(params)}"
 
 
-def create_system_user(sim: GraphSimulator, call: Call, caller: Caller, business_id: str) -> Payload:
+def create_system_user(sim: SimState, call: Call, caller: Caller, business_id: str) -> Payload:
     """``POST /{business-id}/system_users`` (name, role). The seven-day rule applies to a young admin caller."""
     if caller.system_user is None or caller.system_user.business_id != business_id:
         raise wire.permission()
@@ -278,11 +245,11 @@ def create_system_user(sim: GraphSimulator, call: Call, caller: Caller, business
     return {"id": su_id}
 
 
-def _young_admin(sim: GraphSimulator, su: SimSystemUser) -> bool:
+def _young_admin(sim: SimState, su: SimSystemUser) -> bool:
     return su.role == "ADMIN" and su.age(sim.clock.now()) < SEVEN_DAYS
 
 
-def install_app(sim: GraphSimulator, call: Call, caller: Caller, su: SimSystemUser) -> Payload:
+def install_app(sim: SimState, call: Call, caller: Caller, su: SimSystemUser) -> Payload:
     """``POST /{system-user-id}/applications`` business_app=APP: idempotent."""
     _acts_on(caller, su)
     app_id = _business_app(sim, call, su)
@@ -291,7 +258,7 @@ def install_app(sim: GraphSimulator, call: Call, caller: Caller, su: SimSystemUs
     return {"success": True}
 
 
-def _business_app(sim: GraphSimulator, call: Call, su: SimSystemUser) -> str:
+def _business_app(sim: SimState, call: Call, su: SimSystemUser) -> str:
     app_id = call.params.get("business_app", "").strip()
     if not app_id:
         raise wire.param_required("business_app")
@@ -304,7 +271,7 @@ def _business_app(sim: GraphSimulator, call: Call, su: SimSystemUser) -> str:
     return app_id
 
 
-def mint(sim: GraphSimulator, call: Call, su: SimSystemUser) -> Payload:
+def mint(sim: SimState, call: Call, su: SimSystemUser) -> Payload:
     """``POST /{system-user-id}/access_tokens``: appsecret_proof is required here whatever the app setting.
 
     Checks, in order: caller token and proof; same business (an EMPLOYEE only for itself); business_app;
@@ -343,7 +310,7 @@ def _flag(call: Call, name: str) -> bool:
 
 # ----- debug_token and /oauth ---------------------------------------------------------------------------------
 
-def debug_token(sim: GraphSimulator, call: Call) -> Payload:
+def debug_token(sim: SimState, call: Call) -> Payload:
     """``GET /debug_token``: the truth about ``input_token``, for the app of ``access_token``."""
     now = sim.clock.now()
     caller = authenticate(sim.world, call, now)
@@ -372,7 +339,7 @@ def _same_app(token_app: str, viewer_app: str) -> None:
         raise wire.invalid_param("The App_id in the input_token did not match the Viewing App")
 
 
-def _describe(sim: GraphSimulator, record: MintedToken, now: Any) -> Payload:
+def _describe(sim: SimState, record: MintedToken, now: Any) -> Payload:
     app = sim.world.apps[record.app_id]
     expires = record.expires_at
     data: Payload = {"app_id": app.id}
@@ -396,7 +363,7 @@ def _describe(sim: GraphSimulator, record: MintedToken, now: Any) -> Payload:
     return data
 
 
-def _granular(sim: GraphSimulator, record: MintedToken) -> list[Payload]:
+def _granular(sim: SimState, record: MintedToken) -> list[Payload]:
     reach, restricted = sim.world.reach(record)
     out: list[Payload] = []
     for scope in record.scopes:
@@ -410,7 +377,7 @@ def _granular(sim: GraphSimulator, record: MintedToken) -> list[Payload]:
     return out
 
 
-def oauth_access_token(sim: GraphSimulator, call: Call) -> Payload:
+def oauth_access_token(sim: SimState, call: Call) -> Payload:
     """``/oauth/access_token``: ``fb_exchange_token`` (refresh of an expiring token) or ``client_credentials``."""
     now = sim.clock.now()
     grant = call.params.get("grant_type", "")
@@ -429,7 +396,7 @@ def oauth_access_token(sim: GraphSimulator, call: Call) -> Payload:
     return {"access_token": fresh.value, "token_type": "bearer", "expires_in": int((expires - now).total_seconds())}
 
 
-def _app_token_param(sim: GraphSimulator, call: Call, param: str, app_id: str, now: datetime,
+def _app_token_param(sim: SimState, call: Call, param: str, app_id: str, now: datetime,
                      verb: str) -> MintedToken:
     """The working token named by ``param`` (required), which must belong to app ``app_id``."""
     value = call.params.get(param, "")
@@ -441,7 +408,7 @@ def _app_token_param(sim: GraphSimulator, call: Call, param: str, app_id: str, n
     return record
 
 
-def oauth_revoke(sim: GraphSimulator, call: Call) -> Payload:
+def oauth_revoke(sim: SimState, call: Call) -> Payload:
     """``GET /oauth/revoke``: client_id/secret, the caller's token and ``revoke_token`` all of one app."""
     now = sim.clock.now()
     app = check_client(sim.world, call)

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 from dataclasses import asdict
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any, TypeVar
 
 from .clock import SimClock
 from .faults import PendingFault
+from .knobs import knobs_json, set_knob
+from .state import SimState
 from .world import DemoWorld, MintedToken, SimApp, SimBusiness, SimPhoneNumber, SimSystemUser, SimWaba
 
-if TYPE_CHECKING:
-    from .core import GraphSimulator
+S = TypeVar("S", bound=SimState)
 
 FORMAT = "tokenvault-graph-sim/1"
 
@@ -29,12 +30,10 @@ def _rng_state(state: tuple[Any, ...]) -> list[Any]:
     return [version, list(internal), gauss]
 
 
-def dump(sim: GraphSimulator) -> dict[str, Any]:
+def dump(sim: SimState) -> dict[str, Any]:
     """A JSON-ready snapshot (call under the simulator's lock)."""
-    from .core import knob_values
-
     w = sim.world
-    knobs = {k: list(v) if isinstance(v, tuple) else v for k, v in knob_values(sim).items()}
+    knobs = knobs_json(sim)
     return {
         "format": FORMAT,
         "now": _iso(sim.clock.now()),
@@ -56,10 +55,8 @@ def dump(sim: GraphSimulator) -> dict[str, Any]:
     }
 
 
-def restore(cls: type[GraphSimulator], data: dict[str, Any]) -> GraphSimulator:
+def restore(cls: type[S], data: dict[str, Any]) -> S:
     """Rebuild a simulator from :func:`dump` output. Raises ValueError for another format."""
-    from .core import set_knob
-
     if data.get("format") != FORMAT:
         raise ValueError(f"not a simulator state file (format {data.get('format')!r}, expected {FORMAT!r})")
     now = _when(data["now"])

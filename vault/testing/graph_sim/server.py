@@ -8,13 +8,19 @@ import traceback
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from os import PathLike
 from types import TracebackType
-from typing import TYPE_CHECKING
+from typing import Protocol
 from urllib.parse import urlsplit
 
-from .wire import WireRequest, WireResponse, parse_query
+from .wire import Endpoint, WireRequest, WireResponse, parse_query
 
-if TYPE_CHECKING:
-    from .core import GraphSimulator
+
+class Servable(Endpoint, Protocol):
+    """An endpoint with a state that can be saved: ``generation`` moves with every change."""
+
+    @property
+    def generation(self) -> int: ...
+
+    def save(self, path: str | PathLike[str]) -> None: ...
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -57,7 +63,7 @@ class _Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
 
-    def __init__(self, sim: GraphSimulator, address: tuple[str, int], state_path: str | PathLike[str] | None) -> None:
+    def __init__(self, sim: Servable, address: tuple[str, int], state_path: str | PathLike[str] | None) -> None:
         self.sim = sim
         self.state_path = state_path
         self._saved = sim.generation
@@ -83,7 +89,7 @@ class SimServer:
     the serving thread checks for shutdown (short, so ``close()`` is quick in tests).
     """
 
-    def __init__(self, sim: GraphSimulator, host: str = "127.0.0.1", port: int = 0, *,
+    def __init__(self, sim: Servable, host: str = "127.0.0.1", port: int = 0, *,
                  state_path: str | PathLike[str] | None = None, poll_interval: float = 0.01) -> None:
         self.sim = sim
         self._server = _Server(sim, (host, port), state_path)

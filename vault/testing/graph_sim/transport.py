@@ -3,14 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING
 
 import httpx
 
-from .wire import WireRequest, WireResponse, parse_query
-
-if TYPE_CHECKING:
-    from .core import GraphSimulator
+from .wire import Endpoint, WireRequest, WireResponse, parse_query
 
 
 def _wire(request: httpx.Request, body: bytes) -> WireRequest:
@@ -29,7 +25,7 @@ def _response(request: httpx.Request, wire: WireResponse) -> httpx.Response:
 class SimTransport(httpx.BaseTransport):
     """``httpx.Client(transport=SimTransport(sim))``; fault ``timeout`` raises :class:`httpx.ReadTimeout`."""
 
-    def __init__(self, sim: GraphSimulator) -> None:
+    def __init__(self, sim: Endpoint) -> None:
         self.sim = sim
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
@@ -40,7 +36,7 @@ class SimTransport(httpx.BaseTransport):
 class AsyncSimTransport(httpx.AsyncBaseTransport):
     """The async twin: the core runs in a worker thread, so latency does not block the event loop."""
 
-    def __init__(self, sim: GraphSimulator) -> None:
+    def __init__(self, sim: Endpoint) -> None:
         self.sim = sim
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:

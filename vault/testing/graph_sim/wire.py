@@ -7,7 +7,7 @@ import json
 import re
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import parse_qsl
 
 _VERSION = re.compile(r"^/v\d+(?:\.\d+)?(?=/|$)")
@@ -40,6 +40,12 @@ class WireResponse:
 
     def json(self) -> Any:
         return json.loads(self.body)
+
+
+class Endpoint(Protocol):
+    """What the transport and the server serve: one request in, one response out (the simulator)."""
+
+    def handle(self, request: WireRequest) -> WireResponse: ...
 
 
 def parse_query(raw: str) -> dict[str, str]:
