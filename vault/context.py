@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import crypto
 from .errors import NotFound, TokenInvalid, VaultError
+from .policy import Renewal
 from .ports.clock import Clock, SystemClock
 from .ports.notify import Notifier, NullNotifier
 from .types import BusinessRecord, Secret, SecretKind, SecretRef, TokenSource, TokenStatus
@@ -50,6 +51,7 @@ class VaultContext:
         notifier: Notifier | None = None,
         clock: Clock | None = None,
         actor: str = "tokenvault",
+        renewal: Renewal | None = None,
     ) -> None:
         self.store = store
         self.secrets = secrets
@@ -60,6 +62,7 @@ class VaultContext:
         self.notifier: Notifier = notifier or NullNotifier()
         self.clock: Clock = clock or SystemClock()
         self.actor = actor
+        self.renewal: Renewal = renewal or Renewal()  # when run-due refreshes and verifies (config.Settings)
         self._fp_key: bytes | None = None
 
     # ------------------------------------------------------------------ ports
@@ -138,6 +141,7 @@ class VaultContext:
             "fingerprint": prov["fingerprint"], "last4": secret.last4, "created_at": self.now(),
             "expires_at": prov.get("expires_at"), "verified_at": prov.get("verified_at"),
             "debug_summary": prov.get("debug_summary") or {}, "backend": self.secrets.name,
+            "data_access_expires_at": prov.get("data_access_expires_at"),
         }
 
     @staticmethod
@@ -196,6 +200,8 @@ def debug_summary(info: TokenDebugInfo) -> dict[str, Any]:
         "scopes": list(info.scopes), "waba_ids": list(info.waba_ids),
         "expires_at": info.expires_at.isoformat() if info.expires_at else None,
         "issued_at": info.issued_at.isoformat() if info.issued_at else None, "error": info.error_message,
+        "data_access_expires_at": info.data_access_expires_at.isoformat() if info.data_access_expires_at else None,
+        "error_code": info.error_code, "error_subcode": info.error_subcode,
     }
 
 

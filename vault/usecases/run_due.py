@@ -6,8 +6,13 @@ One pass, in order:
 2. for each open reminder whose date has come: notify once, then try the work (generate, rotate,
    refresh). Still blocked → the reminder moves to the new date; done → marked done and notified;
    failed → attempts counted, error kept, notified (given up after ``MAX_ATTEMPTS``);
-3. policy rotation: tokens older than their ``max_age_days`` are rotated; expiring (60-day) tokens
-   within ``REFRESH_MARGIN`` of expiry are rotated too.
+3. detection: active tokens not checked within ``verify_interval`` are checked with debug_token; a dead
+   one becomes ``invalidated`` (:mod:`.verify`);
+4. renewal: expiring (60-day) tokens within ``refresh_margin`` of expiry are *refreshed*, invalidated ones
+   *reissued* (unless ``on_invalid = alert``) (:mod:`.refresh`);
+5. policy rotation: tokens older than their ``max_age_days`` are rotated.
+
+Steps 3 and 4 call Meta ``concurrency`` at a time (the Graph client keeps the app's rate limit).
 
 Each reminder is claimed with a compare-and-set on its status, so two concurrent passes never do the
 same work twice.
@@ -15,21 +20,24 @@ same work twice.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+from .. import policy
 from ..errors import Deferred, NotFound, RotationInProgress, VaultError
 from ..types import TokenStatus, as_utc
 from .mint import generate_token
-from .rotate import Rotator
+from .refresh import plan, renew
+from .rotate import RotationOutcome, Rotator
+from .verify import verify_many
 
 if TYPE_CHECKING:
     from ..context import VaultContext
     from ..types import ReminderRecord
 
 MAX_ATTEMPTS = 5
-REFRESH_MARGIN = timedelta(days=7)
 CLAIM_TTL = timedelta(minutes=30)
 
 
@@ -41,10 +49,20 @@ class RunDueReport:
     failed: list[str] = field(default_factory=list)
     notified: list[str] = field(default_factory=list)
     policy_rotated: list[str] = field(default_factory=list)
+    verified: int = 0  # tokens checked with debug_token
+    invalidated: list[str] = field(default_factory=list)  # found dead at Meta in this pass
+    refreshed: list[str] = field(default_factory=list)
+    reissued: list[str] = field(default_factory=list)
+    alert_only: list[str] = field(default_factory=list)  # invalidated, policy on_invalid = alert: not reissued
 
-    def as_json(self) -> dict[str, list[str]]:
+    def as_json(self) -> dict[str, object]:
         return {"resumed": self.resumed, "completed": self.completed, "still_waiting": self.still_waiting,
-                "failed": self.failed, "notified": self.notified, "policy_rotated": self.policy_rotated}
+                "failed": self.failed, "notified": self.notified, "policy_rotated": self.policy_rotated,
+                "verified": self.verified, "invalidated": self.invalidated, "refreshed": self.refreshed,
+                "reissued": self.reissued, "alert_only": self.alert_only}
+
+    def counts(self) -> dict[str, int]:
+        return {k: v if isinstance(v, int) else len(v) for k, v in self.as_json().items()}  # type: ignore[arg-type]
 
 
 def ics_event(reminder: ReminderRecord, now: datetime) -> str:
@@ -65,17 +83,24 @@ def ics_event(reminder: ReminderRecord, now: datetime) -> str:
 
 
 class DueRunner:
-    def __init__(self, ctx: VaultContext) -> None:
+    def __init__(self, ctx: VaultContext, *, concurrency: int = 8,
+                 progress: Callable[[str, str, str], None] | None = None) -> None:
+        """``concurrency``: Graph calls in parallel for detection and renewal; ``progress(phase, label, state)``
+        is called from worker threads as each token's check or renewal ends."""
         self.ctx = ctx
         self.rotator = Rotator(ctx)
+        self.concurrency = concurrency
+        self.progress = progress
 
     def run(self) -> RunDueReport:
         report = RunDueReport()
         self._resume_interrupted(report)
         for reminder in self.ctx.store.list_reminders(open_only=True):
             self._handle(reminder, report)
+        self._verify_stale(report)
+        self._renew(report)
         self._policy(report)
-        self.ctx.audit("run_due", "reminders", **{k: len(v) for k, v in report.as_json().items()})
+        self.ctx.audit("run_due", "reminders", **report.counts())
         return report
 
     def _resume_interrupted(self, report: RunDueReport) -> None:
@@ -147,21 +172,63 @@ class DueRunner:
                                   scopes=tuple(payload.get("scopes", ())),
                                   system_user_id=payload.get("system_user_id"),
                                   expiring=bool(payload.get("expiring")), from_reminder=True)
+        elif reminder.action == "refresh":
+            self.rotator.rotate(reminder.label, kind="refresh")
         else:
             self.rotator.rotate(reminder.label)
 
+    # ------------------------------------------------------------------ detection and renewal (issue 13)
+    def _verify_stale(self, report: RunDueReport) -> None:
+        """debug_token every active token not checked within ``verify_interval``; dead ones become invalidated."""
+        now, interval = self.ctx.now(), self.ctx.renewal.verify_interval
+        stale = [t for t in self.ctx.store.list_tokens()
+                 if t.status is TokenStatus.ACTIVE and policy.verify_due(t.verified_at, now=now, interval=interval)]
+        if not stale:
+            return
+        tick = None
+        if self.progress is not None:
+            progress = self.progress
+
+            def tick(check: Any) -> None:
+                progress("verify", check.label, check.status if check.valid is not None else "failed")
+        checks = verify_many(self.ctx, stale, concurrency=self.concurrency, progress=tick)
+        report.verified += sum(c.valid is not None for c in checks)
+        report.invalidated += [c.label for c in checks if c.newly_invalidated]
+        report.failed += [f"{c.label}: {c.error}" for c in checks if c.valid is None]
+
+    def _renew(self, report: RunDueReport) -> None:
+        """Refresh tokens expiring within ``refresh_margin``; reissue invalidated ones (policy permitting)."""
+        work = plan(self.ctx, self.ctx.store.list_tokens())
+        report.alert_only += work.alert_only
+        if not work:
+            return
+        tick = None
+        if self.progress is not None:
+            progress = self.progress
+
+            def tick(outcome: RotationOutcome) -> None:
+                progress("refresh" if outcome.label in work.refresh else "reissue", outcome.label, outcome.state)
+        for outcome in renew(self.ctx, work, concurrency=self.concurrency, progress=tick, rotator=self.rotator):
+            if outcome.state == "done":
+                (report.refreshed if outcome.label in work.refresh else report.reissued).append(outcome.label)
+            elif outcome.state == "deferred":
+                report.still_waiting.append(outcome.label)
+            elif outcome.state == "failed":
+                report.failed.append(f"{outcome.label}: {outcome.message}")
+
+    # ------------------------------------------------------------------ policy rotation
     def _policy(self, report: RunDueReport) -> None:
+        """Rotate tokens older than their ``max_age_days`` (expiring ones are refreshed by :meth:`_renew`)."""
         now = self.ctx.now()
+        busy = {r.token_id for r in self.ctx.store.open_rotations()}
         for token in self.ctx.store.list_tokens():
-            if token.status is not TokenStatus.ACTIVE or self.ctx.store.open_rotation(token.id) is not None:
+            if token.status is not TokenStatus.ACTIVE or token.id in busy:
                 continue
             too_old = token.max_age_days is not None and now - token.created_at >= timedelta(days=token.max_age_days)
-            expiring = token.expires_at is not None and as_utc(token.expires_at) - now <= REFRESH_MARGIN
-            if not (too_old or expiring):
+            if not too_old:
                 continue
             try:
-                self.rotator.rotate(token.label, reason="policy: max age" if too_old else "policy: expiry",
-                                    expected_version=token.version)
+                self.rotator.rotate(token.label, reason="policy: max age", expected_version=token.version)
                 report.policy_rotated.append(token.label)
             except Deferred:
                 report.still_waiting.append(token.label)
