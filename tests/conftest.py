@@ -12,7 +12,8 @@ import pytest
 if TYPE_CHECKING:
     from cli_support import CliRunner
 
-pytest_plugins: list[str] = ["plugins.postgres", "plugins.openbao", "plugins.graphsim", "plugins.leakscan"]
+pytest_plugins: list[str] = ["plugins.postgres", "plugins.openbao", "plugins.graphsim", "plugins.leakscan",
+                               "plugins.webhook"]
 
 
 @pytest.fixture(autouse=True)
