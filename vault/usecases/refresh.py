@@ -79,11 +79,15 @@ def renew(ctx: VaultContext, work: RenewalPlan, *, concurrency: int = 8,
         outcomes += rotator.rotate_many(list(work.reissue), kind="reissue", reason="reissue: invalidated at Meta",
                                         concurrency=concurrency, progress=progress, expected=work.reissue)
     done = {o.label: o for o in outcomes if o.state == "done"}
-    refreshed = [label for label in work.refresh if label in done]
+    refreshed = [label for label in work.refresh if label in done and done[label].kind == "refresh"]
+    rotated = [label for label in work.refresh if label in done and done[label].kind == "rotate"]
     reissued = [label for label in work.reissue if label in done]
     say(ctx, "refreshed", refreshed,
         lambda label: f"{label} was renewed before it expired: version {done[label].to_version} is active "
                       f"(version {done[label].from_version} keeps working until its own expiry).")
+    say(ctx, "rotated instead of refreshed", rotated,
+        lambda label: f"Meta refused to refresh {label}, so it was rotated through an eligible admin system user: "
+                      f"version {done[label].to_version} is active, version {done[label].from_version} revoked.")
     say(ctx, "reissued", reissued,
         lambda label: f"{label} had been invalidated at Meta; version {done[label].to_version}, minted through an "
                       "eligible admin system user, is active now.")

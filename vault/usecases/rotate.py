@@ -74,11 +74,12 @@ class RotationOutcome:
     message: str = ""
     opens_at: str | None = None
     reminder_id: int | None = None
+    kind: str = "rotate"  # what it ended as: a refresh Meta refused ends as a rotation
 
     def as_json(self) -> dict[str, object]:
         return {"label": self.label, "state": self.state, "from_version": self.from_version,
                 "to_version": self.to_version, "compromised": self.compromised, "message": self.message,
-                "opens_at": self.opens_at, "reminder_id": self.reminder_id}
+                "opens_at": self.opens_at, "reminder_id": self.reminder_id, "kind": self.kind}
 
 
 _T = TypeVar("_T")
@@ -529,7 +530,7 @@ class Rotator:
 
     def _outcome(self, rotation: RotationRecord, state: str) -> RotationOutcome:
         return RotationOutcome(rotation.label, state, rotation.from_version, rotation.to_version,
-                               rotation.compromised)
+                               rotation.compromised, kind=rotation.kind)
 
     def _business(self, name: str) -> _Business:
         with self._businesses_lock:

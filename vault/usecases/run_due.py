@@ -210,7 +210,12 @@ class DueRunner:
                 progress("refresh" if outcome.label in work.refresh else "reissue", outcome.label, outcome.state)
         for outcome in renew(self.ctx, work, concurrency=self.concurrency, progress=tick, rotator=self.rotator):
             if outcome.state == "done":
-                (report.refreshed if outcome.label in work.refresh else report.reissued).append(outcome.label)
+                if outcome.label in work.reissue:
+                    report.reissued.append(outcome.label)
+                elif outcome.kind == "refresh":
+                    report.refreshed.append(outcome.label)
+                else:  # Meta refused the exchange: rotated through an admin instead
+                    report.policy_rotated.append(outcome.label)
             elif outcome.state == "deferred":
                 report.still_waiting.append(outcome.label)
             elif outcome.state == "failed":
