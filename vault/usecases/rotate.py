@@ -479,6 +479,8 @@ class Rotator:
             if nxt.join_next:
                 continue
             if nxt.behind:  # nothing is left that Meta or the caller waits on: the rest is written behind
+                if release is not None:
+                    work.owner = None  # released by the last entry, behind
                 self._write_behind(rotation, work, joined)
                 return self._outcome(rotation, "done")
             entries, joined = joined, []
@@ -703,9 +705,10 @@ class Rotator:
 
         def write() -> None:  # an invalidated old version keeps its status (promote changes an active one only)
             self.ctx.store.promote(rotation.token_id, to_version, rotation.from_version, old_status)
-        # refresh: the old token works until its own expiry; reissue: it is dead already. Nothing to revoke.
-        last = rotation.compromised or rotation.kind != "rotate"
-        return _Next("done" if last else "promoted", write=write)
+        # refresh: the old token works until its own expiry; reissue: it is dead already. Nothing to revoke, so
+        # nothing waits for this commit: written behind (a crash before it is durable resumes from "stored").
+        renewal = rotation.kind != "rotate" and not rotation.compromised
+        return _Next("done" if rotation.compromised or renewal else "promoted", write=write, behind=renewal)
 
     def _step_promoted(self, rotation: RotationRecord, work: _Work) -> _Next:
         old = self._old_version(rotation, work)

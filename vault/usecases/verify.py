@@ -8,19 +8,20 @@ the token's current version (``verified_at``, what Meta said, expiry, ``data_acc
 says is not valid becomes ``invalidated``: audited, notified, and reissued by the next ``run-due`` unless its
 policy is ``on_invalid = alert``.
 
-The writes of concurrent checks share their commits (:class:`~.rotate.GroupCommit`).
+The writes of concurrent checks share their commits and are written behind (:class:`~.rotate.GroupCommit`):
+no check waits for a commit; all are durable before :func:`verify_many` returns.
 """
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import TYPE_CHECKING
 
 from ..errors import VaultError
-from ..types import SecretKind, SecretRef, TokenRecord, TokenStatus
+from ..types import Secret, SecretKind, SecretRef, TokenRecord, TokenStatus
 from .checks import check_fields, record_invalidated, say
 from .rotate import GroupCommit
 
@@ -71,9 +72,10 @@ def verify_many(ctx: VaultContext, records: Sequence[TokenRecord], *, concurrenc
                 apps.setdefault(business, app)
         return app
 
-    def one(record: TokenRecord) -> Check:
+    def one(record: TokenRecord, secret: Secret | VaultError) -> Check:
         try:
-            secret = ctx.secrets.get(SecretRef(SecretKind.TOKEN, record.id, record.version, record.label))
+            if isinstance(secret, VaultError):
+                raise secret
             info = ctx.graph.debug_token(secret, app_of(record.business_name))
             now = ctx.now()
             fields = check_fields(info, now, record.status)
@@ -84,7 +86,7 @@ def verify_many(ctx: VaultContext, records: Sequence[TokenRecord], *, concurrenc
                 ctx.audit("token.verify", record.label, version=record.version, valid=info.is_valid)
                 if dies:
                     record_invalidated(ctx, record, info)
-            group.run(write)
+            group.run_behind(write, tag=record.label)  # nobody waits for it: written behind, drained below
             status = TokenStatus.INVALIDATED.value if dies else record.status.value
             check = Check(record.label, record.version, info.is_valid, status, info.error_message,
                           info.expires_at if info.is_valid else record.expires_at,
@@ -97,8 +99,40 @@ def verify_many(ctx: VaultContext, records: Sequence[TokenRecord], *, concurrenc
             progress(check)
         return check
 
-    with ThreadPoolExecutor(max_workers=max(1, concurrency), thread_name_prefix="verify") as pool:
-        checks = list(pool.map(one, records))
+    def read(chunk: Sequence[TokenRecord]) -> list[Secret | VaultError]:
+        """The tokens of ``chunk``, read in one transaction (one lock on SQLite, not one per token)."""
+        out: list[Secret | VaultError] = []
+        with ctx.store.transaction():
+            for record in chunk:
+                try:
+                    out.append(ctx.secrets.get(SecretRef(SecretKind.TOKEN, record.id, record.version, record.label)))
+                except VaultError as exc:
+                    out.append(exc)
+        return out
+
+    workers = max(1, concurrency)
+    size = max(16, 4 * workers)
+    ahead = threading.BoundedSemaphore(8 * size)  # tokens read but not yet checked: memory stays bounded
+
+    def run(record: TokenRecord, secret: Secret | VaultError) -> Check:
+        try:
+            return one(record, secret)
+        finally:
+            ahead.release()
+
+    futures = []
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="verify") as pool:
+        for at in range(0, len(records), size):
+            chunk = records[at:at + size]
+            for _ in chunk:
+                ahead.acquire()
+            futures += [pool.submit(run, r, secret) for r, secret in zip(chunk, read(chunk), strict=True)]
+        checks = [f.result() for f in futures]
+    unrecorded = {tag: error for tag, error in group.drain()}
+    if unrecorded:  # Meta answered, but the answer could not be recorded: as if not checked
+        checks = [replace(c, valid=None, newly_invalidated=False, error=f"the answer was not recorded: "
+                          f"{getattr(unrecorded[c.label], 'message', unrecorded[c.label])}")
+                  if c.label in unrecorded else c for c in checks]
     if notify:
         dead = [c for c in checks if c.newly_invalidated]
         say(ctx, "invalidated", [c.label for c in dead],
