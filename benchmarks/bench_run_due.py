@@ -4,9 +4,10 @@ the floor no client can beat.
 
     floor = max(calls x latency / concurrency,  calls / (rate-limit calls per second))
 
-The pass is the heaviest one a day brings: no token was checked within ``verify_interval``, so every active
-token is checked (debug_token), then the 1,000 are refreshed (exchange + debug_token each) and the 100 dead
-ones reissued (mint + debug_token each). ``calls`` is what the pass needed, read from the simulator's request
+The pass is the heaviest one a day brings: no token was checked within ``verify_interval`` (the last check was
+two days ago; it recorded each expiry), so the 1,000 expiring tokens are refreshed (exchange + debug_token each)
+while the 9,000 others are checked (debug_token), and the 100 found dead are reissued (mint + debug_token
+each). ``calls`` is what the pass needed, read from the simulator's request
 log (calls refused for the rate limit are left out). Goal: wall time <= 1.3 x the floor, no token failed (a
 rate limit never surfaces as a failure), every expiring token refreshed (one exchange each, a new version Meta
 accepts), every dead token reissued, the others untouched.
@@ -132,7 +133,8 @@ def _transport_worker(scenario: dict[str, Any], tmp: Path) -> dict[str, Any]:
 def _seed(m: Any, sim: Any, demo: Any, scenario: dict[str, Any],
           now: datetime) -> tuple[float, dict[str, str], dict[str, str], dict[str, str]]:
     """Issue the tokens at the simulator (the expiring ones 55 days ago, the rest now), invalidate the dead ones
-    there, and import every one without a check (one transaction per 500): nothing is verified yet."""
+    there, and import every one without a check (one transaction per 500), recorded as last checked two days
+    ago (their expiry known then): every token is due for a check."""
     from vault.types import Secret
 
     started = time.perf_counter()
@@ -150,11 +152,15 @@ def _seed(m: Any, sim: Any, demo: Any, scenario: dict[str, Any],
         sim.invalidate(value, 460)
     others = {k: v for k, v in values.items() if k not in expiring and k not in dead}
     labels = list(values)
+    yesterday, expires = now - timedelta(days=2), now + timedelta(days=5)
     for at in range(0, len(labels), 500):
         with m.store.transaction():
             for label in labels[at:at + 500]:
-                m.import_token(label, business="acme", secret=Secret(values[label]),
-                               system_user_id=demo.old_admin_id, scopes=SCOPES, verify=False)
+                record = m.import_token(label, business="acme", secret=Secret(values[label]),
+                                        system_user_id=demo.old_admin_id, scopes=SCOPES, verify=False)
+                # as the check of two days ago recorded it: the expiry known, the check due again
+                m.store.update_version(record.id, 1, verified_at=yesterday,
+                                       expires_at=expires if label in expiring else None)
     return time.perf_counter() - started, expiring, dead, others
 
 

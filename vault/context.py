@@ -80,6 +80,15 @@ class VaultContext:
                 graph = self._graph
         return graph
 
+    def with_graph(self, graph: GraphApi) -> VaultContext:
+        """This context (same store, ports, clock) with another Graph client, e.g. one that bounds how many calls
+        are in flight (:class:`BoundedGraph`)."""
+        import copy
+
+        clone = copy.copy(self)
+        clone._graph, clone._graph_lock = graph, threading.Lock()
+        return clone
+
     def now(self) -> datetime:
         return self.clock.now()
 
@@ -188,6 +197,29 @@ class VaultContext:
                                 "then retry; or revoke the token in Business Settings.")
 
 
+class BoundedGraph:
+    """A Graph client through which at most ``limit`` calls are in flight at once, whatever the number of threads:
+    work that spends part of its time on local commits (rotations) runs more threads than calls, and the
+    network still sees ``limit`` concurrent calls."""
+
+    def __init__(self, graph: GraphApi, limit: int) -> None:
+        self._graph = graph
+        self._slots = threading.BoundedSemaphore(max(1, limit))
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._graph, name)
+        if name.startswith("_") or not callable(attr):
+            return attr
+
+        def bounded(*args: Any, **kwargs: Any) -> Any:
+            with self._slots:
+                return attr(*args, **kwargs)
+        return bounded
+
+    def __repr__(self) -> str:
+        return f"BoundedGraph({self._graph!r})"
+
+
 def business_secret_setting(business: BusinessRecord, kind: SecretKind) -> str:
     """The settings key holding the current version of a business secret."""
     return f"business_secret_version:{business.id}:{kind.value}"
@@ -216,5 +248,5 @@ def test_crash(point: str) -> None:
         os.kill(os.getpid(), sig)
 
 
-__all__ = ["FINGERPRINT_PURPOSE", "FP_AAD", "VaultContext", "business_secret_setting", "debug_summary",
+__all__ = ["FINGERPRINT_PURPOSE", "FP_AAD", "BoundedGraph", "VaultContext", "business_secret_setting", "debug_summary",
            "test_crash"]

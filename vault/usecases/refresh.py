@@ -22,15 +22,20 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from .. import policy
+from ..context import BoundedGraph
 from ..types import TokenRecord, TokenStatus
 from .checks import say
 from .rotate import RotationOutcome, Rotator
 
 if TYPE_CHECKING:
     from ..context import VaultContext
+    from ..ports.graph import GraphApi
+
+#: renewals in flight per Graph call allowed in flight (see :func:`renew`)
+WORKERS_PER_CALL = 3
 
 
 @dataclass
@@ -69,8 +74,16 @@ def renew(ctx: VaultContext, work: RenewalPlan, *, concurrency: int = 8,
           progress: Callable[[RotationOutcome], None] | None = None,
           rotator: Rotator | None = None) -> list[RotationOutcome]:
     """Refresh and reissue what ``work`` lists; one outcome per token (``done``, ``deferred``, ``failed``,
-    ``skipped``). Notifies what was refreshed and reissued (deferrals and failed refreshes notify themselves)."""
-    rotator = rotator or Rotator(ctx)
+    ``skipped``). Notifies what was refreshed and reissued (deferrals and failed refreshes notify themselves).
+
+    A renewal waits for two commits (journal, then the new token stored) besides its two calls to Meta, so without
+    a ``rotator`` of the caller's, ``WORKERS_PER_CALL`` x ``concurrency`` renewals run at once while at most
+    ``concurrency`` Graph calls are in flight (:class:`~vault.context.BoundedGraph`): the commits of some overlap
+    the calls of others. With one, ``concurrency`` renewals run at once through it (the caller bounds the calls).
+    """
+    if rotator is None:
+        rotator = Rotator(ctx.with_graph(cast("GraphApi", BoundedGraph(ctx.graph, concurrency))))
+        concurrency *= WORKERS_PER_CALL
     outcomes: list[RotationOutcome] = []
     if work.refresh:
         outcomes += rotator.rotate_many(list(work.refresh), kind="refresh", reason="refresh: expires soon",

@@ -12,7 +12,8 @@ One pass, in order:
    *reissued* (unless ``on_invalid = alert``) (:mod:`.refresh`);
 5. policy rotation: tokens older than their ``max_age_days`` are rotated.
 
-Steps 3 and 4 call Meta ``concurrency`` at a time (the Graph client keeps the app's rate limit).
+Steps 3 and 4 overlap (renewals already known start while the checks run) and call Meta ``concurrency`` at
+a time between them (the Graph client keeps the app's rate limit).
 
 Each reminder is claimed with a compare-and-set on its status, so two concurrent passes never do the
 same work twice.
@@ -20,22 +21,25 @@ same work twice.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, cast
 
 from .. import policy
+from ..context import BoundedGraph
 from ..errors import Deferred, NotFound, RotationInProgress, VaultError
 from ..types import TokenStatus, as_utc
 from .mint import generate_token
-from .refresh import plan, renew
+from .refresh import WORKERS_PER_CALL, RenewalPlan, plan, renew
 from .rotate import RotationOutcome, Rotator
-from .verify import verify_many
+from .verify import Check, verify_many
 
 if TYPE_CHECKING:
     from ..context import VaultContext
-    from ..types import ReminderRecord
+    from ..ports.graph import GraphApi
+    from ..types import ReminderRecord, TokenRecord
 
 MAX_ATTEMPTS = 5
 CLAIM_TTL = timedelta(minutes=30)
@@ -91,14 +95,14 @@ class DueRunner:
         self.rotator = Rotator(ctx)
         self.concurrency = concurrency
         self.progress = progress
+        self._report_lock = threading.Lock()  # detection and renewal report from two threads
 
     def run(self) -> RunDueReport:
         report = RunDueReport()
         self._resume_interrupted(report)
         for reminder in self.ctx.store.list_reminders(open_only=True):
             self._handle(reminder, report)
-        self._verify_stale(report)
-        self._renew(report)
+        self._health(report)
         self._policy(report)
         self.ctx.audit("run_due", "reminders", **report.counts())
         return report
@@ -178,48 +182,73 @@ class DueRunner:
             self.rotator.rotate(reminder.label)
 
     # ------------------------------------------------------------------ detection and renewal (issue 13)
-    def _verify_stale(self, report: RunDueReport) -> None:
-        """debug_token every active token not checked within ``verify_interval``; dead ones become invalidated."""
+    def _health(self, report: RunDueReport) -> None:
+        """Detection and renewal, overlapped: the renewals already known (tokens whose recorded expiry is inside
+        ``refresh_margin``, tokens already invalidated) start at once, while every other active token not checked
+        within ``verify_interval`` is checked with debug_token; then the tokens those checks found dead or
+        expiring are renewed. Checks and renewals share one bound of ``concurrency`` Graph calls in flight (and
+        the Graph client's pacing), and one group commit: a renewal waits for commits, a check mostly for Meta,
+        so together they keep both the network and the database busy."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        ctx = self.ctx.with_graph(cast("GraphApi", BoundedGraph(self.ctx.graph, self.concurrency)))
+        rotator = Rotator(ctx)
+        records = self.ctx.store.list_tokens()
+        first = plan(self.ctx, records)
         now, interval = self.ctx.now(), self.ctx.renewal.verify_interval
-        stale = [t for t in self.ctx.store.list_tokens()
-                 if t.status is TokenStatus.ACTIVE and policy.verify_due(t.verified_at, now=now, interval=interval)]
-        if not stale:
-            return
+        stale = [t for t in records if t.status is TokenStatus.ACTIVE and t.label not in first.refresh
+                 and policy.verify_due(t.verified_at, now=now, interval=interval)]
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="renew") as background:
+            renewing = background.submit(self._renew, ctx, rotator, first, report) if first else None
+            if stale:
+                self._verify(ctx, rotator, stale, report)
+            if renewing is not None:
+                renewing.result()
+        report.alert_only += first.alert_only
+        second = plan(self.ctx, self.ctx.store.list_tokens())
+        done = set(first.refresh) | set(first.reissue)
+        second.refresh = {k: v for k, v in second.refresh.items() if k not in done}
+        second.reissue = {k: v for k, v in second.reissue.items() if k not in done}
+        report.alert_only += [label for label in second.alert_only if label not in first.alert_only]
+        if second:
+            self._renew(ctx, rotator, second, report)
+
+    def _verify(self, ctx: VaultContext, rotator: Rotator, stale: list[TokenRecord], report: RunDueReport) -> None:
+        """debug_token ``stale``; dead ones become invalidated (see :func:`.verify.verify_many`)."""
         tick = None
         if self.progress is not None:
             progress = self.progress
 
-            def tick(check: Any) -> None:
+            def tick(check: Check) -> None:
                 progress("verify", check.label, check.status if check.valid is not None else "failed")
-        checks = verify_many(self.ctx, stale, concurrency=self.concurrency, progress=tick)
-        report.verified += sum(c.valid is not None for c in checks)
-        report.invalidated += [c.label for c in checks if c.newly_invalidated]
-        report.failed += [f"{c.label}: {c.error}" for c in checks if c.valid is None]
+        checks = verify_many(ctx, stale, concurrency=self.concurrency, progress=tick, group=rotator.group)
+        with self._report_lock:
+            report.verified += sum(c.valid is not None for c in checks)
+            report.invalidated += [c.label for c in checks if c.newly_invalidated]
+            report.failed += [f"{c.label}: {c.error}" for c in checks if c.valid is None]
 
-    def _renew(self, report: RunDueReport) -> None:
-        """Refresh tokens expiring within ``refresh_margin``; reissue invalidated ones (policy permitting)."""
-        work = plan(self.ctx, self.ctx.store.list_tokens())
-        report.alert_only += work.alert_only
-        if not work:
-            return
+    def _renew(self, ctx: VaultContext, rotator: Rotator, work: RenewalPlan, report: RunDueReport) -> None:
+        """Refresh and reissue what ``work`` lists (see :func:`.refresh.renew`); record the outcomes."""
         tick = None
         if self.progress is not None:
             progress = self.progress
 
             def tick(outcome: RotationOutcome) -> None:
                 progress("refresh" if outcome.label in work.refresh else "reissue", outcome.label, outcome.state)
-        for outcome in renew(self.ctx, work, concurrency=self.concurrency, progress=tick, rotator=self.rotator):
-            if outcome.state == "done":
-                if outcome.label in work.reissue:
-                    report.reissued.append(outcome.label)
-                elif outcome.kind == "refresh":
-                    report.refreshed.append(outcome.label)
-                else:  # Meta refused the exchange: rotated through an admin instead
-                    report.policy_rotated.append(outcome.label)
-            elif outcome.state == "deferred":
-                report.still_waiting.append(outcome.label)
-            elif outcome.state == "failed":
-                report.failed.append(f"{outcome.label}: {outcome.message}")
+        outcomes = renew(ctx, work, concurrency=self.concurrency * WORKERS_PER_CALL, progress=tick, rotator=rotator)
+        with self._report_lock:
+            for outcome in outcomes:
+                if outcome.state == "done":
+                    if outcome.label in work.reissue:
+                        report.reissued.append(outcome.label)
+                    elif outcome.kind == "refresh":
+                        report.refreshed.append(outcome.label)
+                    else:  # Meta refused the exchange: rotated through an admin instead
+                        report.policy_rotated.append(outcome.label)
+                elif outcome.state == "deferred":
+                    report.still_waiting.append(outcome.label)
+                elif outcome.state == "failed":
+                    report.failed.append(f"{outcome.label}: {outcome.message}")
 
     # ------------------------------------------------------------------ policy rotation
     def _policy(self, report: RunDueReport) -> None:

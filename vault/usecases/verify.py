@@ -52,14 +52,16 @@ class Check:
 
 
 def verify_many(ctx: VaultContext, records: Sequence[TokenRecord], *, concurrency: int = 8,
-                progress: Callable[[Check], None] | None = None, notify: bool = True) -> list[Check]:
+                progress: Callable[[Check], None] | None = None, notify: bool = True,
+                group: GroupCommit | None = None) -> list[Check]:
     """debug_token each of ``records`` (their current versions), ``concurrency`` at a time; one :class:`Check`
     per record, in order. Records every answer; marks an invalid active token ``invalidated`` (audited, and
     notified unless ``notify`` is false). A failed call (Meta down, rate limit past the retries) is reported in
-    its Check and changes nothing. Never raises for one token's failure."""
+    its Check and changes nothing. Never raises for one token's failure. ``group``: the group commit to share
+    (with rotations running at the same time)."""
     from concurrent.futures import ThreadPoolExecutor
 
-    group = GroupCommit(ctx.store)
+    group = group or GroupCommit(ctx.store)
     apps: dict[str, AppCredentials] = {}
     apps_lock = threading.Lock()
 
