@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from .. import policy
 from ..errors import VaultError
+from ..policy import countdown, refresh_due
 from ..types import TokenStatus
 
 if TYPE_CHECKING:
@@ -70,11 +70,11 @@ def renewal_checks(ctx: VaultContext, tokens: list[TokenRecord]) -> list[DoctorC
     was never asked about (debug_token): their expiry and health are unknown."""
     now, margin = ctx.now(), ctx.renewal.refresh_margin
     active = [t for t in tokens if t.status is TokenStatus.ACTIVE]
-    expiring = [t for t in active if policy.refresh_due(t.expires_at, now=now, margin=margin)]
+    expiring = [t for t in active if refresh_due(t.expires_at, now=now, margin=margin)]
     unverified = [t.label for t in active if t.verified_at is None]
     out = [DoctorCheck(
         "expiring tokens", not expiring,
-        ", ".join(f"{t.label} expires {policy.countdown(t.expires_at, now=now)}" for t in expiring)
+        ", ".join(f"{t.label} expires {countdown(t.expires_at, now=now)}" for t in expiring)
         or f"none within the refresh margin ({margin.days} days)",
         "Run `tokenvault run-due` (it refreshes them); schedule it from cron/systemd" if expiring else "",
         warning=bool(expiring))]

@@ -24,8 +24,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, cast
 
-from .. import policy
 from ..context import BoundedGraph
+from ..policy import refresh_due
 from ..types import TokenRecord, TokenStatus
 from .checks import say
 from .rotate import RotationOutcome, Rotator
@@ -59,7 +59,7 @@ def plan(ctx: VaultContext, records: Sequence[TokenRecord], *, now: datetime | N
     for record in records:
         if record.id in busy:
             continue
-        if record.status is TokenStatus.ACTIVE and policy.refresh_due(
+        if record.status is TokenStatus.ACTIVE and refresh_due(
                 record.expires_at, now=now, margin=ctx.renewal.refresh_margin):
             out.refresh[record.label] = record.version
         elif record.status is TokenStatus.INVALIDATED:

@@ -27,9 +27,9 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, cast
 
-from .. import policy
 from ..context import BoundedGraph
 from ..errors import Deferred, NotFound, RotationInProgress, VaultError
+from ..policy import verify_due
 from ..types import TokenStatus, as_utc
 from .mint import generate_token
 from .refresh import WORKERS_PER_CALL, RenewalPlan, plan, renew
@@ -197,7 +197,7 @@ class DueRunner:
         first = plan(self.ctx, records)
         now, interval = self.ctx.now(), self.ctx.renewal.verify_interval
         stale = [t for t in records if t.status is TokenStatus.ACTIVE and t.label not in first.refresh
-                 and policy.verify_due(t.verified_at, now=now, interval=interval)]
+                 and verify_due(t.verified_at, now=now, interval=interval)]
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="renew") as background:
             renewing = background.submit(self._renew, ctx, rotator, first, report) if first else None
             if stale:
