@@ -1,6 +1,7 @@
 """run-due at scale: 10,000 tokens, of which 1,000 expire within the refresh margin and 100 were invalidated at
 Meta, against the Graph API simulator with 50 ms of latency per call and a rate limit; reported as a ratio to
-the floor no client can beat.
+the floor no client can beat. Two limits: 200 calls/s (rate-bound: 16 calls in flight could make 320/s), and
+300 calls/s ("balanced": both floors within 7% of each other, so any time of tokenvault's own shows).
 
     floor = max(calls x latency / concurrency,  calls / (rate-limit calls per second))
 
@@ -41,8 +42,9 @@ def scenarios(quick: bool) -> list[dict[str, Any]]:
     if quick:
         return [{"name": "quick", "tokens": 200, "expiring": 20, "dead": 5, "concurrency": 8, "latency": 0.01,
                  "rate_limit": [200, 1.0]}]
-    return [{"name": "rate-bound", "tokens": 10_000, "expiring": 1_000, "dead": 100, "concurrency": 16,
-             "latency": 0.05, "rate_limit": [300, 1.0]}]
+    base = {"tokens": 10_000, "expiring": 1_000, "dead": 100, "concurrency": 16, "latency": 0.05}
+    return [{**base, "name": "rate-bound", "rate_limit": [200, 1.0]},  # 16 in flight could do 320 calls/s
+            {**base, "name": "balanced", "rate_limit": [300, 1.0]}]  # both floors within 7%: the hardest case
 
 
 def run(quick: bool) -> list[Any]:
@@ -250,6 +252,8 @@ if __name__ == "__main__":
         sys.path.insert(0, str(HERE))
         from harness import Figure
 
+        only = sys.argv[sys.argv.index("--only") + 1] if "--only" in sys.argv else None
         for chosen in scenarios("--quick" in sys.argv):
-            for f in _figures(Figure, chosen, _in_worker(chosen)):
-                print(json.dumps(f.as_json()), flush=True)
+            if only is None or chosen["name"] == only:
+                for f in _figures(Figure, chosen, _in_worker(chosen)):
+                    print(json.dumps(f.as_json()), flush=True)
