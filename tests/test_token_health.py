@@ -6,11 +6,14 @@ migration 3 on a database made by the previous tokenvault."""
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
+from cli_support import CliRunner
 from graph_world import SCOPES, World, make_world
 
 from vault import policy
@@ -18,6 +21,7 @@ from vault.api import TokenVault
 from vault.config import Settings, parse_duration
 from vault.errors import InvalidInput
 from vault.service import TokenManager
+from vault.testing.graph_sim import GraphSimulator, SimClock
 from vault.types import TokenSource, TokenStatus
 
 
@@ -276,3 +280,58 @@ def test_migration_3_upgrades_a_database_of_the_previous_tokenvault(world: World
     assert record.on_invalid == "reissue" and record.version == 2
     assert m.store.get_rotation(1).kind == "rotate"
     m.close()
+
+
+# ---------------------------------------------------------------------------------------------- the CLI
+SCOPES_CSV = ",".join(SCOPES)
+
+
+@pytest.fixture
+def served_cli(env_home: Path, monkeypatch: pytest.MonkeyPatch, cli: CliRunner) -> Iterator[tuple[CliRunner, Any]]:
+    """The CLI in-process, over HTTP to a simulator on the real clock, with acme registered and synced."""
+    sim, demo = GraphSimulator.demo_world(clock=SimClock(datetime.now(UTC)))
+    server = sim.serve()
+    monkeypatch.setenv("TOKENVAULT_GRAPH_URL", server.url)
+    try:
+        assert cli("init").code == 0
+        added = cli("business", "add", "acme", "--business-id", demo.business_id, "--app-id", demo.app_id,
+                    stdin=f"{demo.app_secret}\n{demo.admin_token}\n")
+        assert added.code == 0, added.err
+        assert cli("system-users", "sync").code == 0
+        yield cli, sim
+    finally:
+        server.close()
+
+
+def test_cli_refresh_on_invalid_and_usage_errors(served_cli: tuple[CliRunner, Any]) -> None:
+    cli, sim = served_cli
+    assert cli("token", "generate", "exp", "--business", "acme", "--scopes", SCOPES_CSV, "--expiring").code == 0
+    assert cli("token", "generate", "perm", "--business", "acme", "--scopes", SCOPES_CSV,
+               "--on-invalid", "alert").code == 0
+    shown = cli("token", "show", "exp")
+    assert "in 59 days" in shown.out and "data access expires" in shown.out and "reissue" in shown.out
+    assert cli("token", "show", "perm", "--json").json()["on_invalid"] == "alert"
+    bad = cli("token", "generate", "other", "--business", "acme", "--on-invalid", "maybe")
+    assert bad.code == 2 and "on-invalid" in bad.err and "Traceback" not in bad.err
+    assert cli("token", "verify").code == 2 and cli("token", "verify", "exp", "--all").code == 2
+
+    refreshed = cli("token", "refresh", "exp", "--json")
+    assert refreshed.code == 0, refreshed.err
+    assert (refreshed.json()["kind"], refreshed.json()["to_version"]) == ("refresh", 2)
+    assert cli("token", "show", "exp", "--json").json()["source"] == "refreshed"
+    never = cli("token", "refresh", "perm")
+    assert never.code == 2 and "never expires" in never.err
+
+
+def test_cli_run_due_reports_what_it_found_and_did(served_cli: tuple[CliRunner, Any]) -> None:
+    cli, sim = served_cli
+    assert cli("token", "generate", "prod", "--business", "acme", "--scopes", SCOPES_CSV).code == 0
+    value = cli("token", "reveal", "prod").out.strip()
+    sim.invalidate(value, 467)
+    assert cli("token", "verify", "prod").code == 6
+    ran = cli("run-due", "--concurrency", "2")
+    assert ran.code == 0, ran.err
+    assert "[reissue 1] prod: done" in ran.err and "reissued: prod" in ran.err
+    assert value not in ran.out + ran.err
+    again = cli("token", "verify", "--all", "--json")
+    assert again.code == 0 and again.json()["valid"] == 1
