@@ -19,9 +19,10 @@ another process is skipped).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from itertools import chain
 from typing import TYPE_CHECKING, cast
 
 from ..context import BoundedGraph
@@ -72,7 +73,7 @@ def plan(ctx: VaultContext, records: Sequence[TokenRecord], *, now: datetime | N
 
 def renew(ctx: VaultContext, work: RenewalPlan, *, concurrency: int = 8,
           progress: Callable[[RotationOutcome], None] | None = None,
-          rotator: Rotator | None = None) -> list[RotationOutcome]:
+          rotator: Rotator | None = None, found: Iterable[str] | None = None) -> list[RotationOutcome]:
     """Refresh and reissue what ``work`` lists; one outcome per token (``done``, ``deferred``, ``failed``,
     ``skipped``). Notifies what was refreshed and reissued (deferrals and failed refreshes notify themselves).
 
@@ -80,6 +81,8 @@ def renew(ctx: VaultContext, work: RenewalPlan, *, concurrency: int = 8,
     a ``rotator`` of the caller's, ``WORKERS_PER_CALL`` x ``concurrency`` renewals run at once while at most
     ``concurrency`` Graph calls are in flight (:class:`~vault.context.BoundedGraph`): the commits of some overlap
     the calls of others. With one, ``concurrency`` renewals run at once through it (the caller bounds the calls).
+    ``found``: more tokens to reissue, as they are found (a generator that may block; the caller adds each one
+    to ``work.reissue`` before yielding it).
     """
     if rotator is None:
         rotator = Rotator(ctx.with_graph(cast("GraphApi", BoundedGraph(ctx.graph, concurrency))))
@@ -88,9 +91,10 @@ def renew(ctx: VaultContext, work: RenewalPlan, *, concurrency: int = 8,
     if work.refresh:
         outcomes += rotator.rotate_many(list(work.refresh), kind="refresh", reason="refresh: expires soon",
                                         concurrency=concurrency, progress=progress, expected=work.refresh)
-    if work.reissue:
-        outcomes += rotator.rotate_many(list(work.reissue), kind="reissue", reason="reissue: invalidated at Meta",
-                                        concurrency=concurrency, progress=progress, expected=work.reissue)
+    if work.reissue or found is not None:
+        outcomes += rotator.rotate_many(chain(list(work.reissue), found or ()), kind="reissue",
+                                        reason="reissue: invalidated at Meta", concurrency=concurrency,
+                                        progress=progress, expected=work.reissue)
     done = {o.label: o for o in outcomes if o.state == "done"}
     refreshed = [label for label in work.refresh if label in done and done[label].kind == "refresh"]
     rotated = [label for label in work.refresh if label in done and done[label].kind == "rotate"]

@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
@@ -395,14 +395,15 @@ class Rotator:
         self._settle()
         return outcome
 
-    def rotate_many(self, labels: Sequence[str], *, compromised: bool = False, reason: str = "",
+    def rotate_many(self, labels: Iterable[str], *, compromised: bool = False, reason: str = "",
                     concurrency: int = 4,
                     progress: Callable[[RotationOutcome], None] | None = None,
                     kind: str = "rotate",
                     expected: dict[str, int] | None = None) -> list[RotationOutcome]:
         """Rotate several tokens with bounded concurrency; one outcome per label, in the order given (an
         error does not stop the others). ``progress`` is called from the worker threads as each one ends.
-        ``kind``: of every rotation; ``expected``: label -> the version the caller saw (``skipped`` if it moved)."""
+        ``kind``: of every rotation; ``expected``: label -> the version the caller saw (``skipped`` if it moved).
+        ``labels`` may be a generator that blocks (work found while this runs): each label starts as it comes."""
         from concurrent.futures import ThreadPoolExecutor
 
         def one(label: str) -> RotationOutcome:

@@ -22,7 +22,7 @@ same work twice.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, cast
@@ -185,41 +185,64 @@ class DueRunner:
     def _health(self, report: RunDueReport) -> None:
         """Detection and renewal, overlapped: the renewals already known (tokens whose recorded expiry is inside
         ``refresh_margin``, tokens already invalidated) start at once, while every other active token not checked
-        within ``verify_interval`` is checked with debug_token; then the tokens those checks found dead or
-        expiring are renewed. Checks and renewals share one bound of ``concurrency`` Graph calls in flight (and
-        the Graph client's pacing), and one group commit: a renewal waits for commits, a check mostly for Meta,
-        so together they keep both the network and the database busy."""
+        within ``verify_interval`` is checked with debug_token; a token a check finds dead is reissued at once
+        (policy permitting); then the tokens the checks found expiring are refreshed. Checks and renewals share
+        one bound of ``concurrency`` Graph calls in flight (and the Graph client's pacing), and one group commit:
+        a renewal waits for commits, a check mostly for Meta, so together they keep the network and the database
+        busy."""
+        import queue
         from concurrent.futures import ThreadPoolExecutor
 
         ctx = self.ctx.with_graph(cast("GraphApi", BoundedGraph(self.ctx.graph, self.concurrency)))
         rotator = Rotator(ctx)
         records = self.ctx.store.list_tokens()
         first = plan(self.ctx, records)
+        busy = {r.token_id for r in self.ctx.store.open_rotations()}
         now, interval = self.ctx.now(), self.ctx.renewal.verify_interval
-        stale = [t for t in records if t.status is TokenStatus.ACTIVE and t.label not in first.refresh
-                 and verify_due(t.verified_at, now=now, interval=interval)]
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="renew") as background:
+        stale = {t.label: t for t in records if t.status is TokenStatus.ACTIVE and t.label not in first.refresh
+                 and verify_due(t.verified_at, now=now, interval=interval)}
+        found, dead = RenewalPlan(), queue.Queue[str | None]()
+
+        def on_dead(check: Check) -> None:  # a worker thread of the checks; the reissue starts right away
+            record = stale[check.label]
+            if record.on_invalid != "alert" and record.id not in busy:
+                found.reissue[check.label] = check.version
+                dead.put(check.label)
+
+        def found_dead() -> Iterator[str]:
+            while (label := dead.get()) is not None:
+                yield label
+
+        with ThreadPoolExecutor(max_workers=2, thread_name_prefix="renew") as background:
             renewing = background.submit(self._renew, ctx, rotator, first, report) if first else None
-            if stale:
-                self._verify(ctx, rotator, stale, report)
-            if renewing is not None:
-                renewing.result()
+            reissuing = background.submit(self._renew, ctx, rotator, found, report, found_dead()) if stale else None
+            try:
+                if stale:
+                    self._verify(ctx, rotator, list(stale.values()), report, on_dead)
+            finally:
+                dead.put(None)
+            for work in (renewing, reissuing):
+                if work is not None:
+                    work.result()
         report.alert_only += first.alert_only
         second = plan(self.ctx, self.ctx.store.list_tokens())
-        done = set(first.refresh) | set(first.reissue)
+        done = set(first.refresh) | set(first.reissue) | set(found.reissue)
         second.refresh = {k: v for k, v in second.refresh.items() if k not in done}
         second.reissue = {k: v for k, v in second.reissue.items() if k not in done}
         report.alert_only += [label for label in second.alert_only if label not in first.alert_only]
         if second:
             self._renew(ctx, rotator, second, report)
 
-    def _verify(self, ctx: VaultContext, rotator: Rotator, stale: list[TokenRecord], report: RunDueReport) -> None:
-        """debug_token ``stale``; dead ones become invalidated (see :func:`.verify.verify_many`)."""
-        tick = None
-        if self.progress is not None:
-            progress = self.progress
+    def _verify(self, ctx: VaultContext, rotator: Rotator, stale: list[TokenRecord], report: RunDueReport,
+                on_dead: Callable[[Check], None]) -> None:
+        """debug_token ``stale``; dead ones become invalidated (see :func:`.verify.verify_many`) and are handed to
+        ``on_dead`` as they are found."""
+        progress = self.progress
 
-            def tick(check: Check) -> None:
+        def tick(check: Check) -> None:
+            if check.newly_invalidated:
+                on_dead(check)
+            if progress is not None:
                 progress("verify", check.label, check.status if check.valid is not None else "failed")
         checks = verify_many(ctx, stale, concurrency=self.concurrency, progress=tick, group=rotator.group)
         with self._report_lock:
@@ -227,15 +250,17 @@ class DueRunner:
             report.invalidated += [c.label for c in checks if c.newly_invalidated]
             report.failed += [f"{c.label}: {c.error}" for c in checks if c.valid is None]
 
-    def _renew(self, ctx: VaultContext, rotator: Rotator, work: RenewalPlan, report: RunDueReport) -> None:
-        """Refresh and reissue what ``work`` lists (see :func:`.refresh.renew`); record the outcomes."""
+    def _renew(self, ctx: VaultContext, rotator: Rotator, work: RenewalPlan, report: RunDueReport,
+               found: Iterable[str] | None = None) -> None:
+        """Refresh and reissue what ``work`` lists, and ``found`` (see :func:`.refresh.renew`); record the outcomes."""
         tick = None
         if self.progress is not None:
             progress = self.progress
 
             def tick(outcome: RotationOutcome) -> None:
                 progress("refresh" if outcome.label in work.refresh else "reissue", outcome.label, outcome.state)
-        outcomes = renew(ctx, work, concurrency=self.concurrency * WORKERS_PER_CALL, progress=tick, rotator=rotator)
+        outcomes = renew(ctx, work, concurrency=self.concurrency * WORKERS_PER_CALL, progress=tick, rotator=rotator,
+                         found=found)
         with self._report_lock:
             for outcome in outcomes:
                 if outcome.state == "done":
