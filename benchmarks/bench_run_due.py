@@ -98,10 +98,10 @@ def worker(scenario: dict[str, Any]) -> dict[str, Any]:
 def _transport_worker(scenario: dict[str, Any], tmp: Path) -> dict[str, Any]:
     import httpx
 
-    from vault.config import Settings
-    from vault.testing.graph_sim import GraphSimulator, SimClock
-    from vault.types import Secret
-    from vault.wiring import build_manager
+    from meta_tokenvault.config import Settings
+    from meta_tokenvault.testing.graph_sim import GraphSimulator, SimClock
+    from meta_tokenvault.types import Secret
+    from meta_tokenvault.wiring import build_manager
 
     now = datetime.now(UTC)
     sim, demo = GraphSimulator.demo_world(clock=SimClock(now - timedelta(days=55), realtime=True))
@@ -137,7 +137,7 @@ def _seed(m: Any, sim: Any, demo: Any, scenario: dict[str, Any],
     """Issue the tokens at the simulator (the expiring ones 55 days ago, the rest now), invalidate the dead ones
     there, and import every one without a check (one transaction per 500), recorded as last checked two days
     ago (their expiry known then): every token is due for a check."""
-    from vault.types import Secret
+    from meta_tokenvault.types import Secret
 
     started = time.perf_counter()
     n, n_exp, n_dead = scenario["tokens"], scenario["expiring"], scenario["dead"]
@@ -195,7 +195,7 @@ def _check(m: Any, sim: Any, expiring: dict[str, str], dead: dict[str, str], oth
            requests: list[Any]) -> dict[str, Any]:
     """Expiring: version 2 refreshed, valid, one exchange each, the old still valid; dead: version 2 reissued,
     valid; the rest: version 1, untouched and checked."""
-    from vault.types import TokenSource, TokenStatus
+    from meta_tokenvault.types import TokenSource, TokenStatus
 
     records = {r.label: r for r in m.list_tokens()}
     bad: list[str] = []

@@ -1,7 +1,7 @@
-"""The typer app and its global options. Commands live in :mod:`cli.commands`; none of them handles errors
-itself: :func:`cli.main.run` is the one error boundary.
+"""The typer app and its global options. Commands live in :mod:`meta_tokenvault.cli.commands`; none of them handles errors
+itself: :func:`meta_tokenvault.cli.main.run` is the one error boundary.
 
-Imported only when a command goes through typer (:mod:`cli.fast` serves ``token reveal`` and ``exec``
+Imported only when a command goes through typer (:mod:`meta_tokenvault.cli.fast` serves ``token reveal`` and ``exec``
 without it when it can), so typer, click and the command modules stay out of the fast path.
 """
 

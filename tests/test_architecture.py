@@ -116,9 +116,9 @@ def test_the_cycle_finder_finds_a_cycle() -> None:
 def test_the_graph_sees_every_kind_of_import() -> None:
     graph = import_graph()
     # service imports use cases inside functions and under TYPE_CHECKING: both are edges
-    assert "vault.usecases.rotate" in graph["vault.service"]
-    assert "vault.usecases.run_due" in graph["vault.service"]
-    assert "vault.context" in graph["vault.usecases.rotate"]
+    assert "meta_tokenvault.usecases.rotate" in graph["meta_tokenvault.service"]
+    assert "meta_tokenvault.usecases.run_due" in graph["meta_tokenvault.service"]
+    assert "meta_tokenvault.context" in graph["meta_tokenvault.usecases.rotate"]
 
 
 def test_no_import_cycles() -> None:
@@ -142,9 +142,9 @@ def test_use_cases_talk_to_ports_not_to_adapters_or_the_facade() -> None:
     """The metadata store is the one exception: it has a single adapter (SQLAlchemy over SQLite or
     PostgreSQL), and use cases name its class for typing only (under TYPE_CHECKING)."""
     graph = import_graph()
-    allowed = {"vault.adapters", "vault.adapters.store_sql"}
+    allowed = {"meta_tokenvault.adapters", "meta_tokenvault.adapters.store_sql"}
     for module, deps in graph.items():
-        if module.startswith("vault.usecases") or module == "vault.context":
-            bad = {d for d in deps if (d.startswith("vault.adapters") and d not in allowed)
-                   or d in ("vault.service", "vault.wiring")}
+        if module.startswith("meta_tokenvault.usecases") or module == "meta_tokenvault.context":
+            bad = {d for d in deps if (d.startswith("meta_tokenvault.adapters") and d not in allowed)
+                   or d in ("meta_tokenvault.service", "meta_tokenvault.wiring")}
             assert not bad, f"{module} imports {sorted(bad)}"

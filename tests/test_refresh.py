@@ -25,7 +25,7 @@ import pytest
 from graph_world import SCOPES, World, make_world, valid_minted
 from plugins.webhook import Webhook
 
-from vault.types import TokenSource, TokenStatus
+from meta_tokenvault.types import TokenSource, TokenStatus
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -34,7 +34,7 @@ def tokenvault(world: World, url: str, *args: str, stdin: str | None = None, ext
                timeout: float = 90) -> subprocess.CompletedProcess[str]:
     env = world.env(url)
     env.update(extra or {})
-    return subprocess.run([sys.executable, "-m", "cli.main", *args], env=env, capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "meta_tokenvault.cli.main", *args], env=env, capture_output=True, text=True,
                           timeout=timeout, cwd=ROOT, input=stdin if stdin is not None else "")
 
 
@@ -242,7 +242,7 @@ def test_exec_restart_on_rotate_picks_up_a_refreshed_version(served: tuple[World
     old = world.sim.issue_token(ids.app_id, ids.old_admin_id, SCOPES, expiring=True)
     world.sim.clock.set(datetime.now(UTC))
     assert tokenvault(world, url, "token", "import", "exp", "--business", "acme", stdin=old).returncode == 0
-    proc = subprocess.Popen([sys.executable, "-m", "cli.main", "exec", "--token", "exp", "--restart-on-rotate",
+    proc = subprocess.Popen([sys.executable, "-m", "meta_tokenvault.cli.main", "exec", "--token", "exp", "--restart-on-rotate",
                              "--poll", "0.2", "--grace", "5", "--", sys.executable, "-c", CHILD],
                             env=world.env(url), cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             stdin=subprocess.DEVNULL)

@@ -16,13 +16,13 @@ import pytest
 from cli_support import CliRunner
 from graph_world import SCOPES, World, make_world
 
-from vault import migrations, policy
-from vault.api import TokenVault
-from vault.config import Settings, parse_duration
-from vault.errors import InvalidInput
-from vault.service import TokenManager
-from vault.testing.graph_sim import GraphSimulator, SimClock
-from vault.types import TokenSource, TokenStatus
+from meta_tokenvault import migrations, policy
+from meta_tokenvault.api import TokenVault
+from meta_tokenvault.config import Settings, parse_duration
+from meta_tokenvault.errors import InvalidInput
+from meta_tokenvault.service import TokenManager
+from meta_tokenvault.testing.graph_sim import GraphSimulator, SimClock
+from meta_tokenvault.types import TokenSource, TokenStatus
 
 
 @dataclass
@@ -253,7 +253,7 @@ def test_a_smaller_margin_refreshes_later(tmp_path: Path) -> None:
 def test_doctor_warns_about_tokens_never_verified(world: World) -> None:
     m, _ = manager(world)
     value = world.sim.issue_token(world.ids.app_id, world.ids.old_admin_id, SCOPES)
-    from vault.types import Secret
+    from meta_tokenvault.types import Secret
 
     m.import_token("unchecked", business="acme", secret=Secret(value), system_user_id=world.ids.old_admin_id,
                    verify=False)

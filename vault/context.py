@@ -1,7 +1,7 @@
 """What every use case shares: the store, the ports, the clock and the audit trail.
 
-Use cases (``vault.usecases.*``) take a :class:`VaultContext` and talk to ports only; none of
-them imports :mod:`vault.service`, so the dependency graph stays a tree::
+Use cases (``meta_tokenvault.usecases.*``) take a :class:`VaultContext` and talk to ports only; none of
+them imports :mod:`meta_tokenvault.service`, so the dependency graph stays a tree::
 
     service.TokenManager (facade) ──> usecases.* ──> context.VaultContext ──> ports / store
 
@@ -36,7 +36,7 @@ FP_AAD = b"tokenvault/v1|internal|fingerprint-key"
 
 
 class VaultContext:
-    """The ports and the clock, built once by :func:`vault.wiring.build_manager` (or by a test).
+    """The ports and the clock, built once by :func:`meta_tokenvault.wiring.build_manager` (or by a test).
 
     ``graph`` is a factory: the Graph client (and httpx) is only built when a use case first calls Meta.
     """

@@ -1,5 +1,5 @@
 """The metadata store's tables (sqlmodel), as of the latest schema version; every change is an ordered
-migration in :mod:`vault.migrations`, never ``create_all`` on an existing database.
+migration in :mod:`meta_tokenvault.migrations`, never ``create_all`` on an existing database.
 
 Nothing here ever holds a secret value: ``SecretBlob`` holds AES-GCM ciphertext and the wrapped
 data key; token rows hold a keyed fingerprint and the last four characters at most.

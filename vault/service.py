@@ -1,8 +1,8 @@
 """TokenManager: the one object the CLI and the Python API hold — a thin facade over the use cases.
 
-Each method delegates to one use case module in :mod:`vault.usecases` with the shared
-:class:`~vault.context.VaultContext`; the contracts (returns, raises, side effects) are stated there.
-Adapters are chosen by :mod:`vault.wiring`. Every error is a :class:`~vault.errors.VaultError`.
+Each method delegates to one use case module in :mod:`meta_tokenvault.usecases` with the shared
+:class:`~meta_tokenvault.context.VaultContext`; the contracts (returns, raises, side effects) are stated there.
+Adapters are chosen by :mod:`meta_tokenvault.wiring`. Every error is a :class:`~meta_tokenvault.errors.VaultError`.
 Use cases never import this module, so the dependency graph has no cycle.
 """
 
@@ -44,7 +44,7 @@ if TYPE_CHECKING:
 
 
 class TokenManager:
-    """The service. Construct through :func:`vault.wiring.build_manager`; tests pass fakes or real adapters."""
+    """The service. Construct through :func:`meta_tokenvault.wiring.build_manager`; tests pass fakes or real adapters."""
 
     def __init__(
         self,
@@ -114,7 +114,7 @@ class TokenManager:
 
     # ------------------------------------------------------------------ init
     def initialize(self, provider_name: str) -> dict[str, Any]:
-        """Create the master key and the fingerprint key; see :func:`vault.usecases.master_key.initialize`."""
+        """Create the master key and the fingerprint key; see :func:`meta_tokenvault.usecases.master_key.initialize`."""
         return master_key.initialize(self.ctx, provider_name)
 
     # ------------------------------------------------------------------ businesses
@@ -165,14 +165,14 @@ class TokenManager:
         return tokens.verify(self.ctx, label)
 
     def verify_all(self, *, concurrency: int = 8, progress: Callable[[Check], None] | None = None) -> list[Check]:
-        """debug_token every active token; see :func:`vault.usecases.verify.verify_many`."""
+        """debug_token every active token; see :func:`meta_tokenvault.usecases.verify.verify_many`."""
         from .usecases.verify import verify_many
 
         records = [t for t in self.ctx.store.list_tokens() if t.status is TokenStatus.ACTIVE]
         return verify_many(self.ctx, records, concurrency=concurrency, progress=progress)
 
     def refresh(self, label: str) -> RotationOutcome:
-        """Exchange ``label``'s 60-day token for a new one; see :mod:`vault.usecases.refresh`."""
+        """Exchange ``label``'s 60-day token for a new one; see :mod:`meta_tokenvault.usecases.refresh`."""
         from .usecases.refresh import refresh
 
         return refresh(self.ctx, label)
@@ -194,7 +194,7 @@ class TokenManager:
                               on_invalid=on_invalid)
 
     def rotate(self, label: str, *, compromised: bool = False, reason: str = "") -> RotationOutcome:
-        """Revoke-and-reissue ``label``; see :mod:`vault.usecases.rotate`."""
+        """Revoke-and-reissue ``label``; see :mod:`meta_tokenvault.usecases.rotate`."""
         from .usecases.rotate import Rotator
 
         return Rotator(self.ctx).rotate(label, compromised=compromised, reason=reason)
@@ -227,7 +227,7 @@ class TokenManager:
 
     def run_due(self, *, concurrency: int = 8,
                 progress: Callable[[str, str, str], None] | None = None) -> RunDueReport:
-        """One pass of deferred work, detection and renewal; see :mod:`vault.usecases.run_due`."""
+        """One pass of deferred work, detection and renewal; see :mod:`meta_tokenvault.usecases.run_due`."""
         from .usecases.run_due import DueRunner
 
         return DueRunner(self.ctx, concurrency=concurrency, progress=progress).run()

@@ -9,11 +9,11 @@ from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
-from vault.types import TokenRecord
+from meta_tokenvault.types import TokenRecord
 
 if TYPE_CHECKING:
-    from vault.service import TokenManager
-    from vault.usecases.rotate import RotationOutcome
+    from meta_tokenvault.service import TokenManager
+    from meta_tokenvault.usecases.rotate import RotationOutcome
 
 from .. import render
 from ..prompts import read_secret
@@ -32,7 +32,7 @@ def split_csv(value: str | None) -> list[str]:
 
 def expiry(value: datetime | None, now: datetime, *, table: bool = False) -> str:
     """An expiry for people: the date and a countdown ("in 12 days"); "never" for a token that does not expire."""
-    from vault.policy import countdown
+    from meta_tokenvault.policy import countdown
 
     if value is None:
         return "never"
@@ -97,7 +97,7 @@ def import_(
     json_out: JsonOpt = False,
 ) -> None:
     """Store a token captured at generation time, read from stdin or a hidden prompt (never argv)."""
-    from vault.validation import validate_on_invalid
+    from meta_tokenvault.validation import validate_on_invalid
 
     validate_on_invalid(on_invalid)
     secret = read_secret("token")
@@ -167,7 +167,7 @@ def verify(
 
     A token Meta says is not valid becomes `invalidated` (run-due reissues it). Exit 6 if any is not valid.
     """
-    from vault.errors import TokenInvalid, UsageError
+    from meta_tokenvault.errors import TokenInvalid, UsageError
 
     if (label is None) == (not all_):
         raise UsageError("Name a LABEL, or use --all." if label is None else "Give either a LABEL or --all, not both.")
@@ -199,7 +199,7 @@ def _verify_all(manager: TokenManager, concurrency: int, json_out: bool) -> None
     token is not valid or could not be checked."""
     import threading
 
-    from vault.usecases.verify import Check
+    from meta_tokenvault.usecases.verify import Check
 
     lock, done = threading.Lock(), [0]
     total = sum(1 for t in manager.list_tokens() if t.status.value == "active")
@@ -266,7 +266,7 @@ def generate(
     json_out: JsonOpt = False,
 ) -> None:
     """Mint through an eligible admin system user. Exit 7 with the date when Meta's seven-day window is closed."""
-    from vault.validation import validate_on_invalid
+    from meta_tokenvault.validation import validate_on_invalid
 
     validate_on_invalid(on_invalid)
     record = state.manager().generate_token(label, business=business, scopes=split_csv(scopes),
@@ -301,7 +301,7 @@ def rotate(
 
     Bulk (--all, --system-user): progress on stderr; --json: one document. Exit 6 if any failed, 7 if deferred.
     """
-    from vault.errors import UsageError
+    from meta_tokenvault.errors import UsageError
 
     if rate_limit is not None:
         state.flags["graph_rate_limit"] = rate_limit

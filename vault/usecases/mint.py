@@ -2,7 +2,7 @@
 
 Eligible = an admin system user, at least seven days old, with the app installed (tokenvault
 installs the app itself before the first mint). When none is eligible yet the caller gets
-:class:`~vault.errors.Deferred` carrying the date the first window opens, so the work can be
+:class:`~meta_tokenvault.errors.Deferred` carrying the date the first window opens, so the work can be
 recorded as a reminder instead of being forgotten.
 """
 
@@ -139,7 +139,7 @@ def generate_token(ctx: VaultContext, label: str, *, business: str, scopes: Sequ
     """Mint a new token through an eligible admin system user and store it as ``label`` v1.
 
     When no admin is eligible yet (Meta's seven-day rule) a reminder is recorded and
-    :class:`~vault.errors.Deferred` (exit 7) carries the date; ``run-due`` finishes the work.
+    :class:`~meta_tokenvault.errors.Deferred` (exit 7) carries the date; ``run-due`` finishes the work.
     The minted token is stored before it is verified, so nothing minted is lost.
     """
     validate_label(label)

@@ -79,7 +79,7 @@ def renew(ctx: VaultContext, work: RenewalPlan, *, concurrency: int = 8,
 
     A renewal waits for two commits (journal, then the new token stored) besides its two calls to Meta, so without
     a ``rotator`` of the caller's, ``WORKERS_PER_CALL`` x ``concurrency`` renewals run at once while at most
-    ``concurrency`` Graph calls are in flight (:class:`~vault.context.BoundedGraph`): the commits of some overlap
+    ``concurrency`` Graph calls are in flight (:class:`~meta_tokenvault.context.BoundedGraph`): the commits of some overlap
     the calls of others. With one, ``concurrency`` renewals run at once through it (the caller bounds the calls).
     ``found``: more tokens to reissue, as they are found (a generator that may block; the caller adds each one
     to ``work.reissue`` before yielding it).
