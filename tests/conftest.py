@@ -16,7 +16,8 @@ if TYPE_CHECKING:
 # httpx (and the Vault/OpenBao clients) would send a test's local traffic through a proxy of the machine's
 PROXY_VARIABLES = frozenset({"HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY"})
 
-pytest_plugins: list[str] = ["plugins.postgres", "plugins.openbao", "plugins.graphsim", "plugins.leakscan"]
+pytest_plugins: list[str] = ["plugins.postgres", "plugins.openbao", "plugins.graphsim", "plugins.leakscan",
+                               "plugins.webhook"]
 
 
 @pytest.fixture(autouse=True)

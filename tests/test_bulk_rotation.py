@@ -80,8 +80,9 @@ def test_rotate_all_under_a_rate_limit_rotates_every_token_once_and_reports_one_
     assert [o["label"] for o in doc["outcomes"]] == LABELS  # the order asked for
     for outcome in doc["outcomes"]:
         assert set(outcome) == {"label", "state", "from_version", "to_version", "compromised", "message", "opens_at",
-                                "reminder_id"}
+                                "reminder_id", "kind"}
         assert (outcome["state"], outcome["from_version"], outcome["to_version"]) == ("done", 1, 2)
+        assert outcome["kind"] == "rotate"
     assert res.err == ""  # --json: the document is the report, no progress lines
     assert_rotated_once(cli, limited, before)
 

@@ -11,10 +11,10 @@ import pytest
 PKG = Path(__file__).resolve().parents[1] / "vault" / "testing" / "graph_sim"
 
 # module: the sibling modules it may import (the layers below it)
-BOTTOM = {"wire", "world", "clock", "faults", "knobs"}
+BOTTOM = {"wire", "world", "clock", "faults", "knobs", "invalidation"}
 ALLOWED: dict[str, set[str]] = {
-    "wire": set(), "world": set(), "clock": set(), "faults": {"wire"}, "knobs": {"faults"},
-    "auth": {"wire", "world"},
+    "wire": set(), "world": set(), "clock": set(), "faults": {"wire"}, "knobs": {"faults"}, "invalidation": {"wire"},
+    "auth": {"wire", "world", "invalidation"},
     "state": BOTTOM | {"auth"},
     "handlers": BOTTOM | {"auth", "state"},
     "assets": BOTTOM | {"auth", "state", "handlers"},

@@ -196,10 +196,14 @@ def test_expiring_token_is_refreshed_before_expiry(world: World) -> None:
     m = world.manager()
     record = m.generate_token("exp", business="acme", scopes=SCOPES, expiring=True)
     assert record.expires_at is not None
+    old = m.reveal("exp").reveal()
     world.sim.clock.advance(days=54)  # six days before the 60-day expiry: inside the margin
-    assert m.run_due().policy_rotated == ["exp"]
+    report = m.run_due()
+    assert report.refreshed == ["exp"] and report.policy_rotated == []  # refreshed, not re-minted
     renewed = m.show_token("exp")
     assert renewed.version == 2 and renewed.expires_at is not None and renewed.expires_at > record.expires_at
+    assert renewed.source.value == "refreshed"
+    assert world.sim.token_state(old) == "valid"  # the old one keeps working until its own expiry
 
 
 def test_transient_faults_are_retried_and_nothing_is_lost(world: World) -> None:

@@ -9,9 +9,14 @@ import os
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
+from datetime import timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .errors import InvalidInput
+
+if TYPE_CHECKING:
+    from .policy import Renewal
 
 DEFAULT_GRAPH_URL = "https://graph.facebook.com"
 DEFAULT_GRAPH_VERSION = "v24.0"
@@ -39,6 +44,8 @@ ENV_NAMES: dict[str, str] = {
     "notify_urls": "TOKENVAULT_NOTIFY_URLS",
     "keyring_service": "TOKENVAULT_KEYRING_SERVICE",
     "allow_insecure_http": "TOKENVAULT_ALLOW_INSECURE_HTTP",
+    "refresh_margin_days": "TOKENVAULT_REFRESH_MARGIN_DAYS",
+    "verify_interval": "TOKENVAULT_VERIFY_INTERVAL",
 }
 CONFIG_FILE = "config.toml"
 
@@ -73,6 +80,8 @@ class Settings:
     notify_urls: tuple[str, ...] = ()
     keyring_service: str = "tokenvault"
     allow_insecure_http: bool = False  # plain http:// to a Graph/Vault URL that is not on loopback
+    refresh_margin_days: int = 10  # run-due refreshes a 60-day token this many days before it expires
+    verify_interval: str = "24h"  # run-due checks (debug_token) each token not checked for this long
 
     @property
     def database_url(self) -> str:
@@ -121,6 +130,8 @@ class Settings:
                                hint=f"Choose one of: {', '.join(KEY_PROVIDERS)}.")
         if settings.graph_rate_limit is not None:
             parse_rate_limit(settings.graph_rate_limit)
+        settings = replace(settings, refresh_margin_days=_margin_days(settings.refresh_margin_days))
+        parse_duration(str(settings.verify_interval))
         if settings.backend not in BACKENDS:
             raise InvalidInput(f"Unknown secret backend {settings.backend!r}.",
                                hint=f"Choose one of: {', '.join(BACKENDS)}.")
@@ -128,6 +139,14 @@ class Settings:
 
     def with_overrides(self, **changes: object) -> Settings:
         return replace(self, **changes)  # type: ignore[arg-type]
+
+    @property
+    def renewal(self) -> Renewal:
+        """When run-due refreshes and verifies tokens (``refresh_margin_days``, ``verify_interval``)."""
+        from .policy import Renewal
+
+        return Renewal(refresh_margin=timedelta(days=self.refresh_margin_days),
+                       verify_interval=parse_duration(str(self.verify_interval)))
 
     @property
     def rate_limit(self) -> tuple[int, float] | None:
@@ -158,6 +177,36 @@ def parse_rate_limit(text: str) -> tuple[int, float]:
                            hint="Give CALLS/SECONDS, e.g. TOKENVAULT_GRAPH_RATE_LIMIT=200/3600 "
                                 "(200 calls in any hour).")
     return parsed
+
+
+def _margin_days(value: object) -> int:
+    try:
+        days = int(str(value).strip())
+    except ValueError:
+        days = -1
+    if not 0 <= days <= 59:
+        raise InvalidInput(f"Invalid refresh margin {value!r}.",
+                           hint="Give whole days from 0 to 59, e.g. TOKENVAULT_REFRESH_MARGIN_DAYS=10 (a 60-day token "
+                                "is refreshed that many days before it expires).")
+    return days
+
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(text: str) -> timedelta:
+    """``"24h"``, ``"30m"``, ``"2d"``, ``"90s"`` or plain seconds as a timedelta; raises InvalidInput otherwise."""
+    raw = text.strip().lower()
+    unit = raw[-1:] if raw[-1:] in _UNITS else "s"
+    number = raw[:-1] if raw[-1:] in _UNITS else raw
+    try:
+        seconds = float(number) * _UNITS[unit]
+    except ValueError:
+        seconds = -1.0
+    if not 0 < seconds < float("inf"):
+        raise InvalidInput(f"Invalid duration {text!r}.",
+                           hint="Give a number and a unit, e.g. TOKENVAULT_VERIFY_INTERVAL=24h (s, m, h or d).")
+    return timedelta(seconds=seconds)
 
 
 def _read_config_file(path: Path) -> dict[str, object]:

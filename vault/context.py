@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from . import crypto
 from .audit import head_key as audit_head_key
 from .errors import NotFound, TokenInvalid, VaultError
+from .policy import Renewal
 from .ports.clock import Clock, SystemClock
 from .ports.notify import Notifier, NullNotifier
 from .types import BusinessRecord, Secret, SecretKind, SecretRef, TokenSource, TokenStatus
@@ -51,6 +52,7 @@ class VaultContext:
         notifier: Notifier | None = None,
         clock: Clock | None = None,
         actor: str = "tokenvault",
+        renewal: Renewal | None = None,
     ) -> None:
         self.store = store
         self.secrets = secrets
@@ -61,6 +63,7 @@ class VaultContext:
         self.notifier: Notifier = notifier or NullNotifier()
         self.clock: Clock = clock or SystemClock()
         self.actor = actor
+        self.renewal: Renewal = renewal or Renewal()  # when run-due refreshes and verifies (config.Settings)
         self._fp_key: bytes | None = None
 
     # ------------------------------------------------------------------ ports
@@ -77,6 +80,15 @@ class VaultContext:
                     self._graph = self.graph_factory()
                 graph = self._graph
         return graph
+
+    def with_graph(self, graph: GraphApi) -> VaultContext:
+        """This context (same store, ports, clock) with another Graph client, e.g. one that bounds how many calls
+        are in flight (:class:`BoundedGraph`)."""
+        import copy
+
+        clone = copy.copy(self)
+        clone._graph, clone._graph_lock = graph, threading.Lock()
+        return clone
 
     def now(self) -> datetime:
         return self.clock.now()
@@ -148,6 +160,7 @@ class VaultContext:
             "fingerprint": prov["fingerprint"], "last4": secret.last4, "created_at": self.now(),
             "expires_at": prov.get("expires_at"), "verified_at": prov.get("verified_at"),
             "debug_summary": prov.get("debug_summary") or {}, "backend": self.secrets.name,
+            "data_access_expires_at": prov.get("data_access_expires_at"),
         }
 
     @staticmethod
@@ -194,6 +207,29 @@ class VaultContext:
                                 "then retry; or revoke the token in Business Settings.")
 
 
+class BoundedGraph:
+    """A Graph client through which at most ``limit`` calls are in flight at once, whatever the number of threads:
+    work that spends part of its time on local commits (rotations) runs more threads than calls, and the
+    network still sees ``limit`` concurrent calls."""
+
+    def __init__(self, graph: GraphApi, limit: int) -> None:
+        self._graph = graph
+        self._slots = threading.BoundedSemaphore(max(1, limit))
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._graph, name)
+        if name.startswith("_") or not callable(attr):
+            return attr
+
+        def bounded(*args: Any, **kwargs: Any) -> Any:
+            with self._slots:
+                return attr(*args, **kwargs)
+        return bounded
+
+    def __repr__(self) -> str:
+        return f"BoundedGraph({self._graph!r})"
+
+
 def business_secret_setting(business: BusinessRecord, kind: SecretKind) -> str:
     """The settings key holding the current version of a business secret."""
     return f"business_secret_version:{business.id}:{kind.value}"
@@ -206,6 +242,8 @@ def debug_summary(info: TokenDebugInfo) -> dict[str, Any]:
         "scopes": list(info.scopes), "waba_ids": list(info.waba_ids),
         "expires_at": info.expires_at.isoformat() if info.expires_at else None,
         "issued_at": info.issued_at.isoformat() if info.issued_at else None, "error": info.error_message,
+        "data_access_expires_at": info.data_access_expires_at.isoformat() if info.data_access_expires_at else None,
+        "error_code": info.error_code, "error_subcode": info.error_subcode,
     }
 
 
@@ -220,5 +258,5 @@ def test_crash(point: str) -> None:
         os.kill(os.getpid(), sig)
 
 
-__all__ = ["FINGERPRINT_PURPOSE", "FP_AAD", "VaultContext", "business_secret_setting", "debug_summary",
+__all__ = ["FINGERPRINT_PURPOSE", "FP_AAD", "BoundedGraph", "VaultContext", "business_secret_setting", "debug_summary",
            "test_crash"]

@@ -64,10 +64,39 @@ def _v3_provisioning(conn: Connection) -> None:
         conn.exec_driver_sql("ALTER TABLE tv_reminder ALTER COLUMN action TYPE VARCHAR(32)")
 
 
+#: (table, column) added by version 4, defined on the tables in meta_tokenvault.models.
+V4_COLUMNS = [
+    (models.TokenRow, "on_invalid"),
+    (models.TokenVersionRow, "data_access_expires_at"),
+    (models.RotationRow, "kind"),
+]
+
+
+def _v4_renewal_columns(conn: Connection) -> None:
+    """Version 4: what refreshing and reissuing need: a token's ``on_invalid`` policy (NULL: reissue), a
+    version's ``data_access_expires_at`` (from debug_token), a rotation's ``kind`` (rotate | refresh | reissue;
+    existing rotations are ``rotate``).
+
+    Added only where missing: version 1 creates the tables as meta_tokenvault.models defines them today.
+    """
+    from sqlalchemy.schema import CreateColumn
+
+    inspector = inspect(conn)
+    for table, name in V4_COLUMNS:
+        tablename = str(table.__tablename__)  # type: ignore[attr-defined]
+        if name in {c["name"] for c in inspector.get_columns(tablename)}:
+            continue
+        column = table.__table__.c[name]  # type: ignore[attr-defined]
+        ddl = CreateColumn(column).compile(dialect=conn.dialect)
+        default = " DEFAULT 'rotate' NOT NULL" if name == "kind" else ""
+        conn.exec_driver_sql(f"ALTER TABLE {tablename} ADD COLUMN {str(ddl).replace(' NOT NULL', '')}{default}")
+
+
 MIGRATIONS: list[tuple[int, Migration]] = [
     (1, _v1_initial_schema),
     (2, _v2_read_indexes),
     (3, _v3_provisioning),
+    (4, _v4_renewal_columns),
 ]
 LATEST = MIGRATIONS[-1][0]
 

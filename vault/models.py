@@ -73,6 +73,7 @@ class TokenRow(SQLModel, table=True):
     current_version: int
     max_age_days: int | None = None
     created_at: datetime
+    on_invalid: str | None = Field(default=None, max_length=16)  # v3: reissue (None) | alert
 
 
 class TokenVersionRow(SQLModel, table=True):
@@ -96,6 +97,7 @@ class TokenVersionRow(SQLModel, table=True):
     debug_summary: str = "{}"  # JSON: what debug_token last said (never the token)
     revoked_at: datetime | None = None
     backend: str = Field(max_length=16)
+    data_access_expires_at: datetime | None = None  # v3: debug_token's data_access_expires_at
 
 
 class SecretBlobRow(SQLModel, table=True):
@@ -170,6 +172,7 @@ class RotationRow(SQLModel, table=True):
     started_at: datetime
     updated_at: datetime
     error: str | None = None
+    kind: str = Field(default="rotate", max_length=16)  # v3: rotate | refresh | reissue
 
 
 class LeaseRow(SQLModel, table=True):

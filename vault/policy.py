@@ -1,4 +1,5 @@
-"""Pure rules, time passed in: the seven-day eligibility of system users and rotation due dates.
+"""Pure rules, time passed in: the seven-day eligibility of system users, rotation due dates, and when a
+token is refreshed or verified again.
 
 Meta: "The admin system user must be at least seven days old before creating other admin system
 users." Where Meta enforces it is Meta's to say: tokenvault asks first (creates, mints) and defers only
@@ -60,3 +61,44 @@ def rotation_due(
     if expires_at is not None and as_utc(expires_at) - as_utc(now) <= refresh_margin:
         return f"expires within {refresh_margin.days} days"
     return None
+
+
+#: what run-due does with a token Meta invalidated: mint a new one through an eligible admin, or only say so
+ON_INVALID = ("reissue", "alert")
+
+
+@dataclass(frozen=True, slots=True)
+class Renewal:
+    """When run-due refreshes an expiring token and checks tokens with debug_token (settings
+    ``refresh_margin_days`` and ``verify_interval``)."""
+
+    refresh_margin: timedelta = timedelta(days=10)
+    verify_interval: timedelta = timedelta(hours=24)
+
+
+def refresh_due(expires_at: datetime | None, *, now: datetime, margin: timedelta) -> bool:
+    """A token that expires (``expires_at`` None: never) within ``margin`` of ``now`` is due for a refresh.
+    A never-expiring token is never refreshed: the exchange would turn it into a 60-day one."""
+    return expires_at is not None and as_utc(expires_at) - as_utc(now) <= margin
+
+
+def verify_due(verified_at: datetime | None, *, now: datetime, interval: timedelta) -> bool:
+    """A token never checked, or not checked within ``interval``, is due for debug_token."""
+    return verified_at is None or as_utc(now) - as_utc(verified_at) >= interval
+
+
+def countdown(when: datetime | None, *, now: datetime) -> str:
+    """``when`` relative to ``now`` for people: "in 12 days", "in 5 hours", "3 days ago"; "never" for None."""
+    if when is None:
+        return "never"
+    delta = as_utc(when) - as_utc(now)
+    seconds = abs(delta.total_seconds())
+    if seconds >= 2 * 86400:
+        amount = f"{int(seconds // 86400)} days"
+    elif seconds >= 2 * 3600:
+        amount = f"{int(seconds // 3600)} hours"
+    elif seconds >= 120:
+        amount = f"{int(seconds // 60)} minutes"
+    else:
+        return "now"
+    return f"in {amount}" if delta.total_seconds() > 0 else f"{amount} ago"

@@ -31,7 +31,7 @@ from .errors import NotFound
 from .types import Provenance, TokenRecord, TokenSource, TokenStatus, TokenVersionRecord, as_utc
 
 #: The schema version these statements are written for (:data:`meta_tokenvault.migrations.LATEST`; a test checks).
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 #: alias -> table name (the ``__tablename__`` of the meta_tokenvault.models tables).
 TABLES: dict[str, str] = {
@@ -54,6 +54,7 @@ TOKEN_COLUMNS: tuple[tuple[str, str], ...] = (
     ("t", "id"), ("t", "label"), ("t", "max_age_days"), ("b", "name"), ("b", "business_id"),
     *(("v", c) for c in ("version", "status", "source", "system_user_id", "app_id", "scopes", "waba_ids",
                          "created_at", "expires_at", "fingerprint", "last4", "verified_at", "backend")),
+    ("t", "on_invalid"), ("v", "data_access_expires_at"),
 )
 BLOB_COLUMNS: tuple[tuple[str, str], ...] = tuple(("k", c) for c in (
     "id", "kind", "owner_id", "version", "key_id", "wrapped_key", "ciphertext"))
@@ -158,7 +159,8 @@ def _strings(raw: str) -> tuple[str, ...]:
 def token_record(row: Sequence[Any], history: Sequence[TokenVersionRecord] = ()) -> TokenRecord:
     """A :data:`TOKEN_COLUMNS` row (with a version) as a :class:`TokenRecord`."""
     (token_id, label, max_age_days, business_name, business_id, version, status, source, system_user_id,
-     app_id, scopes, waba_ids, created_at, expires_at, fingerprint, last4, verified_at, backend) = row
+     app_id, scopes, waba_ids, created_at, expires_at, fingerprint, last4, verified_at, backend, on_invalid,
+     data_access_expires_at) = row
     return TokenRecord(
         id=token_id, label=label, business_name=business_name, status=_STATUS[status], version=version,
         source=_SOURCE[source],
@@ -166,7 +168,8 @@ def token_record(row: Sequence[Any], history: Sequence[TokenVersionRecord] = ())
                               scopes=_strings(scopes), waba_ids=_strings(waba_ids)),
         created_at=_when_req(created_at), expires_at=None if expires_at is None else when(expires_at),
         fingerprint=fingerprint, last4=last4, verified_at=None if verified_at is None else when(verified_at),
-        backend=backend, max_age_days=max_age_days, history=tuple(history),
+        backend=backend, max_age_days=max_age_days, history=tuple(history), on_invalid=on_invalid or "reissue",
+        data_access_expires_at=None if data_access_expires_at is None else when(data_access_expires_at),
     )
 
 

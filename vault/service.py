@@ -22,6 +22,7 @@ from .validation import clean_token, validate_label
 
 if TYPE_CHECKING:
     from .adapters.store_sql import SqlStore
+    from .policy import Renewal
     from .ports.clock import Clock
     from .ports.graph import AppCredentials, GraphApi, TokenDebugInfo
     from .ports.keys import KeyProvider
@@ -42,6 +43,7 @@ if TYPE_CHECKING:
     from .usecases.rotate import RotationOutcome
     from .usecases.run_due import RunDueReport
     from .usecases.system_users import SystemUserView
+    from .usecases.verify import Check
 
 
 class TokenManager:
@@ -57,9 +59,10 @@ class TokenManager:
         notifier: Notifier | None = None,
         clock: Clock | None = None,
         actor: str = "tokenvault",
+        renewal: Renewal | None = None,
     ) -> None:
         self.ctx = VaultContext(store=store, secrets=secrets, keys=keys, graph=graph, notifier=notifier,
-                                clock=clock, actor=actor)
+                                clock=clock, actor=actor, renewal=renewal)
 
     # ------------------------------------------------------------------ the context's parts
     @property
@@ -144,9 +147,10 @@ class TokenManager:
     # ------------------------------------------------------------------ tokens
     def import_token(self, label: str, *, business: str, secret: Secret, system_user_id: str | None = None,
                      scopes: Sequence[str] = (), waba_ids: Sequence[str] = (), verify: bool = True,
-                     max_age_days: int | None = None) -> TokenRecord:
+                     max_age_days: int | None = None, on_invalid: str = "reissue") -> TokenRecord:
         return capture.import_token(self.ctx, label, business=business, secret=secret, system_user_id=system_user_id,
-                                    scopes=scopes, waba_ids=waba_ids, verify=verify, max_age_days=max_age_days)
+                                    scopes=scopes, waba_ids=waba_ids, verify=verify, max_age_days=max_age_days,
+                                    on_invalid=on_invalid)
 
     def list_tokens(self) -> list[TokenRecord]:
         return tokens.list_tokens(self.ctx)
@@ -163,6 +167,19 @@ class TokenManager:
     def verify(self, label: str) -> tuple[TokenRecord, TokenDebugInfo]:
         return tokens.verify(self.ctx, label)
 
+    def verify_all(self, *, concurrency: int = 8, progress: Callable[[Check], None] | None = None) -> list[Check]:
+        """debug_token every active token; see :func:`meta_tokenvault.usecases.verify.verify_many`."""
+        from .usecases.verify import verify_many
+
+        records = [t for t in self.ctx.store.list_tokens() if t.status is TokenStatus.ACTIVE]
+        return verify_many(self.ctx, records, concurrency=concurrency, progress=progress)
+
+    def refresh(self, label: str) -> RotationOutcome:
+        """Exchange ``label``'s 60-day token for a new one; see :mod:`meta_tokenvault.usecases.refresh`."""
+        from .usecases.refresh import refresh
+
+        return refresh(self.ctx, label)
+
     def check_whatsapp(self, label: str, phone_number_id: str) -> dict[str, object]:
         return tokens.check_whatsapp(self.ctx, label, phone_number_id)
 
@@ -172,11 +189,12 @@ class TokenManager:
 
     def generate_token(self, label: str, *, business: str, scopes: Sequence[str], system_user_id: str | None = None,
                        expiring: bool = False, max_age_days: int | None = None,
-                       from_reminder: bool = False) -> TokenRecord:
+                       from_reminder: bool = False, on_invalid: str = "reissue") -> TokenRecord:
         from .usecases.mint import generate_token
 
         return generate_token(self.ctx, label, business=business, scopes=scopes, system_user_id=system_user_id,
-                              expiring=expiring, max_age_days=max_age_days, from_reminder=from_reminder)
+                              expiring=expiring, max_age_days=max_age_days, from_reminder=from_reminder,
+                              on_invalid=on_invalid)
 
     def rotate(self, label: str, *, compromised: bool = False, reason: str = "") -> RotationOutcome:
         """Revoke-and-reissue ``label``; see :mod:`meta_tokenvault.usecases.rotate`."""
@@ -232,11 +250,12 @@ class TokenManager:
     def reminders(self, *, open_only: bool = False) -> list[ReminderRecord]:
         return self.store.list_reminders(open_only=open_only)
 
-    def run_due(self) -> RunDueReport:
-        """One pass of deferred work; see :mod:`meta_tokenvault.usecases.run_due`."""
+    def run_due(self, *, concurrency: int = 8,
+                progress: Callable[[str, str, str], None] | None = None) -> RunDueReport:
+        """One pass of deferred work, detection and renewal; see :mod:`meta_tokenvault.usecases.run_due`."""
         from .usecases.run_due import DueRunner
 
-        return DueRunner(self.ctx).run()
+        return DueRunner(self.ctx, concurrency=concurrency, progress=progress).run()
 
     # ------------------------------------------------------------------ audit, keys, doctor
     def audit_events(self, limit: int | None = None, label: str | None = None) -> list[AuditEventRecord]:

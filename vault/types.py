@@ -103,6 +103,7 @@ class TokenStatus(str, enum.Enum):
     RETIRED = "retired"
     REVOKED = "revoked"
     COMPROMISED = "compromised"
+    INVALIDATED = "invalidated"  # Meta says it is dead (revoked in Business Settings, invalidated after a leak)
 
 
 class TokenSource(str, enum.Enum):
@@ -110,6 +111,7 @@ class TokenSource(str, enum.Enum):
     IMPORTED = "imported"
     ROTATED = "rotated"
     PROVISIONED = "provisioned"  # minted by `tokenvault provision` for the system user it set up
+    REFRESHED = "refreshed"  # a 60-day token exchanged for a new one (fb_exchange_token)
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,6 +163,8 @@ class TokenRecord:
     backend: str
     max_age_days: int | None = None
     history: Sequence[TokenVersionRecord] = ()
+    on_invalid: str = "reissue"  # what run-due does when Meta invalidates it: reissue | alert
+    data_access_expires_at: datetime | None = None  # debug_token's data_access_expires_at (None: not known)
 
     def as_json(self) -> dict[str, object]:
         """The contract's ``token show --json`` object."""
@@ -184,6 +188,8 @@ class TokenRecord:
             "last4": self.last4,
             "verified_at": iso(self.verified_at),
             "backend": self.backend,
+            "data_access_expires_at": iso(self.data_access_expires_at),
+            "on_invalid": self.on_invalid,
         }
 
 
@@ -305,5 +311,6 @@ class RotationRecord:
     started_at: datetime
     updated_at: datetime
     error: str | None
+    kind: str = "rotate"  # rotate (revoke-and-reissue) | refresh (fb_exchange_token) | reissue (old one is dead)
 
 

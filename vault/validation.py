@@ -18,6 +18,14 @@ def validate_label(label: str, what: str = "label") -> str:
     return label
 
 
+def validate_on_invalid(policy: str) -> str:
+    """A token's ``on_invalid`` policy: ``reissue`` (run-due mints a new one) or ``alert`` (only notify)."""
+    if policy not in ("reissue", "alert"):
+        raise InvalidInput(f"Invalid on-invalid policy {policy!r}.",
+                           hint="Use --on-invalid reissue (run-due mints a new token) or alert (only notify).")
+    return policy
+
+
 def clean_token(raw: str) -> Secret:
     """Turn what was read from stdin/prompt into a Secret: strip whitespace, refuse empty or multi-part input."""
     value = raw.strip()
@@ -33,4 +41,4 @@ def clean_token(raw: str) -> Secret:
     return Secret(value)
 
 
-__all__ = ["LABEL_CHARS", "clean_token", "validate_label"]
+__all__ = ["LABEL_CHARS", "clean_token", "validate_label", "validate_on_invalid"]

@@ -215,6 +215,7 @@ def build_manager(
         notifier=build_notifier(settings),
         clock=the_clock,
         actor=default_actor(),
+        renewal=settings.renewal,
     )
 
 

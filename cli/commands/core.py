@@ -69,7 +69,8 @@ def _warn_if_shared(home: Path) -> None:
 
 
 def doctor(json_out: JsonOpt = False) -> None:
-    """What is configured, what is reachable, what is wrong and how to fix it. Exit 5 if anything fails."""
+    """What is configured, what is reachable, what is wrong and how to fix it. Exit 5 if anything fails
+    (warnings, such as tokens expiring soon or never checked with Meta, do not)."""
     from meta_tokenvault.errors import VaultError
     from meta_tokenvault.redact import strip_userinfo
     from meta_tokenvault.safety import insecure_url_problems, trust_problems
@@ -90,10 +91,12 @@ def doctor(json_out: JsonOpt = False) -> None:
             checks = [DoctorCheck("store", False, exc.message, exc.hint)]
     if json_out:
         render.emit_json({"config": dict(config),
-                          "checks": [{"name": c.name, "ok": c.ok, "detail": c.detail, "fix": c.fix} for c in checks]})
+                          "checks": [{"name": c.name, "ok": c.ok, "detail": c.detail, "fix": c.fix,
+                                      "warning": c.warning} for c in checks]})
     else:
         render.keyvalues(config)
         render.table(None, ["check", "", "detail", "fix"],
-                     [(c.name, "ok" if c.ok else "FAIL", c.detail, c.fix) for c in checks], wrap=("detail", "fix"))
-    if not all(c.ok for c in checks):
+                     [(c.name, "ok" if c.ok else "WARN" if c.warning else "FAIL", c.detail, c.fix) for c in checks],
+                     wrap=("detail", "fix"))
+    if not all(c.ok or c.warning for c in checks):
         raise typer.Exit(5)

@@ -56,16 +56,44 @@ def ics(
         atomic_write_private(output, text.encode())
 
 
-def run_due(json_out: Annotated[bool, typer.Option("--json")] = False) -> None:
-    """One pass for cron/systemd/CronJob: due reminders, deferred work, interrupted rotations, policy."""
-    report = state.manager().run_due()
+def run_due(
+    concurrency: Annotated[int, typer.Option(
+        "--concurrency", min=1, max=64,
+        help="Graph calls in parallel for checks and renewals; they stay within the rate limit.")] = 8,
+    rate_limit: Annotated[Optional[str], typer.Option(  # noqa: UP045
+        "--rate-limit", metavar="CALLS/SECONDS",
+        help="The app's Graph API limit, kept by pacing the calls (default: TOKENVAULT_GRAPH_RATE_LIMIT).")] = None,
+    json_out: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """One pass for cron/systemd/CronJob: due reminders, deferred work, interrupted rotations; checks tokens not
+    verified lately (debug_token), refreshes expiring ones, reissues invalidated ones, rotates by max age.
+
+    Progress on stderr (a line per token checked or renewed; none with --json). Exit 6 if anything failed.
+    """
+    import threading
+
+    if rate_limit is not None:
+        state.flags["graph_rate_limit"] = rate_limit
+        state._settings = None  # resolved again with the flag
+    lock, counts = threading.Lock(), {"verify": 0, "refresh": 0, "reissue": 0}
+
+    def progress(phase: str, label: str, outcome: str) -> None:
+        with lock:
+            counts[phase] += 1
+            if not json_out and (phase != "verify" or outcome != "active"):  # a healthy check says nothing
+                render.info(f"[{phase} {counts[phase]}] {label}: {outcome}")
+
+    report = state.manager().run_due(concurrency=concurrency, progress=progress)
     data = report.as_json()
     if json_out:
         render.emit_json(data)
     else:
         for key, values in data.items():
-            if values:
-                render.info(f"{key.replace('_', ' ')}: {', '.join(values)}")
+            if isinstance(values, int):
+                if values:
+                    render.info(f"{key.replace('_', ' ')}: {values} token(s)")
+            elif isinstance(values, list) and values:
+                render.info(f"{key.replace('_', ' ')}: {', '.join(str(v) for v in values)}")
         render.ok("run-due pass finished.")
     if report.failed:
         raise typer.Exit(6)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 import time
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
@@ -20,13 +21,25 @@ from ..state import state
 
 app = typer.Typer(help="Tokens: capture, mint, inspect, rotate, revoke.", no_args_is_help=True)
 JsonOpt = Annotated[bool, typer.Option("--json", help="One JSON document on stdout.")]
+OnInvalidOpt = Annotated[str, typer.Option(
+    "--on-invalid", metavar="reissue|alert",
+    help="When Meta invalidates the token: run-due mints a new one (reissue), or only notifies (alert).")]
 
 
 def split_csv(value: str | None) -> list[str]:
     return [part.strip() for part in (value or "").split(",") if part.strip()]
 
 
-def show_record(record: TokenRecord, json_out: bool) -> None:
+def expiry(value: datetime | None, now: datetime, *, table: bool = False) -> str:
+    """An expiry for people: the date and a countdown ("in 12 days"); "never" for a token that does not expire."""
+    from meta_tokenvault.policy import countdown
+
+    if value is None:
+        return "never"
+    return f"{countdown(value, now=now)} ({render.stamp(value) if table else render.when(value)})"
+
+
+def show_record(record: TokenRecord, json_out: bool, now: datetime | None = None) -> None:
     if json_out:
         data = record.as_json()
         if record.history:
@@ -39,21 +52,27 @@ def show_record(record: TokenRecord, json_out: bool) -> None:
         render.emit_json(data)
         return
     p = record.provenance
+    now = now or datetime.now(UTC)
     render.keyvalues([
         ("label", record.label), ("status", record.status.value), ("version", record.version),
         ("source", record.source.value), ("business", f"{record.business_name} ({p.business_id})"),
         ("system user", p.system_user_id), ("app", p.app_id), ("scopes", ", ".join(p.scopes)),
         ("WABAs", ", ".join(p.waba_ids) or "-"), ("created", render.when(record.created_at)),
-        ("expires", render.when(record.expires_at)), ("verified", render.when(record.verified_at, "not yet")),
+        ("expires", expiry(record.expires_at, now)),
+        ("data access expires", expiry(record.data_access_expires_at, now) if record.data_access_expires_at
+         else "not known" if record.verified_at is None else "never"),
+        ("verified", render.when(record.verified_at, "not yet")), ("on invalid", record.on_invalid),
         ("fingerprint", record.fingerprint), ("last4", record.last4), ("backend", record.backend),
     ])
     if record.history:
         render.table("Versions", ["version", "status", "source", "created", "revoked", "last4"],
                      [(v.version, v.status.value, v.source.value, render.when(v.created_at),
                        render.when(v.revoked_at, "-"), v.last4) for v in record.history])
-    if record.status.value in ("compromised", "revoked"):
+    if record.status.value in ("compromised", "revoked", "invalidated"):
         render.info(f"warning: {record.label} has no working token (status {record.status.value}); "
-                    "see `tokenvault reminders list`.")
+                    "see `tokenvault reminders list`"
+                    + ("; `tokenvault run-due` reissues it." if record.status.value == "invalidated"
+                       and record.on_invalid == "reissue" else "."))
 
 
 @app.command("import")
@@ -74,13 +93,17 @@ def import_(
     ] = None,
     no_verify: Annotated[bool, typer.Option("--no-verify", help="Do not check the token with debug_token.")] = False,
     max_age_days: Annotated[Optional[int], typer.Option("--max-age-days", help="Rotate when older than this.")] = None,  # noqa: UP045
+    on_invalid: OnInvalidOpt = "reissue",
     json_out: JsonOpt = False,
 ) -> None:
     """Store a token captured at generation time, read from stdin or a hidden prompt (never argv)."""
+    from meta_tokenvault.validation import validate_on_invalid
+
+    validate_on_invalid(on_invalid)
     secret = read_secret("token")
     record = state.manager().import_token(
         label, business=business, secret=secret, system_user_id=system_user, scopes=split_csv(scopes),
-        waba_ids=waba or [], verify=not no_verify, max_age_days=max_age_days)
+        waba_ids=waba or [], verify=not no_verify, max_age_days=max_age_days, on_invalid=on_invalid)
     if json_out:
         render.emit_json(record.as_json())
     else:
@@ -90,7 +113,8 @@ def import_(
 @app.command("list")
 def list_(json_out: JsonOpt = False) -> None:
     """Every token's metadata and provenance; never a secret. --json: an array, one token per line."""
-    records = state.manager().list_tokens()
+    manager = state.manager()
+    records = manager.list_tokens()
     if json_out:
         render.emit_json_array(r.as_json() for r in records)
         return
@@ -98,18 +122,21 @@ def list_(json_out: JsonOpt = False) -> None:
         render.info("No tokens yet: capture one with `tokenvault token import LABEL --business NAME` "
                     "or mint one with `tokenvault token generate LABEL --business NAME`.")
         return
+    now = manager.now()
     render.table("Tokens",
-                 ["label", "status", "v", "business", "system user", "scopes", "expires (UTC)", "verified (UTC)",
-                  "last4"],
+                 ["label", "status", "v", "business", "system user", "scopes", "expires (UTC)", "data access",
+                  "verified (UTC)", "last4"],
                  [(r.label, r.status.value, r.version, r.business_name, r.provenance.system_user_id,
-                   ", ".join(r.provenance.scopes), render.stamp(r.expires_at), render.stamp(r.verified_at, "-"),
+                   ", ".join(r.provenance.scopes), expiry(r.expires_at, now, table=True),
+                   render.stamp(r.data_access_expires_at, "-"), render.stamp(r.verified_at, "-"),
                    r.last4) for r in records], wrap=("scopes",))
 
 
 @app.command("show")
 def show(label: str, json_out: JsonOpt = False) -> None:
     """Metadata, provenance and version history of LABEL; never the secret."""
-    show_record(state.manager().show_token(label), json_out)
+    manager = state.manager()
+    show_record(manager.show_token(label), json_out, manager.now())
 
 
 @app.command("reveal")
@@ -124,7 +151,11 @@ def reveal(
 
 @app.command("verify")
 def verify(
-    label: str,
+    label: Annotated[Optional[str], typer.Argument(help="The token to check.")] = None,  # noqa: UP045
+    all_: Annotated[bool, typer.Option("--all", help="Check every active token.")] = False,
+    concurrency: Annotated[int, typer.Option(
+        "--concurrency", min=1, max=64, help="Checks in parallel (--all); Graph calls stay within the rate limit.")
+    ] = 8,
     phone_number: Annotated[
         Optional[str],  # noqa: UP045
         typer.Option("--phone-number", metavar="ID",
@@ -132,10 +163,18 @@ def verify(
     ] = None,
     json_out: JsonOpt = False,
 ) -> None:
-    """Ask Meta's debug_token about LABEL now and record the answer. Exit 6 if it is not valid."""
-    from meta_tokenvault.errors import TokenInvalid
+    """Ask Meta's debug_token about LABEL (or, --all, every active token) now and record the answer.
 
+    A token Meta says is not valid becomes `invalidated` (run-due reissues it). Exit 6 if any is not valid.
+    """
+    from meta_tokenvault.errors import TokenInvalid, UsageError
+
+    if (label is None) == (not all_):
+        raise UsageError("Name a LABEL, or use --all." if label is None else "Give either a LABEL or --all, not both.")
     manager = state.manager()
+    if label is None:
+        _verify_all(manager, concurrency, json_out)
+        return
     record, info = manager.verify(label)
     whatsapp = manager.check_whatsapp(label, phone_number) if phone_number and info.is_valid else None
     if json_out:
@@ -153,6 +192,54 @@ def verify(
                       f"({whatsapp.get('verified_name', '?')}, quality {whatsapp.get('quality_rating', '?')}).")
     if not info.is_valid:
         raise TokenInvalid(f"Meta says {label} is not valid: {info.error_message or 'no reason given'}.")
+
+
+def _verify_all(manager: TokenManager, concurrency: int, json_out: bool) -> None:
+    """`token verify --all`: progress on stderr (a line per token, none with --json), a summary; exit 6 if any
+    token is not valid or could not be checked."""
+    import threading
+
+    from meta_tokenvault.usecases.verify import Check
+
+    lock, done = threading.Lock(), [0]
+    total = sum(1 for t in manager.list_tokens() if t.status.value == "active")
+
+    def tick(check: Check) -> None:
+        with lock:
+            done[0] += 1
+            if not json_out:
+                what = "valid" if check.valid else f"{check.status}: {check.error}" if check.valid is False \
+                    else f"not checked: {check.error}"
+                render.info(f"[{done[0]}/{total}] {check.label}: {what}")
+
+    started = time.monotonic()
+    checks = manager.verify_all(concurrency=concurrency, progress=tick)
+    invalid = [c for c in checks if c.valid is False]
+    unchecked = [c for c in checks if c.valid is None]
+    if json_out:
+        render.emit_json({"total": len(checks), "valid": sum(c.valid is True for c in checks),
+                          "invalid": len(invalid), "unchecked": len(unchecked),
+                          "seconds": round(time.monotonic() - started, 1), "checks": [c.as_json() for c in checks]})
+    else:
+        render.info(f"{len(checks)} token(s) checked in {time.monotonic() - started:.1f} s: "
+                    f"{len(checks) - len(invalid) - len(unchecked)} valid, {len(invalid)} invalid"
+                    + (f", {len(unchecked)} not checked" if unchecked else "") + ".")
+        if invalid:
+            render.info("invalidated: " + ", ".join(c.label for c in invalid)
+                        + " (`tokenvault run-due` reissues them unless their policy is on-invalid alert)")
+    if invalid or unchecked:
+        raise typer.Exit(6)
+
+
+@app.command("refresh")
+def refresh(label: str, json_out: JsonOpt = False) -> None:
+    """Exchange LABEL's 60-day token for a new one (Meta's fb_exchange_token; the old one keeps working until it
+    expires). Falls back to a rotation through an eligible admin when Meta refuses. Exit 7 when deferred."""
+    outcome = state.manager().refresh(label)
+    if json_out:
+        render.emit_json(outcome.as_json())
+    else:
+        render.ok(f"Refreshed {label}: v{outcome.from_version} → v{outcome.to_version} active.")
 
 
 @app.command("revoke")
@@ -175,12 +262,16 @@ def generate(
     expiring: Annotated[
         bool, typer.Option("--expiring", help="A 60-day token instead of a never-expiring one.")] = False,
     max_age_days: Annotated[Optional[int], typer.Option("--max-age-days", help="Rotate when older than this.")] = None,  # noqa: UP045
+    on_invalid: OnInvalidOpt = "reissue",
     json_out: JsonOpt = False,
 ) -> None:
     """Mint through an eligible admin system user. Exit 7 with the date when Meta's seven-day window is closed."""
+    from meta_tokenvault.validation import validate_on_invalid
+
+    validate_on_invalid(on_invalid)
     record = state.manager().generate_token(label, business=business, scopes=split_csv(scopes),
                                             system_user_id=system_user, expiring=expiring,
-                                            max_age_days=max_age_days)
+                                            max_age_days=max_age_days, on_invalid=on_invalid)
     if json_out:
         render.emit_json(record.as_json())
     else:

@@ -528,8 +528,10 @@ def _debug_info(data: Mapping[str, Any]) -> TokenDebugInfo:
                     wabas.append(str(target))
     error = data.get("error")
     error_message = None
+    code = subcode = None
     if isinstance(error, Mapping):
         error_message = redact_text(str(error.get("message") or "invalid"))
+        code, subcode = _int_or_none(error.get("code")), _int_or_none(error.get("subcode"))
     return TokenDebugInfo(
         is_valid=data.get("is_valid") is True,
         app_id=str(data["app_id"]) if data.get("app_id") not in (None, "") else None,
@@ -540,7 +542,18 @@ def _debug_info(data: Mapping[str, Any]) -> TokenDebugInfo:
         issued_at=parse_meta_time(data.get("issued_at")),
         type=str(data["type"]) if data.get("type") else None,
         error_message=error_message,
+        data_access_expires_at=parse_meta_time(data.get("data_access_expires_at")),
+        error_code=code,
+        error_subcode=subcode,
     )
+
+
+def _int_or_none(value: object) -> int | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    return int(value) if isinstance(value, str) and value.strip().isdigit() else None
 
 
 __all__ = ["HttpxGraphApi", "RateGate", "RatePacer", "appsecret_proof", "install_log_redaction", "parse_meta_time",

@@ -373,14 +373,17 @@ class SqlStore:
             s.add(_version_row(token.id, 1, version))
             return token.id
 
-    def reserve_token_id(self, label: str, business_pk: int, now: datetime, max_age_days: int | None = None) -> int:
-        """Create the token row with no version yet (current_version 0) so a secret can be bound to its id."""
+    def reserve_token_id(self, label: str, business_pk: int, now: datetime, max_age_days: int | None = None,
+                         on_invalid: str | None = None) -> int:
+        """Create the token row with no version yet (current_version 0) so a secret can be bound to its id.
+        ``on_invalid``: ``alert`` (None: reissue, the default policy)."""
         with self.session() as s:
             if s.exec(select(models.TokenRow.id).where(col(models.TokenRow.label) == label)).first() is not None:
                 raise AlreadyExists(f"A token labelled {label!r} exists already; nothing was overwritten.",
                                     hint="Choose another label, or replace it with `tokenvault token rotate`.")
             token = models.TokenRow(label=label, business_pk=business_pk, current_version=0,
-                                    max_age_days=max_age_days, created_at=_db(now))
+                                    max_age_days=max_age_days, created_at=_db(now),
+                                    on_invalid=None if on_invalid in (None, "reissue") else on_invalid)
             s.add(token)
             s.flush()
             assert token.id is not None
@@ -437,6 +440,13 @@ class SqlStore:
             token = s.get(models.TokenRow, token_id)
             assert token is not None
             token.max_age_days = days
+
+    def set_on_invalid(self, token_id: int, policy: str) -> None:
+        """What run-due does when Meta invalidates the token: ``reissue`` or ``alert``."""
+        with self.session() as s:
+            token = s.get(models.TokenRow, token_id)
+            assert token is not None
+            token.on_invalid = None if policy == "reissue" else policy
 
     def token_id(self, label: str) -> int:
         with self.session() as s:
@@ -684,11 +694,11 @@ class SqlStore:
 
     # ------------------------------------------------------------------ rotation journal and leases
     def start_rotation(self, token_id: int, label: str, from_version: int, compromised: bool, reason: str,
-                       now: datetime) -> int:
+                       now: datetime, kind: str = "rotate") -> int:
         with self.session() as s:
             row = models.RotationRow(token_id=token_id, label=label, from_version=from_version,
                                      compromised=compromised, step="started", state="running", reason=reason,
-                                     started_at=_db(now), updated_at=_db(now))
+                                     started_at=_db(now), updated_at=_db(now), kind=kind)
             s.add(row)
             s.flush()
             assert row.id is not None
@@ -891,7 +901,7 @@ def _version_row(token_id: int, version: int, fields: dict[str, Any]) -> models.
     for key in ("status", "source"):
         if isinstance(data.get(key), (TokenStatus, TokenSource)):
             data[key] = data[key].value
-    for key in ("created_at", "expires_at", "verified_at", "revoked_at"):
+    for key in ("created_at", "expires_at", "verified_at", "revoked_at", "data_access_expires_at"):
         if key in data:
             data[key] = _db_opt(data[key])
     return models.TokenVersionRow(token_id=token_id, version=version, **data)
@@ -944,4 +954,4 @@ def _rotation(row: models.RotationRow) -> RotationRecord:
     return RotationRecord(id=row.id, token_id=row.token_id, label=row.label, from_version=row.from_version,
                           to_version=row.to_version, compromised=row.compromised, step=row.step, state=row.state,
                           reason=row.reason, started_at=_req(row.started_at), updated_at=_req(row.updated_at),
-                          error=row.error)
+                          error=row.error, kind=row.kind or "rotate")

@@ -40,6 +40,9 @@ class TokenDebugInfo:
     issued_at: datetime | None
     type: str | None = None
     error_message: str | None = None
+    data_access_expires_at: datetime | None = None  # None: not given, or 0 (no limit)
+    error_code: int | None = None  # when not valid: Meta's error code (190) and subcode (460, 463, 467...)
+    error_subcode: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 from ..context import debug_summary
 from ..errors import InvalidInput, InvalidRequest, TokenInvalid
 from ..types import BusinessRecord, Secret, SecretKind, SecretRef, TokenRecord, TokenSource
-from ..validation import validate_label
+from ..validation import validate_label, validate_on_invalid
 
 if TYPE_CHECKING:
     from ..context import VaultContext
@@ -25,20 +25,23 @@ def import_token(
     waba_ids: Sequence[str] = (),
     verify: bool = True,
     max_age_days: int | None = None,
+    on_invalid: str = "reissue",
 ) -> TokenRecord:
     """Store a token captured at generation time, as version 1 of ``label``.
 
     With ``verify`` the token is checked with debug_token first: an invalid token or one of
     another app is refused (:class:`TokenInvalid` / :class:`InvalidInput`) and nothing is stored;
     app, system user, scopes, WABA ids and expiry are taken from Meta's answer.
-    Raises :class:`AlreadyExists` for a used label (nothing overwritten).
+    Raises :class:`AlreadyExists` for a used label (nothing overwritten). ``on_invalid``: what run-due does
+    when Meta invalidates it (``reissue`` or ``alert``).
     """
     validate_label(label)
+    validate_on_invalid(on_invalid)
     biz = ctx.store.get_business(business)
     if not secret:
         raise InvalidInput("No token was given.")
     provenance = _provenance_for_import(ctx, biz, secret, system_user_id, scopes, waba_ids, verify)
-    token_id = ctx.store.reserve_token_id(label, biz.id, ctx.now(), max_age_days)
+    token_id = ctx.store.reserve_token_id(label, biz.id, ctx.now(), max_age_days, on_invalid)
     ref = SecretRef(SecretKind.TOKEN, token_id, 1, label)
     try:
         ctx.secrets.put(ref, secret, ctx.backend_metadata(biz, provenance))
@@ -88,6 +91,7 @@ def _provenance_for_import(ctx: VaultContext, biz: BusinessRecord, secret: Secre
         system_user_id=info.user_id or system_user_id or "", app_id=info.app_id or biz.app_id,
         scopes=tuple(info.scopes) or tuple(scopes), waba_ids=tuple(info.waba_ids) or tuple(waba_ids),
         expires_at=info.expires_at, verified_at=now, debug_summary=debug_summary(info),
+        data_access_expires_at=info.data_access_expires_at,
     )
     return prov
 

@@ -6,10 +6,12 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from ..errors import VaultError
+from ..policy import countdown, refresh_due
 from ..types import TokenStatus
 
 if TYPE_CHECKING:
     from ..context import VaultContext
+    from ..types import TokenRecord
 
 
 @dataclass(frozen=True)
@@ -18,6 +20,7 @@ class DoctorCheck:
     ok: bool
     detail: str
     fix: str = ""
+    warning: bool = False  # not ok, but nothing is broken yet (doctor's exit status ignores it)
 
 
 def doctor(ctx: VaultContext) -> list[DoctorCheck]:
@@ -56,8 +59,30 @@ def doctor(ctx: VaultContext) -> list[DoctorCheck]:
         detail = f"{len(tokens)} tokens" + (f"; not active: {', '.join(bad)}" if bad else "")
         checks.append(DoctorCheck("tokens", not bad, detail,
                                   "Rotate them with `tokenvault token rotate`" if bad else ""))
+        checks += renewal_checks(ctx, tokens)
     except VaultError as exc:
         checks.append(DoctorCheck("tokens", False, exc.message, exc.hint))
     return checks
 
-__all__ = ["DoctorCheck", "doctor"]
+
+def renewal_checks(ctx: VaultContext, tokens: list[TokenRecord]) -> list[DoctorCheck]:
+    """Active tokens expiring within the refresh margin (run-due should have refreshed them), and tokens Meta
+    was never asked about (debug_token): their expiry and health are unknown."""
+    now, margin = ctx.now(), ctx.renewal.refresh_margin
+    active = [t for t in tokens if t.status is TokenStatus.ACTIVE]
+    expiring = [t for t in active if refresh_due(t.expires_at, now=now, margin=margin)]
+    unverified = [t.label for t in active if t.verified_at is None]
+    out = [DoctorCheck(
+        "expiring tokens", not expiring,
+        ", ".join(f"{t.label} expires {countdown(t.expires_at, now=now)}" for t in expiring)
+        or f"none within the refresh margin ({margin.days} days)",
+        "Run `tokenvault run-due` (it refreshes them); schedule it from cron/systemd" if expiring else "",
+        warning=bool(expiring))]
+    out.append(DoctorCheck(
+        "verified tokens", not unverified,
+        f"never checked with Meta: {', '.join(unverified)}" if unverified else "every active token was checked",
+        "Run `tokenvault token verify --all` (run-due checks them too)" if unverified else "",
+        warning=bool(unverified)))
+    return out
+
+__all__ = ["DoctorCheck", "doctor", "renewal_checks"]

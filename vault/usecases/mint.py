@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from .. import policy
 from ..errors import AlreadyExists, Deferred, InvalidInput, NotFound, PermissionMissing, SevenDayWindow, VaultError
 from ..types import BusinessRecord, Secret, SecretKind, SecretRef, SystemUserRecord, TokenRecord, TokenSource
-from ..validation import validate_label
+from ..validation import validate_label, validate_on_invalid
 from .tokens import verify
 
 if TYPE_CHECKING:
@@ -132,7 +132,7 @@ class Minter:
 def generate_token(ctx: VaultContext, label: str, *, business: str, scopes: Sequence[str],
                    system_user_id: str | None = None,
                    expiring: bool = False, max_age_days: int | None = None,
-                   from_reminder: bool = False) -> TokenRecord:
+                   from_reminder: bool = False, on_invalid: str = "reissue") -> TokenRecord:
     """Mint a new token through an eligible admin system user and store it as ``label`` v1.
 
     When no admin is eligible yet (Meta's seven-day rule) a reminder is recorded and
@@ -140,6 +140,7 @@ def generate_token(ctx: VaultContext, label: str, *, business: str, scopes: Sequ
     The minted token is stored before it is verified, so nothing minted is lost.
     """
     validate_label(label)
+    validate_on_invalid(on_invalid)
     scopes = tuple(s for s in scopes if s)
     if not scopes:
         raise InvalidInput("At least one scope is needed.",
@@ -166,7 +167,7 @@ def generate_token(ctx: VaultContext, label: str, *, business: str, scopes: Sequ
                        hint=f"Reminder #{reminder_id} recorded; `tokenvault run-due` mints it when the window "
                             "opens (or name an older admin with --system-user).") from None
     with minter.keep_or_revoke(minted, label):  # a minted token that cannot be kept is revoked, never lost
-        token_id = ctx.store.reserve_token_id(label, biz.id, ctx.now(), max_age_days)
+        token_id = ctx.store.reserve_token_id(label, biz.id, ctx.now(), max_age_days, on_invalid)
         ref = SecretRef(SecretKind.TOKEN, token_id, 1, label)
         try:
             prov: dict[str, Any] = {"system_user_id": minted.system_user_id, "app_id": biz.app_id,

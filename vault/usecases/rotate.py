@@ -8,6 +8,15 @@ Compromised (the leaked token dies first)::
 
     started → compromised_revoked → minting → stored → verified → promoted → done
 
+Two other *kinds* run the same machine (``tv_rotation.kind``), without the revocation:
+
+* ``refresh``: a 60-day token is exchanged for a new one (``fb_exchange_token``) in the ``minting`` step; the
+  old one keeps working until its own expiry, so nothing is revoked: ``… verified → done``. When Meta refuses
+  the exchange, the rotation becomes a normal one (kind ``rotate``) in the same step: minted through an
+  eligible admin (or deferred with a reminder), the old token revoked as usual.
+* ``reissue``: the token is dead at Meta already (``invalidated``); a new one is minted and promoted, nothing
+  is left to revoke: ``… verified → done``.
+
 Each step is recorded in ``tv_rotation`` *before* the next is taken and every step is safe to
 repeat, so a process killed anywhere is finished by ``run-due`` or the next ``token rotate``.
 A token minted at Meta is written to the secret backend (as a *pending* version) before any other
@@ -28,14 +37,14 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from ..context import debug_summary
-from ..errors import Deferred, NotFound, RotationInProgress, TokenInvalid, VaultError
+from ..errors import Deferred, InvalidRequest, NotFound, PermissionMissing, RotationInProgress, TokenInvalid, VaultError
 from ..leases import lease_is_stale, lease_owner
 from ..types import BusinessRecord, Secret, SecretKind, SecretRef, TokenRecord, TokenSource, TokenStatus
 from .mint import Minter, MintResult
@@ -47,6 +56,7 @@ if TYPE_CHECKING:
     from ..types import RotationRecord, TokenVersionRecord
 
 LEASE_TTL = timedelta(minutes=10)
+KINDS = ("rotate", "refresh", "reissue")
 STEPS = ("started", "compromised_revoked", "minting", "stored", "verified", "promoted", "old_revoked", "done")
 
 # A hook for crash tests: TOKENVAULT_TEST_CRASH_AFTER=<step> makes the process SIGKILL itself right
@@ -64,11 +74,12 @@ class RotationOutcome:
     message: str = ""
     opens_at: str | None = None
     reminder_id: int | None = None
+    kind: str = "rotate"  # what it ended as: a refresh Meta refused ends as a rotation
 
     def as_json(self) -> dict[str, object]:
         return {"label": self.label, "state": self.state, "from_version": self.from_version,
                 "to_version": self.to_version, "compromised": self.compromised, "message": self.message,
-                "opens_at": self.opens_at, "reminder_id": self.reminder_id}
+                "opens_at": self.opens_at, "reminder_id": self.reminder_id, "kind": self.kind}
 
 
 _T = TypeVar("_T")
@@ -263,13 +274,14 @@ class Rotator:
 
     # ------------------------------------------------------------------ entry points
     def rotate(self, label: str, *, compromised: bool = False, reason: str = "",
-               expected_version: int | None = None) -> RotationOutcome:
+               expected_version: int | None = None, kind: str = "rotate") -> RotationOutcome:
         """Rotate ``label`` (or resume its open rotation). Raises Deferred (exit 7) / RotationInProgress (8).
 
         ``expected_version`` (policy rotation): if another process rotated the token since the caller
         looked, nothing is done (the outcome's state is ``skipped``), so two schedulers never rotate twice.
+        ``kind``: ``rotate``, ``refresh`` or ``reissue`` (see the module's docstring).
         """
-        outcome = self._rotate(label, compromised, reason, expected_version)
+        outcome = self._rotate(label, compromised, reason, expected_version, kind)
         self._settle()
         return outcome
 
@@ -279,9 +291,12 @@ class Rotator:
             for _, error in self.group.drain():
                 raise error
 
-    def _rotate(self, label: str, compromised: bool, reason: str, expected_version: int | None) -> RotationOutcome:
+    def _rotate(self, label: str, compromised: bool, reason: str, expected_version: int | None,
+                kind: str = "rotate") -> RotationOutcome:
+        if kind not in KINDS:
+            raise ValueError(f"unknown rotation kind {kind!r}")
         owner = lease_owner()
-        begin = self._begin(label, owner, compromised, reason, expected_version)
+        begin = self._begin(label, owner, compromised, reason, expected_version, kind)
         try:  # the usual case, one commit: the lease (nobody holds one) and the journal up to the first step
             begun: _Begun | None = self.group.run(lambda: begin(True))
         except NotFound:
@@ -323,7 +338,7 @@ class Rotator:
                 self._unlock(record, work.owner)
 
     def _begin(self, label: str, owner: str, compromised: bool, reason: str,
-               expected_version: int | None) -> Callable[[bool], _Begun]:
+               expected_version: int | None, kind: str = "rotate") -> Callable[[bool], _Begun]:
         """The store work that opens a rotation, for one commit: the token read; with ``take_lease``, its lease
         if no one holds one (else ``held``: the caller takes it the careful way); then, under the lease, the
         open rotation, or a new one journaled up to its first step (``minting``, or ``started`` when
@@ -341,9 +356,9 @@ class Rotator:
                 return _Begun(record, open_rotation, new=False)
             if expected_version is not None and record.version != expected_version:
                 return _Begun(record, None, new=False)
-            rotation_id = store.start_rotation(record.id, label, record.version, compromised, reason, now)
+            rotation_id = store.start_rotation(record.id, label, record.version, compromised, reason, now, kind=kind)
             self.ctx.audit("rotation.start", label, rotation=rotation_id, from_version=record.version,
-                         compromised=compromised, reason=reason)
+                         compromised=compromised, reason=reason, kind=kind)
             old = store.version_record(record.id, record.version)
             if not compromised:  # "started" needs no call to Meta: journal "minting" in the same commit
                 to_version = store.max_version(record.id) + 1
@@ -380,16 +395,20 @@ class Rotator:
         self._settle()
         return outcome
 
-    def rotate_many(self, labels: Sequence[str], *, compromised: bool = False, reason: str = "",
+    def rotate_many(self, labels: Iterable[str], *, compromised: bool = False, reason: str = "",
                     concurrency: int = 4,
-                    progress: Callable[[RotationOutcome], None] | None = None) -> list[RotationOutcome]:
+                    progress: Callable[[RotationOutcome], None] | None = None,
+                    kind: str = "rotate",
+                    expected: dict[str, int] | None = None) -> list[RotationOutcome]:
         """Rotate several tokens with bounded concurrency; one outcome per label, in the order given (an
-        error does not stop the others). ``progress`` is called from the worker threads as each one ends."""
+        error does not stop the others). ``progress`` is called from the worker threads as each one ends.
+        ``kind``: of every rotation; ``expected``: label -> the version the caller saw (``skipped`` if it moved).
+        ``labels`` may be a generator that blocks (work found while this runs): each label starts as it comes."""
         from concurrent.futures import ThreadPoolExecutor
 
         def one(label: str) -> RotationOutcome:
             try:
-                outcome = self._rotate(label, compromised, reason, None)
+                outcome = self._rotate(label, compromised, reason, (expected or {}).get(label), kind)
             except Deferred as exc:
                 outcome = RotationOutcome(label, "deferred", 0, None, compromised, exc.message,
                                           exc.opens_at.isoformat() if exc.opens_at else None, exc.reminder_id)
@@ -461,6 +480,8 @@ class Rotator:
             if nxt.join_next:
                 continue
             if nxt.behind:  # nothing is left that Meta or the caller waits on: the rest is written behind
+                if release is not None:
+                    work.owner = None  # released by the last entry, behind
                 self._write_behind(rotation, work, joined)
                 return self._outcome(rotation, "done")
             entries, joined = joined, []
@@ -512,7 +533,7 @@ class Rotator:
 
     def _outcome(self, rotation: RotationRecord, state: str) -> RotationOutcome:
         return RotationOutcome(rotation.label, state, rotation.from_version, rotation.to_version,
-                               rotation.compromised)
+                               rotation.compromised, kind=rotation.kind)
 
     def _business(self, name: str) -> _Business:
         with self._businesses_lock:
@@ -586,11 +607,16 @@ class Rotator:
             put: Callable[[], None] | None = None
         else:
             biz = self._business(record.business_name)
-            try:
-                minted = self.minter.mint(biz.record, tuple(old.scopes), expiring=old.expires_at is not None,
-                                          app=biz.app, caller=biz.admin)
-            except Deferred as exc:
-                raise self._defer(rotation, record, exc) from None
+            minted = self._exchange(rotation, work, biz, old) if rotation.kind == "refresh" else None
+            if minted is None:
+                if rotation.kind == "refresh":  # Meta refused the exchange: a normal rotation, journaled as one
+                    nxt.changes["kind"] = "rotate"
+                    rotation = replace(rotation, kind="rotate")
+                try:
+                    minted = self.minter.mint(biz.record, tuple(old.scopes), expiring=old.expires_at is not None,
+                                              app=biz.app, caller=biz.admin)
+                except Deferred as exc:
+                    raise self._defer(rotation, record, exc) from None
             secret, system_user_id = minted.secret, minted.system_user_id
             work.new_secret = secret
             metadata = {"business": biz.record.name, "system_user_id": system_user_id, "app_id": biz.record.app_id,
@@ -601,8 +627,9 @@ class Rotator:
             nxt.guard = self._kept(minted, new_ref, record.label)
             if not in_store:  # a remote backend (Vault) is never written inside a database transaction
                 nxt.before, put = put, None
+        source = TokenSource.REFRESHED if rotation.kind == "refresh" else TokenSource.ROTATED
         fields = {
-            "status": TokenStatus.PENDING, "source": TokenSource.ROTATED, "system_user_id": system_user_id,
+            "status": TokenStatus.PENDING, "source": source, "system_user_id": system_user_id,
             "app_id": record.provenance.app_id, "scopes": list(old.scopes), "waba_ids": list(old.waba_ids),
             "fingerprint": self.ctx.fingerprint(secret), "last4": secret.last4, "created_at": self.ctx.now(),
             "backend": self.ctx.secrets.name}
@@ -614,6 +641,26 @@ class Rotator:
                 self.ctx.store.add_version(rotation.token_id, to_version, fields, make_current=False)
         nxt.write = write
         return nxt
+
+    def _exchange(self, rotation: RotationRecord, work: _Work, biz: _Business,
+                  old: TokenVersionRecord) -> MintResult | None:
+        """A refresh's ``minting``: exchange the current token for a new 60-day one. ``None`` when Meta refuses
+        (the token was not refreshable, or is dead already): recorded, notified, and the caller mints instead.
+        Transient failures and rate limits are raised: the rotation stays open and is resumed as a refresh."""
+        try:
+            refreshed = self.ctx.graph.refresh_token(self._old_secret(rotation, work), biz.app)
+        except (TokenInvalid, InvalidRequest, PermissionMissing) as exc:
+            reason = exc.message
+
+            def record() -> None:
+                self.ctx.store.update_rotation(rotation.id, self.ctx.now(), kind="rotate", error=reason)
+                self.ctx.audit("refresh.failed", rotation.label, rotation=rotation.id, error=reason)
+            self.group.run(record)
+            self.ctx.notifier.notify(f"tokenvault: refresh of {rotation.label} failed",
+                                     f"Meta refused to refresh {rotation.label}: {reason} tokenvault is rotating it "
+                                     "through an eligible admin system user instead.")
+            return None
+        return MintResult(refreshed.token, old.system_user_id, biz.app)
 
     @contextmanager
     def _kept(self, minted: MintResult, ref: SecretRef, label: str) -> Iterator[None]:
@@ -640,7 +687,8 @@ class Rotator:
             raise TokenInvalid(f"The newly minted token for {rotation.label} did not verify with debug_token "
                                f"({info.error_message or 'wrong app'}); the current token was kept.")
         fields: dict[str, Any] = {"verified_at": self.ctx.now(), "debug_summary": debug_summary(info),
-                                  "expires_at": info.expires_at}
+                                  "expires_at": info.expires_at,
+                                  "data_access_expires_at": info.data_access_expires_at}
         if info.scopes:
             fields["scopes"] = list(info.scopes)
         if info.waba_ids:
@@ -656,9 +704,12 @@ class Rotator:
         to_version = rotation.to_version
         old_status = TokenStatus.COMPROMISED if rotation.compromised else TokenStatus.RETIRED
 
-        def write() -> None:
+        def write() -> None:  # an invalidated old version keeps its status (promote changes an active one only)
             self.ctx.store.promote(rotation.token_id, to_version, rotation.from_version, old_status)
-        return _Next("done" if rotation.compromised else "promoted", write=write)
+        # refresh: the old token works until its own expiry; reissue: it is dead already. Nothing to revoke, so
+        # nothing waits for this commit: written behind (a crash before it is durable resumes from "stored").
+        renewal = rotation.kind != "rotate" and not rotation.compromised
+        return _Next("done" if rotation.compromised or renewal else "promoted", write=write, behind=renewal)
 
     def _step_promoted(self, rotation: RotationRecord, work: _Work) -> _Next:
         old = self._old_version(rotation, work)
@@ -694,9 +745,15 @@ class Rotator:
                      reminder=reminder_id)
         gap = (" The leaked token is already revoked: there is NO working token for "
                f"{rotation.label} until then." if rotation.compromised else
-               " The current token stays active meanwhile.")
-        self.ctx.notifier.notify(f"tokenvault: rotation of {rotation.label} deferred",
-                               f"{exc.message}{gap} tokenvault run-due finishes it when the window opens.")
+               f" The token is dead at Meta: there is NO working token for {rotation.label} until then."
+               if rotation.kind == "reissue" else " The current token stays active meanwhile.")
+        title = f"tokenvault: {'reissue' if rotation.kind == 'reissue' else 'rotation'} of {rotation.label} deferred"
+        expires = record.expires_at
+        if expires is not None and rotation.kind != "reissue" and not rotation.compromised and expires <= opens_at:
+            title = f"tokenvault: {rotation.label} expires before it can be renewed"
+            gap += (f" It expires {expires:%Y-%m-%d %H:%M} UTC, before then: generate a token by hand in Business "
+                    f"Settings and `tokenvault token import` it, or it stops working.")
+        self.ctx.notifier.notify(title, f"{exc.message}{gap} tokenvault run-due finishes it when the window opens.")
         return Deferred(f"Rotation of {rotation.label} deferred until {opens_at:%Y-%m-%d %H:%M} UTC: "
                         f"{exc.message}{gap}", opens_at=opens_at, reminder_id=reminder_id,
                         hint=f"Reminder #{reminder_id} recorded; run `tokenvault run-due` from cron/systemd and it "
@@ -724,4 +781,4 @@ def _maybe_crash(step: str) -> None:
         os.kill(os.getpid(), signal.SIGKILL)
 
 
-__all__ = ["STEPS", "RotationOutcome", "Rotator"]
+__all__ = ["KINDS", "STEPS", "RotationOutcome", "Rotator"]

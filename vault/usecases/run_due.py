@@ -6,8 +6,14 @@ One pass, in order:
 2. for each open reminder whose date has come: notify once, then try the work (generate, rotate,
    refresh). Still blocked → the reminder moves to the new date; done → marked done and notified;
    failed → attempts counted, error kept, notified (given up after ``MAX_ATTEMPTS``);
-3. policy rotation: tokens older than their ``max_age_days`` are rotated; expiring (60-day) tokens
-   within ``REFRESH_MARGIN`` of expiry are rotated too.
+3. detection: active tokens not checked within ``verify_interval`` are checked with debug_token; a dead
+   one becomes ``invalidated`` (:mod:`.verify`);
+4. renewal: expiring (60-day) tokens within ``refresh_margin`` of expiry are *refreshed*, invalidated ones
+   *reissued* (unless ``on_invalid = alert``) (:mod:`.refresh`);
+5. policy rotation: tokens older than their ``max_age_days`` are rotated.
+
+Steps 3 and 4 overlap (renewals already known start while the checks run) and call Meta ``concurrency`` at
+a time between them (the Graph client keeps the app's rate limit).
 
 Each reminder is claimed with a compare-and-set on its status, so two concurrent passes never do the
 same work twice.
@@ -15,21 +21,27 @@ same work twice.
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
+from ..context import BoundedGraph
 from ..errors import Deferred, NotFound, RotationInProgress, VaultError
+from ..policy import verify_due
 from ..types import TokenStatus, as_utc
 from .mint import generate_token
-from .rotate import Rotator
+from .refresh import WORKERS_PER_CALL, RenewalPlan, plan, renew
+from .rotate import RotationOutcome, Rotator
+from .verify import Check, verify_many
 
 if TYPE_CHECKING:
     from ..context import VaultContext
-    from ..types import ReminderRecord
+    from ..ports.graph import GraphApi
+    from ..types import ReminderRecord, TokenRecord
 
 MAX_ATTEMPTS = 5
-REFRESH_MARGIN = timedelta(days=7)
 CLAIM_TTL = timedelta(minutes=30)
 
 
@@ -41,10 +53,20 @@ class RunDueReport:
     failed: list[str] = field(default_factory=list)
     notified: list[str] = field(default_factory=list)
     policy_rotated: list[str] = field(default_factory=list)
+    verified: int = 0  # tokens checked with debug_token
+    invalidated: list[str] = field(default_factory=list)  # found dead at Meta in this pass
+    refreshed: list[str] = field(default_factory=list)
+    reissued: list[str] = field(default_factory=list)
+    alert_only: list[str] = field(default_factory=list)  # invalidated, policy on_invalid = alert: not reissued
 
-    def as_json(self) -> dict[str, list[str]]:
+    def as_json(self) -> dict[str, object]:
         return {"resumed": self.resumed, "completed": self.completed, "still_waiting": self.still_waiting,
-                "failed": self.failed, "notified": self.notified, "policy_rotated": self.policy_rotated}
+                "failed": self.failed, "notified": self.notified, "policy_rotated": self.policy_rotated,
+                "verified": self.verified, "invalidated": self.invalidated, "refreshed": self.refreshed,
+                "reissued": self.reissued, "alert_only": self.alert_only}
+
+    def counts(self) -> dict[str, int]:
+        return {k: v if isinstance(v, int) else len(v) for k, v in self.as_json().items()}  # type: ignore[arg-type]
 
 
 def ics_event(reminder: ReminderRecord, now: datetime) -> str:
@@ -65,9 +87,15 @@ def ics_event(reminder: ReminderRecord, now: datetime) -> str:
 
 
 class DueRunner:
-    def __init__(self, ctx: VaultContext) -> None:
+    def __init__(self, ctx: VaultContext, *, concurrency: int = 8,
+                 progress: Callable[[str, str, str], None] | None = None) -> None:
+        """``concurrency``: Graph calls in parallel for detection and renewal; ``progress(phase, label, state)``
+        is called from worker threads as each token's check or renewal ends."""
         self.ctx = ctx
         self.rotator = Rotator(ctx)
+        self.concurrency = concurrency
+        self.progress = progress
+        self._report_lock = threading.Lock()  # detection and renewal report from two threads
 
     def run(self) -> RunDueReport:
         report = RunDueReport()
@@ -75,8 +103,9 @@ class DueRunner:
         self._resume_provisioning(report)
         for reminder in self.ctx.store.list_reminders(open_only=True):
             self._handle(reminder, report)
+        self._health(report)
         self._policy(report)
-        self.ctx.audit("run_due", "reminders", **{k: len(v) for k, v in report.as_json().items()})
+        self.ctx.audit("run_due", "reminders", **report.counts())
         return report
 
     def _resume_interrupted(self, report: RunDueReport) -> None:
@@ -176,21 +205,118 @@ class DueRunner:
                                   scopes=tuple(payload.get("scopes", ())),
                                   system_user_id=payload.get("system_user_id"),
                                   expiring=bool(payload.get("expiring")), from_reminder=True)
+        elif reminder.action == "refresh":
+            self.rotator.rotate(reminder.label, kind="refresh")
         else:
             self.rotator.rotate(reminder.label)
 
+    # ------------------------------------------------------------------ detection and renewal (issue 13)
+    def _health(self, report: RunDueReport) -> None:
+        """Detection and renewal, overlapped: the renewals already known (tokens whose recorded expiry is inside
+        ``refresh_margin``, tokens already invalidated) start at once, while every other active token not checked
+        within ``verify_interval`` is checked with debug_token; a token a check finds dead is reissued at once
+        (policy permitting); then the tokens the checks found expiring are refreshed. Checks and renewals share
+        one bound of ``concurrency`` Graph calls in flight (and the Graph client's pacing), and one group commit:
+        a renewal waits for commits, a check mostly for Meta, so together they keep the network and the database
+        busy."""
+        import queue
+        from concurrent.futures import ThreadPoolExecutor
+
+        ctx = self.ctx.with_graph(cast("GraphApi", BoundedGraph(self.ctx.graph, self.concurrency)))
+        rotator = Rotator(ctx)
+        records = self.ctx.store.list_tokens()
+        first = plan(self.ctx, records)
+        busy = {r.token_id for r in self.ctx.store.open_rotations()}
+        now, interval = self.ctx.now(), self.ctx.renewal.verify_interval
+        stale = {t.label: t for t in records if t.status is TokenStatus.ACTIVE and t.label not in first.refresh
+                 and verify_due(t.verified_at, now=now, interval=interval)}
+        found, dead = RenewalPlan(), queue.Queue[str | None]()
+
+        def on_dead(check: Check) -> None:  # a worker thread of the checks; the reissue starts right away
+            record = stale[check.label]
+            if record.on_invalid != "alert" and record.id not in busy:
+                found.reissue[check.label] = check.version
+                dead.put(check.label)
+
+        def found_dead() -> Iterator[str]:
+            while (label := dead.get()) is not None:
+                yield label
+
+        with ThreadPoolExecutor(max_workers=2, thread_name_prefix="renew") as background:
+            renewing = background.submit(self._renew, ctx, rotator, first, report) if first else None
+            reissuing = background.submit(self._renew, ctx, rotator, found, report, found_dead()) if stale else None
+            try:
+                if stale:
+                    self._verify(ctx, rotator, list(stale.values()), report, on_dead)
+            finally:
+                dead.put(None)
+            for work in (renewing, reissuing):
+                if work is not None:
+                    work.result()
+        report.alert_only += first.alert_only
+        second = plan(self.ctx, self.ctx.store.list_tokens())
+        done = set(first.refresh) | set(first.reissue) | set(found.reissue)
+        second.refresh = {k: v for k, v in second.refresh.items() if k not in done}
+        second.reissue = {k: v for k, v in second.reissue.items() if k not in done}
+        report.alert_only += [label for label in second.alert_only if label not in first.alert_only]
+        if second:
+            self._renew(ctx, rotator, second, report)
+
+    def _verify(self, ctx: VaultContext, rotator: Rotator, stale: list[TokenRecord], report: RunDueReport,
+                on_dead: Callable[[Check], None]) -> None:
+        """debug_token ``stale``; dead ones become invalidated (see :func:`.verify.verify_many`) and are handed to
+        ``on_dead`` as they are found."""
+        progress = self.progress
+
+        def tick(check: Check) -> None:
+            if check.newly_invalidated:
+                on_dead(check)
+            if progress is not None:
+                progress("verify", check.label, check.status if check.valid is not None else "failed")
+        checks = verify_many(ctx, stale, concurrency=self.concurrency, progress=tick, group=rotator.group)
+        with self._report_lock:
+            report.verified += sum(c.valid is not None for c in checks)
+            report.invalidated += [c.label for c in checks if c.newly_invalidated]
+            report.failed += [f"{c.label}: {c.error}" for c in checks if c.valid is None]
+
+    def _renew(self, ctx: VaultContext, rotator: Rotator, work: RenewalPlan, report: RunDueReport,
+               found: Iterable[str] | None = None) -> None:
+        """Refresh and reissue what ``work`` lists, and ``found`` (see :func:`.refresh.renew`); record the outcomes."""
+        tick = None
+        if self.progress is not None:
+            progress = self.progress
+
+            def tick(outcome: RotationOutcome) -> None:
+                progress("refresh" if outcome.label in work.refresh else "reissue", outcome.label, outcome.state)
+        outcomes = renew(ctx, work, concurrency=self.concurrency * WORKERS_PER_CALL, progress=tick, rotator=rotator,
+                         found=found)
+        with self._report_lock:
+            for outcome in outcomes:
+                if outcome.state == "done":
+                    if outcome.label in work.reissue:
+                        report.reissued.append(outcome.label)
+                    elif outcome.kind == "refresh":
+                        report.refreshed.append(outcome.label)
+                    else:  # Meta refused the exchange: rotated through an admin instead
+                        report.policy_rotated.append(outcome.label)
+                elif outcome.state == "deferred":
+                    report.still_waiting.append(outcome.label)
+                elif outcome.state == "failed":
+                    report.failed.append(f"{outcome.label}: {outcome.message}")
+
+    # ------------------------------------------------------------------ policy rotation
     def _policy(self, report: RunDueReport) -> None:
+        """Rotate tokens older than their ``max_age_days`` (expiring ones are refreshed by :meth:`_renew`)."""
         now = self.ctx.now()
+        busy = {r.token_id for r in self.ctx.store.open_rotations()}
         for token in self.ctx.store.list_tokens():
-            if token.status is not TokenStatus.ACTIVE or self.ctx.store.open_rotation(token.id) is not None:
+            if token.status is not TokenStatus.ACTIVE or token.id in busy:
                 continue
             too_old = token.max_age_days is not None and now - token.created_at >= timedelta(days=token.max_age_days)
-            expiring = token.expires_at is not None and as_utc(token.expires_at) - now <= REFRESH_MARGIN
-            if not (too_old or expiring):
+            if not too_old:
                 continue
             try:
-                self.rotator.rotate(token.label, reason="policy: max age" if too_old else "policy: expiry",
-                                    expected_version=token.version)
+                self.rotator.rotate(token.label, reason="policy: max age", expected_version=token.version)
                 report.policy_rotated.append(token.label)
             except Deferred:
                 report.still_waiting.append(token.label)

@@ -5,11 +5,11 @@ Every read of a secret is audited; nothing here mints (see :mod:`.mint`) or rota
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from ..context import debug_summary
 from ..errors import InvalidInput
 from ..types import Secret, SecretKind, SecretRef, TokenRecord, TokenStatus
+from .checks import check_fields, record_invalidated, say
 
 if TYPE_CHECKING:
     from ..context import VaultContext
@@ -52,20 +52,22 @@ def resolve(ctx: VaultContext, label: str, *, allow_inactive: bool = False,
 
 
 def verify(ctx: VaultContext, label: str) -> tuple[TokenRecord, TokenDebugInfo]:
-    """debug_token the current version now and record what Meta said (validity, expiry, scopes)."""
+    """debug_token the current version now and record what Meta said (validity, expiry, scopes); an invalid
+    active token becomes ``invalidated`` (audited, notified)."""
     record = ctx.store.get_token(label)
     biz = ctx.store.get_business(record.business_name)
     secret = ctx.secrets.get(SecretRef(SecretKind.TOKEN, record.id, record.version, label))
     info = ctx.graph.debug_token(secret, ctx.app_credentials(biz))
-    fields: dict[str, Any] = {"verified_at": ctx.now(), "debug_summary": debug_summary(info)}
-    if info.is_valid:
-        fields["expires_at"] = info.expires_at
-        if info.scopes:
-            fields["scopes"] = list(info.scopes)
-        if info.waba_ids:
-            fields["waba_ids"] = list(info.waba_ids)
-    ctx.store.update_version(record.id, record.version, **fields)
-    ctx.audit("token.verify", label, version=record.version, valid=info.is_valid)
+    fields = check_fields(info, ctx.now(), record.status)
+    with ctx.store.transaction():
+        ctx.store.update_version(record.id, record.version, **fields)
+        ctx.audit("token.verify", label, version=record.version, valid=info.is_valid)
+        if fields.get("status") is TokenStatus.INVALIDATED:
+            record_invalidated(ctx, record, info)
+    if fields.get("status") is TokenStatus.INVALIDATED:
+        say(ctx, "invalidated", [label], lambda _: f"Meta says {label} is no longer valid "
+            f"({info.error_message or 'no reason given'}); `tokenvault run-due` reissues it unless its policy is "
+            "on_invalid=alert.")
     return ctx.store.get_token(label), info
 
 

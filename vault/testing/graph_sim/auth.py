@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from . import wire
+from .invalidation import invalidated_failure
 from .wire import Call, GraphFailure
 from .world import MintedToken, SimApp, SimSystemUser, World
 
@@ -43,7 +44,7 @@ def check_token(world: World, value: str, now: datetime) -> MintedToken:
         raise wire.invalid_token()
     state = record.state(now)
     if state == "revoked":
-        raise wire.revoked_token()
+        raise invalidated_failure(record.invalidated_subcode)
     if state == "expired":
         assert record.expires_at is not None
         raise wire.expired_token(record.expires_at, now)

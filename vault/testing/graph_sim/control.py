@@ -10,6 +10,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
+from .invalidation import DEFAULT_SUBCODE
 from .knobs import knobs_json, set_knob
 from .state import SimState
 from .wire import WireRequest, WireResponse
@@ -40,7 +41,7 @@ def _token_json(sim: SimState, t: MintedToken) -> Body:
             "app_id": t.app_id, "business_id": t.business_id, "scopes": list(t.scopes), "expiring": t.expiring,
             "issued_at": t.issued_at.isoformat(), "expires_at": t.expires_at.isoformat() if t.expires_at else None,
             "revoked_at": t.revoked_at.isoformat() if t.revoked_at else None, "waba_ids": list(t.waba_ids),
-            "via": t.via}
+            "via": t.via, "invalidated_subcode": t.invalidated_subcode}
 
 
 def state(sim: SimState, body: Body, req: WireRequest) -> Body:
@@ -115,6 +116,13 @@ def revoke(sim: SimState, body: Body, req: WireRequest) -> Body:
     return {"revoked": True, "state": sim.token_state(token)}
 
 
+def invalidate(sim: SimState, body: Body, req: WireRequest) -> Body:
+    """``{"token": VALUE, "subcode": 460}``: Meta invalidates the token out of band (subcode optional)."""
+    token = str(body["token"])
+    sim.invalidate(token, int(body.get("subcode", DEFAULT_SUBCODE)))
+    return {"invalidated": True, "state": sim.token_state(token)}
+
+
 def knobs(sim: SimState, body: Body, req: WireRequest) -> Body:
     """``{"knob": value, ...}``: each is type-checked; returns every knob's value."""
     with sim._lock:
@@ -153,6 +161,7 @@ ROUTES: dict[tuple[str, str], Callable[[SimState, Body, WireRequest], Body]] = {
     ("POST", "fail"): fail,
     ("POST", "latency"): latency,
     ("POST", "revoke"): revoke,
+    ("POST", "invalidate"): invalidate,
     ("POST", "knobs"): knobs,
     ("POST", "world"): world,
 }

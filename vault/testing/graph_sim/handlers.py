@@ -14,6 +14,7 @@ from urllib.parse import urlencode
 
 from . import wire
 from .auth import Caller, app_of_app_token, authenticate, check_client, check_token
+from .invalidation import invalidated_failure
 from .state import SimState
 from .wire import Call, GraphFailure
 from .world import KNOWN_SCOPES, ROLES, SEVEN_DAYS, MintedToken, SimSystemUser, meta_time, unix
@@ -383,7 +384,8 @@ def _describe(sim: SimState, record: MintedToken, now: Any) -> Payload:
     data["granular_scopes"] = _granular(sim, record)
     data["user_id"] = record.system_user_id
     if state != "valid":
-        error = wire.revoked_token() if state == "revoked" else wire.expired_token(expires or now, now)
+        error = (invalidated_failure(record.invalidated_subcode) if state == "revoked"
+                 else wire.expired_token(expires or now, now))
         data["error"] = {"code": 190, "message": error.message, "subcode": error.subcode}
     return data
 

@@ -14,6 +14,7 @@ from datetime import datetime
 from .auth import app_of_app_token, appsecret_proof
 from .clock import SimClock, as_utc
 from .faults import PendingFault, check_kind
+from .invalidation import DEFAULT_SUBCODE, check_subcode
 from .knobs import SEVEN_DAY_ERRORS, SEVEN_DAY_PLACEMENTS
 from .wire import GraphFailure
 from .world import (
@@ -244,6 +245,16 @@ class SimState:
         """Out-of-band revocation (e.g. in Business Settings): every later use gives 190."""
         with self._lock:
             self.token(token).revoked_at = self.clock.now()
+            self.touch()
+
+    def invalidate(self, token: str, subcode: int = DEFAULT_SUBCODE) -> None:
+        """Meta invalidates ``token`` out of band (after a leak, a password or session reset): every later use
+        answers 190 with ``subcode`` (460, 467...), debug_token says ``is_valid: false`` with that error."""
+        check_subcode(subcode)
+        with self._lock:
+            record = self.token(token)
+            record.revoked_at = self.clock.now()
+            record.invalidated_subcode = subcode
             self.touch()
 
     def appsecret_proof(self, token: str) -> str:

@@ -99,6 +99,7 @@ class MintedToken:
     business_id: str = ""
     waba_ids: tuple[str, ...] = ()  # explicit restriction; empty: whatever the system user reaches
     via: str = "access_tokens"
+    invalidated_subcode: int | None = None  # invalidated out of band (``revoked_at`` set too): Meta's 190 subcode
 
     @property
     def expires_at(self) -> datetime | None:
