@@ -53,7 +53,7 @@ def _register() -> None:
     app.add_typer(tokens.app, name="token")
     app.add_typer(audit.app, name="audit")
     app.add_typer(keys.app, name="keys")
-    for optional in ("system_users", "reminders", "inject", "simulator", "backend", "demo"):
+    for optional in ("system_users", "reminders", "inject", "simulator", "backend", "demo", "scan", "review"):
         try:
             module = __import__(f"cli.commands.{optional}", fromlist=["register"])
         except ModuleNotFoundError as exc:

@@ -14,7 +14,7 @@ import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from . import crypto
 from .errors import (
@@ -49,6 +49,8 @@ if TYPE_CHECKING:
     from .ports.secrets import SecretBackend
     from .reminders import RunDueReport
     from .rotation import RotationOutcome
+    from .usecases.review import ReviewReport
+    from .usecases.scan import ScanReport
 
 FINGERPRINT_PURPOSE = "fingerprint"
 _FP_AAD = b"tokenvault/v1|internal|fingerprint-key"
@@ -585,6 +587,23 @@ class TokenManager:
         return [t.label for t in self.store.list_tokens()
                 if t.status is TokenStatus.ACTIVE
                 and (system_user_id is None or t.provenance.system_user_id == system_user_id)]
+
+    def scan(self, paths: Sequence[str], *, git: bool = False, stdin: IO[bytes] | None = None,
+             progress: Callable[[int, str], None] | None = None) -> ScanReport:
+        """Find this vault's tokens (any version) in ``paths``; see :mod:`vault.usecases.scan`. Reads no secret."""
+        from .usecases.scan import Scanner, StoredVersion
+
+        versions = [StoredVersion(*row) for row in self.store.version_fingerprints()]
+        return Scanner(versions, self.fingerprint, progress=progress).scan(paths, git=git, stdin=stdin)
+
+    def review(self, business: str | None = None) -> ReviewReport:
+        """The hygiene checks of :mod:`vault.usecases.review` over the store's tokens and system users."""
+        from .usecases.review import review
+
+        if business is not None:
+            self.store.get_business(business)  # NotFound (exit 3) for a name that is not registered
+        return review(self.store.list_tokens(), self.store.list_system_users(business), now=self.now(),
+                      business=business)
 
     def sync_system_users(self, business: str | None = None) -> list[SystemUserView]:
         from .minting import Minter
