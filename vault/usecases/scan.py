@@ -32,7 +32,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import IO, Any
 
 from ..errors import InvalidInput, NotFound, UsageError
@@ -251,29 +251,56 @@ class Scanner:
             self._skip(path, exc)
             return
         try:
+            listed = len(self.report.findings), len(self.report.unknown)
             with open(fd, "rb", buffering=0, closefd=True) as raw:
-                self._scan_reader(raw, path, None, None)
+                self._scan_reader(raw, path, None, None, count_lines=False)
+            if (len(self.report.findings), len(self.report.unknown)) != listed:
+                self._offsets_to_lines(path, *listed)
             self.report.files += 1
         except OSError as exc:  # e.g. EIO, or a folder where a file was
             self._skip(path, exc)
+
+    def _offsets_to_lines(self, path: str, first_finding: int, first_unknown: int) -> None:
+        """The hits of ``path`` from ``first_finding``/``first_unknown`` on carry byte offsets in ``line``: read
+        the file again, as far as the last one, counting newlines (only files with a hit pay for this)."""
+        report = self.report
+        offsets = sorted({f.line for f in report.findings[first_finding:]}
+                         | {u.line for u in report.unknown[first_unknown:]})
+        lines: dict[int, int] = {}
+        with open(path, "rb", buffering=0) as raw:
+            at, newlines = 0, 0
+            for offset in offsets:
+                while at < offset:
+                    chunk = raw.read(min(CHUNK, offset - at))
+                    if not chunk:
+                        break
+                    newlines += chunk.count(b"\n")
+                    at += len(chunk)
+                lines[offset] = newlines + 1
+        for i in range(first_finding, len(report.findings)):
+            report.findings[i] = replace(report.findings[i], line=lines[report.findings[i].line])
+        for i in range(first_unknown, len(report.unknown)):
+            report.unknown[i] = replace(report.unknown[i], line=lines[report.unknown[i].line])
 
     def _skip(self, path: str, exc: OSError) -> None:
         self.report.skipped.append(Skipped(path, exc.strerror or type(exc).__name__))
 
     # ------------------------------------------------------------------ the chunked scan
     def _scan_reader(self, reader: Any, path: str, commit: str | None, limit: int | None,
-                     blob: str | None = None) -> None:
+                     blob: str | None = None, *, count_lines: bool = True) -> None:
         """Scan what ``reader.readinto`` gives (``limit`` bytes, or up to end of file).
 
         ``buf[0:kept]`` holds the tail of the previous chunk; a candidate is taken only when it starts before
         ``cut`` (the last :data:`OVERLAP` bytes wait for the next chunk, unless this is the end), so every
-        candidate is seen whole and once. Lines are counted incrementally (``bytes.count`` of the newlines).
+        candidate is seen whole and once. Lines are counted incrementally (``bytes.count`` of the newlines);
+        without ``count_lines`` (a file that can be read again) a hit's ``line`` is its byte offset, for
+        :meth:`_offsets_to_lines`: counting every newline of every file costs as much as the search itself.
         """
         buf = self._buf
         view = memoryview(buf)
         kept = 0  # bytes of the previous chunk at buf[0:kept]
         resume = 0  # where the search starts in buf (after a candidate that ran past the previous cut)
-        lines_before = 0  # newlines before buf[0]
+        lines_before = 0  # newlines before buf[0] (count_lines), else the offset of buf[0]
         remaining = limit
         eof = False
         report = self.report
@@ -292,8 +319,9 @@ class Scanner:
                 if cut > resume:
                     pos = buf.find(_PREFIX, resume, min(cut + 2, end))
                     if pos != -1:
-                        resume = self._candidates(buf, pos, cut, end, lines_before, path, commit, blob)
-                    lines_before += buf.count(b"\n", 0, cut)
+                        resume = self._candidates(buf, pos, cut, end, lines_before, count_lines, path, commit,
+                                                  blob)
+                    lines_before += buf.count(b"\n", 0, cut) if count_lines else cut
                     if not eof:
                         buf[0:end - cut] = buf[cut:end]
                     resume = max(0, resume - cut)
@@ -307,11 +335,12 @@ class Scanner:
         if remaining is not None and remaining > 0:
             raise OSError(f"{path}: {remaining} bytes missing at the end")
 
-    def _candidates(self, buf: bytearray, pos: int, cut: int, end: int, lines_before: int, path: str,
-                    commit: str | None, blob: str | None) -> int:
-        """Every candidate starting in ``[pos, cut)``; returns where the last one ended (0 if none did)."""
+    def _candidates(self, buf: bytearray, pos: int, cut: int, end: int, before: int, count_lines: bool,
+                    path: str, commit: str | None, blob: str | None) -> int:
+        """Every candidate starting in ``[pos, cut)``; returns where the last one ended (0 if none did).
+        ``before``: the newlines before ``buf[0]`` (``count_lines``), else the offset of ``buf[0]``."""
         match = CANDIDATE.match
-        line_at, line = 0, lines_before + 1
+        line_at, line = 0, before + 1
         limit = min(cut + 2, end)
         last_end = 0
         while pos != -1 and pos < cut:
@@ -319,8 +348,11 @@ class Scanner:
             if found is None:
                 pos = buf.find(_PREFIX, pos + 1, limit)
                 continue
-            line += buf.count(b"\n", line_at, pos)
-            line_at = pos
+            if count_lines:
+                line += buf.count(b"\n", line_at, pos)
+                line_at = pos
+            else:
+                line = before + pos
             last_end = found.end()
             self._hit(bytes(found.group()), path, line, commit, blob)
             pos = buf.find(_PREFIX, last_end, limit)
