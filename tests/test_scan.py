@@ -287,3 +287,20 @@ def test_json_is_one_document_and_never_holds_a_token(cli: CliRunner, vault: Vau
     res = scan(cli, str(tmp_path), "--json", secrets=(vault.token,))
     doc = json.loads(res.out)
     assert "EAA" not in res.out and isinstance(doc["seconds"], float)
+
+
+def test_the_pre_commit_hook_runs_scan_on_the_staged_files(cli: CliRunner, vault: Vault, tmp_path: Path) -> None:
+    """.pre-commit-hooks.yaml: pre-commit runs ``entry`` + the staged file names; a live token fails it."""
+    import yaml
+
+    hooks = yaml.safe_load((Path(__file__).resolve().parent.parent / ".pre-commit-hooks.yaml").read_text())
+    hook = next(h for h in hooks if h["id"] == "tokenvault-scan")
+    assert hook["pass_filenames"] is True and hook["language"] == "python"
+    program, *args = hook["entry"].split()
+    assert program == "tokenvault"
+    (tmp_path / "settings.py").write_text(f"TOKEN = '{vault.token}'\n")
+    (tmp_path / "clean.py").write_text("print('hi')\n")
+    staged = [str(tmp_path / "settings.py"), str(tmp_path / "clean.py")]
+    res = cli(*args, *staged)
+    assert res.code == 9 and "prod" in res.out and vault.token not in res.out + res.err
+    assert cli(*args, staged[1]).code == 0
