@@ -304,3 +304,79 @@ def test_the_pre_commit_hook_runs_scan_on_the_staged_files(cli: CliRunner, vault
     res = cli(*args, *staged)
     assert res.code == 9 and "prod" in res.out and vault.token not in res.out + res.err
     assert cli(*args, staged[1]).code == 0
+
+
+class _Generated:
+    """A stream of ``size`` bytes made on demand (log lines), ``token`` at the very end; records the largest
+    read asked for. Stands for a 10 GB file without writing one."""
+
+    def __init__(self, size: int, token: bytes) -> None:
+        self.left, self.token, self.largest = size, token, 0
+        self.line = b"2026-11-29T10:00:00Z GET /v24.0/me/messages 200 latency_ms=12\n"
+
+    def readinto(self, view: memoryview) -> int:
+        self.largest = max(self.largest, len(view))
+        n = min(len(view), self.left)
+        if n == 0:
+            return 0
+        if self.left - n < len(self.token) + 1:  # the tail: filler, then the token
+            n = self.left
+            tail = (self.line * (n // len(self.line) + 1))[:n - len(self.token) - 1] + b"\n" + self.token
+            view[:n] = tail
+        else:
+            view[:n] = (self.line * (n // len(self.line) + 1))[:n]
+        self.left -= n
+        return n
+
+
+def test_a_huge_stream_is_read_in_chunks_never_whole(monkeypatch: pytest.MonkeyPatch) -> None:
+    import hashlib
+    import tracemalloc
+
+    from vault.types import Secret
+    from vault.usecases.scan import Scanner, StoredVersion
+
+    monkeypatch.setattr(scan_module, "CHUNK", 1 << 20)
+    value = "EAA" + "Zx9" * 60
+
+    def fingerprint(secret: Secret) -> str:
+        return hashlib.sha256(secret.reveal().encode()).hexdigest()[:32]
+
+    stream = _Generated(64 << 20, value.encode())
+    tracemalloc.start()
+    try:
+        scanner = Scanner([StoredVersion("big", 3, "active", fingerprint(Secret(value)), value[-4:])], fingerprint)
+        report = scanner.scan(["-"], stdin=stream)  # type: ignore[arg-type]
+        _current, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert [(f.label, f.version) for f in report.findings] == [("big", 3)]
+    assert report.scanned_bytes == 64 << 20 and report.live_labels == ["big"]
+    assert stream.largest <= 1 << 20  # never more than a chunk asked for at once
+    assert peak < 8 << 20  # the buffer (1 MiB + overlap) and small change, not 64 MiB
+
+
+def test_scan_reads_no_secret(tmp_path: Path) -> None:
+    """Matching is by fingerprint: the secret backend is never asked for a token."""
+    from graph_world import make_world
+
+    from vault.types import Secret
+
+    world = make_world(tmp_path)
+    manager = world.manager()
+    try:
+        manager.generate_token("prod", business="acme", scopes=["whatsapp_business_messaging"])
+        value = manager.reveal("prod").reveal()
+        (tmp_path / "f.txt").write_text(f"token={value}\n")
+
+        class Refusing:
+            name = "refusing"
+
+            def get(self, *args: object, **kwargs: object) -> Secret:
+                raise AssertionError("scan read a secret")
+
+        manager.secrets = Refusing()  # type: ignore[assignment]
+        report = manager.scan([str(tmp_path / "f.txt")])
+        assert [(f.label, f.line, f.status) for f in report.findings] == [("prod", 1, "active")]
+    finally:
+        manager.close()
