@@ -593,8 +593,10 @@ class TokenManager:
         """Find this vault's tokens (any version) in ``paths``; see :mod:`vault.usecases.scan`. Reads no secret."""
         from .usecases.scan import Scanner, StoredVersion
 
+        key = self._fingerprint_key()  # up front: a wrong master key fails before anything is read
         versions = [StoredVersion(*row) for row in self.store.version_fingerprints()]
-        return Scanner(versions, self.fingerprint, progress=progress).scan(paths, git=git, stdin=stdin)
+        return Scanner(versions, lambda secret: crypto.fingerprint(key, secret),
+                       progress=progress).scan(paths, git=git, stdin=stdin)
 
     def review(self, business: str | None = None) -> ReviewReport:
         """The hygiene checks of :mod:`vault.usecases.review` over the store's tokens and system users."""

@@ -189,7 +189,7 @@ class Scanner:
         started = self._clock()
         try:
             if git:
-                repos = [_git_toplevel(path) for path in paths]  # every one checked before any is scanned
+                repos = [_git_repo(path) for path in paths]  # every one checked before any is scanned
                 for repo, shown in zip(repos, paths, strict=True):
                     self._scan_git(repo, shown)
             else:
@@ -460,7 +460,7 @@ def _git() -> str:
     return git
 
 
-def _git_toplevel(path: str) -> str:
+def _git_repo(path: str) -> str:
     """The repository folder holding ``path``; :class:`UsageError` (exit 2) when it is in none."""
     folder = path if os.path.isdir(path) else os.path.dirname(path) or "."
     proc = subprocess.run([_git(), "-C", folder, "rev-parse", "--git-dir"], capture_output=True, check=False)
