@@ -86,8 +86,8 @@ def _stdin_bytes() -> IO[bytes]:
 
 def _show(report: ScanReport) -> None:
     if report.findings:
-        render.table("Stored tokens found", ["label", "v", "status", "where", "line", "last4"],
-                     [(f.label, f.version, f.status + ("" if f.live else ""),
+        render.table("Stored tokens found", ["label", "v", "status", "live", "where", "line", "last4"],
+                     [(f.label, f.version, f.status, "yes" if f.live else "no",
                        f"{f.commit[:12]}:{f.path}" if f.commit else f.path, f.line, f.last4)
                       for f in report.findings], wrap=("where",))
     if report.unknown:
