@@ -24,7 +24,7 @@ def register(root: typer.Typer) -> None:
 
 def scan(
     paths: Annotated[Optional[list[str]], typer.Argument(  # noqa: UP045
-        metavar="PATH...", help="Files and folders to scan; `-` for standard input; with --git, repositories.")] = None,
+        metavar="PATH", help="Files and folders to scan; `-` for standard input; with --git, repositories.")] = None,
     git: Annotated[bool, typer.Option("--git", help="Scan every blob of the repositories' whole history "
                                                     "(every ref, deleted files too).")] = False,
     rotate: Annotated[bool, typer.Option("--rotate", help="Rotate every live token found, as compromised "
