@@ -356,13 +356,15 @@ def test_a_huge_stream_is_read_in_chunks_never_whole(monkeypatch: pytest.MonkeyP
     assert peak < 8 << 20  # the buffer (1 MiB + overlap) and small change, not 64 MiB
 
 
-def test_scan_reads_no_secret(tmp_path: Path) -> None:
-    """Matching is by fingerprint: the secret backend is never asked for a token."""
+@pytest.mark.parametrize("database", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def test_scan_reads_no_secret(tmp_path: Path, request: pytest.FixtureRequest, database: str) -> None:
+    """Matching is by fingerprint (every version's, read in one query on either database): the secret backend
+    is never asked for a token."""
     from graph_world import make_world
 
     from vault.types import Secret
 
-    world = make_world(tmp_path)
+    world = make_world(tmp_path, db_url=None if database == "sqlite" else request.getfixturevalue("pg_url"))
     manager = world.manager()
     try:
         manager.generate_token("prod", business="acme", scopes=["whatsapp_business_messaging"])
