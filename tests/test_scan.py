@@ -382,3 +382,24 @@ def test_scan_reads_no_secret(tmp_path: Path, request: pytest.FixtureRequest, da
         assert [(f.label, f.line, f.status) for f in report.findings] == [("prod", 1, "active")]
     finally:
         manager.close()
+
+
+def test_a_named_pipe_given_by_name_is_read_once_with_its_lines(cli: CliRunner, vault: Vault, tmp_path: Path) -> None:
+    """``tokenvault scan <(journalctl ...)``: a FIFO named on the command line is read (it cannot be read twice,
+    so its lines are counted on the way)."""
+    import threading
+
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+
+    def write() -> None:
+        with open(fifo, "w") as out:
+            out.write(f"one\ntwo\nthree {vault.token}\n")
+
+    writer = threading.Thread(target=write)
+    writer.start()
+    try:
+        doc = scan(cli, str(fifo), "--json", secrets=(vault.token,)).json()
+    finally:
+        writer.join(timeout=10)
+    assert [(f["label"], f["line"]) for f in doc["findings"]] == [("prod", 3)]

@@ -215,8 +215,10 @@ class Scanner:
             return
         if stat.S_ISDIR(info.st_mode):
             self._walk(path)
-        elif stat.S_ISREG(info.st_mode) or stat.S_ISFIFO(info.st_mode):
+        elif stat.S_ISREG(info.st_mode):
             self._scan_file(path)
+        elif stat.S_ISFIFO(info.st_mode):  # read once: lines are counted on the way
+            self._scan_file(path, rereadable=False)
         else:
             self.report.skipped.append(Skipped(path, "not a regular file"))
 
@@ -244,7 +246,7 @@ class Scanner:
                     self._skip(entry.path, exc)
             stack.extend(reversed(subfolders))
 
-    def _scan_file(self, path: str) -> None:
+    def _scan_file(self, path: str, *, rereadable: bool = True) -> None:
         try:
             fd = os.open(path, os.O_RDONLY)
         except OSError as exc:
@@ -253,8 +255,8 @@ class Scanner:
         try:
             listed = len(self.report.findings), len(self.report.unknown)
             with open(fd, "rb", buffering=0, closefd=True) as raw:
-                self._scan_reader(raw, path, None, None, count_lines=False)
-            if (len(self.report.findings), len(self.report.unknown)) != listed:
+                self._scan_reader(raw, path, None, None, count_lines=not rereadable)
+            if rereadable and (len(self.report.findings), len(self.report.unknown)) != listed:
                 self._offsets_to_lines(path, *listed)
             self.report.files += 1
         except OSError as exc:  # e.g. EIO, or a folder where a file was
