@@ -403,3 +403,17 @@ def test_a_named_pipe_given_by_name_is_read_once_with_its_lines(cli: CliRunner, 
     finally:
         writer.join(timeout=10)
     assert [(f["label"], f["line"]) for f in doc["findings"]] == [("prod", 3)]
+
+
+def test_many_hits_tables_are_capped_and_json_counts_them_all(cli: CliRunner, vault: Vault, tmp_path: Path) -> None:
+    import random
+    import string
+
+    rng = random.Random(7)
+    values = ["EAA" + "".join(rng.choices(string.ascii_letters + string.digits, k=60)) for _ in range(250)]
+    (tmp_path / "many.log").write_text("".join(f"t={v}\n" for v in values))
+    people = scan(cli, str(tmp_path / "many.log"))
+    assert people.code == 0 and "250 unknown (the tables list the first 200" in people.err
+    doc = scan(cli, str(tmp_path / "many.log"), "--json").json()
+    assert doc["unknown_total"] == len(doc["unknown"]) == 250
+    assert [u["line"] for u in doc["unknown"]] == list(range(1, 251))

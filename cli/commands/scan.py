@@ -84,21 +84,28 @@ def _stdin_bytes() -> IO[bytes]:
     return io.BytesIO(sys.stdin.read().encode("utf-8", errors="surrogateescape"))  # a text stream (tests)
 
 
+SHOWN = 200  # rows of each table for people; --json lists up to vault.usecases.scan.MAX_LISTED
+
+
 def _show(report: ScanReport) -> None:
+    from vault.usecases.scan import MAX_LISTED
+
     if report.findings:
         render.table("Stored tokens found", ["label", "v", "status", "live", "where", "line", "last4"],
                      [(f.label, f.version, f.status, "yes" if f.live else "no",
                        f"{f.commit[:12]}:{f.path}" if f.commit else f.path, f.line, f.last4)
-                      for f in report.findings], wrap=("where",))
+                      for f in report.findings[:SHOWN]], wrap=("where",))
     if report.unknown:
         render.table("Unknown token-shaped strings (not in this vault)", ["where", "line", "last4"],
-                     [(f"{u.commit[:12]}:{u.path}" if u.commit else u.path, u.line, u.last4) for u in report.unknown],
+                     [(f"{u.commit[:12]}:{u.path}" if u.commit else u.path, u.line, u.last4)
+                      for u in report.unknown[:SHOWN]],
                      wrap=("where",))
     for skipped in report.skipped:
         render.info(f"skipped {skipped.path}: {skipped.reason}")
     more = ""
-    if report.findings_total > len(report.findings) or report.unknown_total > len(report.unknown):
-        more = " (the tables list the first ones; --json has the totals)"
+    shown_findings, shown_unknown = min(len(report.findings), SHOWN), min(len(report.unknown), SHOWN)
+    if report.findings_total > shown_findings or report.unknown_total > shown_unknown:
+        more = f" (the tables list the first {SHOWN}; --json lists up to {MAX_LISTED:,})"
     render.info(f"Scanned {report.files} file(s), {_size(report.scanned_bytes)} in {report.seconds:.1f} s: "
                 f"{report.findings_total} stored token(s) found, {report.unknown_total} unknown{more}.")
     if report.live_labels:
