@@ -26,14 +26,14 @@ class Result:
 
 
 class CliRunner:
-    """Invokes ``cli.main.run`` with a fresh stdin and the env of the test (monkeypatched)."""
+    """Invokes ``meta_tokenvault.cli.main.run`` with a fresh stdin and the env of the test (monkeypatched)."""
 
     def __init__(self, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
         self.capsys = capsys
         self.monkeypatch = monkeypatch
 
     def __call__(self, *args: str, stdin: str = "") -> Result:
-        from cli.main import run
+        from meta_tokenvault.cli.main import run
 
         self.capsys.readouterr()
         self.monkeypatch.setattr(sys, "stdin", io.StringIO(stdin))
@@ -47,6 +47,6 @@ def master_key_b64() -> str:
 
 
 def subprocess_cli(args: list[str], env: dict[str, str], stdin: str = "", timeout: float = 60) -> Result:
-    proc = subprocess.run([sys.executable, "-m", "cli.main", *args], input=stdin, capture_output=True, text=True,
+    proc = subprocess.run([sys.executable, "-m", "meta_tokenvault.cli.main", *args], input=stdin, capture_output=True, text=True,
                           env=env, timeout=timeout, cwd=Path(__file__).resolve().parent.parent)
     return Result(proc.returncode, proc.stdout, proc.stderr)

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 from cli_support import CliRunner
 
-from vault.testing.graph_sim import GraphSimulator, SimClock
-from vault.types import AgeSource, Provenance, SystemUserRecord, TokenRecord, TokenSource, TokenStatus
-from vault.usecases.review import CODES, ReviewPolicy, is_generic_name, markdown, review
+from meta_tokenvault.testing.graph_sim import GraphSimulator, SimClock
+from meta_tokenvault.types import AgeSource, Provenance, SystemUserRecord, TokenRecord, TokenSource, TokenStatus
+from meta_tokenvault.usecases.review import CODES, ReviewPolicy, is_generic_name, markdown, review
 
 NOW = datetime(2026, 6, 1, tzinfo=UTC)
 MESSAGING = ("whatsapp_business_messaging",)

@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 from cli_support import CliRunner, Result
 
-import vault.usecases.scan as scan_module
-from vault.testing.graph_sim import GraphSimulator, SimClock
+import meta_tokenvault.usecases.scan as scan_module
+from meta_tokenvault.testing.graph_sim import GraphSimulator, SimClock
 
 SCOPES = "whatsapp_business_management,whatsapp_business_messaging"
 
@@ -333,8 +333,8 @@ def test_a_huge_stream_is_read_in_chunks_never_whole(monkeypatch: pytest.MonkeyP
     import hashlib
     import tracemalloc
 
-    from vault.types import Secret
-    from vault.usecases.scan import Scanner, StoredVersion
+    from meta_tokenvault.types import Secret
+    from meta_tokenvault.usecases.scan import Scanner, StoredVersion
 
     monkeypatch.setattr(scan_module, "CHUNK", 1 << 20)
     value = "EAA" + "Zx9" * 60
@@ -362,7 +362,7 @@ def test_scan_reads_no_secret(tmp_path: Path, request: pytest.FixtureRequest, da
     is never asked for a token."""
     from graph_world import make_world
 
-    from vault.types import Secret
+    from meta_tokenvault.types import Secret
 
     world = make_world(tmp_path, db_url=None if database == "sqlite" else request.getfixturevalue("pg_url"))
     manager = world.manager()

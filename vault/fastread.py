@@ -8,22 +8,22 @@ One source of truth
 -------------------
 Only the storage calls differ; everything else is the code the full path runs:
 
-* the use cases are :class:`~vault.service.TokenManager`'s own ``reveal``, ``resolve``, ``show_token`` and
+* the use cases are :class:`~meta_tokenvault.service.TokenManager`'s own ``reveal``, ``resolve``, ``show_token`` and
   ``list_tokens`` (same checks, messages and audit actions), run on :class:`FastStore` instead of
-  :class:`~vault.adapters.store_sql.SqlStore`;
-* decryption is :class:`~vault.adapters.secrets_local.LocalBackend` with the key provider built by
-  :func:`vault.wiring.build_key_provider`: the same AES-GCM associated data is checked, so a tampered or
+  :class:`~meta_tokenvault.adapters.store_sql.SqlStore`;
+* decryption is :class:`~meta_tokenvault.adapters.secrets_local.LocalBackend` with the key provider built by
+  :func:`meta_tokenvault.wiring.build_key_provider`: the same AES-GCM associated data is checked, so a tampered or
   swapped row fails the same way (exit 4);
-* the SQL is :mod:`vault.queries`' (SqlStore runs the very same statements), whose tables and columns the
-  tests check against :mod:`vault.models`;
-* audit events are computed by :func:`vault.audit.next_link`, the function SqlStore uses, so the hash
+* the SQL is :mod:`meta_tokenvault.queries`' (SqlStore runs the very same statements), whose tables and columns the
+  tests check against :mod:`meta_tokenvault.models`;
+* audit events are computed by :func:`meta_tokenvault.audit.next_link`, the function SqlStore uses, so the hash
   chain cannot fork;
-* configuration, backend and key-provider choice are :mod:`vault.config` and :mod:`vault.wiring`'s.
+* configuration, backend and key-provider choice are :mod:`meta_tokenvault.config` and :mod:`meta_tokenvault.wiring`'s.
 
 When it is used
 ---------------
-:func:`open_fast` returns ``None`` - use :func:`vault.wiring.build_manager` - unless this is the plain
-case: a SQLite store (``sqlite:///path``, the file exists), at exactly :data:`vault.queries.SCHEMA_VERSION`
+:func:`open_fast` returns ``None`` - use :func:`meta_tokenvault.wiring.build_manager` - unless this is the plain
+case: a SQLite store (``sqlite:///path``, the file exists), at exactly :data:`meta_tokenvault.queries.SCHEMA_VERSION`
 (an older database has a migration pending, a newer one is refused by the full path), secrets in the
 ``local`` backend, and the ``file`` or ``env`` key provider (set or recorded by init). PostgreSQL, the
 Vault backend, the OS keyring and Vault Transit always take the full path. A :mod:`sqlite3` error at any
@@ -74,8 +74,8 @@ def sqlite_file(url: str) -> Path | None:
 
 
 class FastStore:
-    """The reads (and the one audit append) of :class:`~vault.adapters.store_sql.SqlStore` that reveal,
-    resolve, show and list need, on :mod:`sqlite3`, with the statements of :mod:`vault.queries`.
+    """The reads (and the one audit append) of :class:`~meta_tokenvault.adapters.store_sql.SqlStore` that reveal,
+    resolve, show and list need, on :mod:`sqlite3`, with the statements of :mod:`meta_tokenvault.queries`.
 
     Same method names and signatures as SqlStore's (a test compares them), so :class:`TokenManager` and
     :class:`LocalBackend` run on it unchanged. Every :class:`sqlite3.Error` becomes
@@ -144,7 +144,7 @@ class FastStore:
 
     def append_audit(self, actor: str, action: str, subject: str, details: dict[str, Any], now: datetime) -> int:
         """Append one event to the hash chain: ``BEGIN IMMEDIATE`` serialises it with every other writer
-        (SqlStore's sessions begin the same way), the link is :func:`vault.audit.next_link`'s."""
+        (SqlStore's sessions begin the same way), the link is :func:`meta_tokenvault.audit.next_link`'s."""
         with self._errors():
             self.conn.execute("BEGIN IMMEDIATE")
             try:
@@ -166,8 +166,8 @@ class FastStore:
 class FastReader:
     """What the fast path offers: :class:`TokenManager`'s reads on a :class:`FastStore`.
 
-    Satisfies :class:`vault.inject.TokenSource` (``show_token``, ``resolve``). Each method may raise
-    :class:`FastPathUnavailable` besides the usual :class:`~vault.errors.VaultError`\\ s.
+    Satisfies :class:`meta_tokenvault.inject.TokenSource` (``show_token``, ``resolve``). Each method may raise
+    :class:`FastPathUnavailable` besides the usual :class:`~meta_tokenvault.errors.VaultError`\\ s.
     """
 
     def __init__(self, store: FastStore, manager: TokenManager) -> None:
@@ -204,8 +204,8 @@ def open_fast(settings: Settings, *, environ: Mapping[str, str] | None = None,
               explicit_backend: str | None = None) -> FastReader | None:
     """A :class:`FastReader` for ``settings``, or None when the full path must be used (see the module doc).
 
-    Makes the choices :func:`vault.wiring.build_manager` makes, with its functions: the backend
-    (:func:`~vault.wiring.choose_backend`: ``explicit_backend`` or TOKENVAULT_BACKEND > the store's record >
+    Makes the choices :func:`meta_tokenvault.wiring.build_manager` makes, with its functions: the backend
+    (:func:`~meta_tokenvault.wiring.choose_backend`: ``explicit_backend`` or TOKENVAULT_BACKEND > the store's record >
     settings) and the key provider (setting > init's record). Raises what those raise (e.g. a contradicting
     TOKENVAULT_BACKEND, a malformed TOKENVAULT_MASTER_KEY), exactly as the full path would; writes nothing.
     """

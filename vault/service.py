@@ -1,7 +1,7 @@
 """TokenManager: every use case of tokenvault, talking to ports only.
 
-The CLI and the Python API call these methods; adapters are chosen by :mod:`vault.wiring`.
-Each method states what it returns, what it raises (always :class:`~vault.errors.VaultError`
+The CLI and the Python API call these methods; adapters are chosen by :mod:`meta_tokenvault.wiring`.
+Each method states what it returns, what it raises (always :class:`~meta_tokenvault.errors.VaultError`
 subclasses) and what it changes. Every change is recorded in the audit trail; no secret value
 is ever passed to the store, the audit trail or an exception.
 """
@@ -101,7 +101,7 @@ class KeyRotationResult:
 
 
 class TokenManager:
-    """The service. Construct through :func:`vault.wiring.build_manager`; tests pass fakes or real adapters."""
+    """The service. Construct through :func:`meta_tokenvault.wiring.build_manager`; tests pass fakes or real adapters."""
 
     def __init__(
         self,
@@ -512,7 +512,7 @@ class TokenManager:
         """Mint a new token through an eligible admin system user and store it as ``label`` v1.
 
         When no admin is eligible yet (Meta's seven-day rule) a reminder is recorded and
-        :class:`~vault.errors.Deferred` (exit 7) carries the date; ``run-due`` finishes the work.
+        :class:`~meta_tokenvault.errors.Deferred` (exit 7) carries the date; ``run-due`` finishes the work.
         The minted token is stored before it is verified, so nothing minted is lost.
         """
         from .errors import Deferred
@@ -569,7 +569,7 @@ class TokenManager:
         return self.store.get_token(label)
 
     def rotate(self, label: str, *, compromised: bool = False, reason: str = "") -> RotationOutcome:
-        """Revoke-and-reissue ``label``; see :mod:`vault.rotation`. Returns a RotationOutcome."""
+        """Revoke-and-reissue ``label``; see :mod:`meta_tokenvault.rotation`. Returns a RotationOutcome."""
         from .rotation import Rotator
 
         return Rotator(self).rotate(label, compromised=compromised, reason=reason)
@@ -590,7 +590,7 @@ class TokenManager:
 
     def scan(self, paths: Sequence[str], *, git: bool = False, stdin: IO[bytes] | None = None,
              progress: Callable[[int, str], None] | None = None) -> ScanReport:
-        """Find this vault's tokens (any version) in ``paths``; see :mod:`vault.usecases.scan`. Reads no secret."""
+        """Find this vault's tokens (any version) in ``paths``; see :mod:`meta_tokenvault.usecases.scan`. Reads no secret."""
         from .usecases.scan import Scanner, StoredVersion
 
         key = self._fingerprint_key()  # up front: a wrong master key fails before anything is read
@@ -599,7 +599,7 @@ class TokenManager:
                        progress=progress).scan(paths, git=git, stdin=stdin)
 
     def review(self, business: str | None = None) -> ReviewReport:
-        """The hygiene checks of :mod:`vault.usecases.review` over the store's tokens and system users."""
+        """The hygiene checks of :mod:`meta_tokenvault.usecases.review` over the store's tokens and system users."""
         from .usecases.review import review
 
         if business is not None:
@@ -627,7 +627,7 @@ class TokenManager:
         return self.store.list_reminders(open_only=open_only)
 
     def run_due(self) -> RunDueReport:
-        """One pass of deferred work; see :mod:`vault.reminders`. Returns a RunDueReport."""
+        """One pass of deferred work; see :mod:`meta_tokenvault.reminders`. Returns a RunDueReport."""
         from .reminders import DueRunner
 
         return DueRunner(self).run()
@@ -802,7 +802,7 @@ class TokenManager:
 def _test_crash(point: str) -> None:
     """Crash tests: ``TOKENVAULT_TEST_CRASH_AFTER=<point>`` SIGKILLs this process right after ``point``
     (e.g. ``keys.rewrapped:2``); ``TOKENVAULT_TEST_CRASH_SIGNAL=INT`` sends SIGINT instead (a Ctrl-C).
-    Honoured only with ``TOKENVAULT_TEST_MODE=1``, like :mod:`vault.rotation`'s hook."""
+    Honoured only with ``TOKENVAULT_TEST_MODE=1``, like :mod:`meta_tokenvault.rotation`'s hook."""
     if os.environ.get("TOKENVAULT_TEST_MODE") == "1" and os.environ.get("TOKENVAULT_TEST_CRASH_AFTER") == point:
         import signal
 

@@ -25,7 +25,7 @@ def review(
 
     Exit 9 when a finding is a warning or worse.
     """
-    from vault.errors import UsageError
+    from meta_tokenvault.errors import UsageError
 
     if fmt not in ("table", "md"):
         raise UsageError(f"Unknown format {fmt!r}.", hint="Use --format table or --format md.")
@@ -34,7 +34,7 @@ def review(
     if json_out:
         render.emit_json(report.as_json())
     elif fmt == "md":
-        from vault.usecases.review import markdown
+        from meta_tokenvault.usecases.review import markdown
 
         sys.stdout.write(markdown(report, now=manager.now(), business=business))
     elif report.findings:

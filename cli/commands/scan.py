@@ -13,7 +13,7 @@ from .. import render
 from ..state import state
 
 if TYPE_CHECKING:
-    from vault.usecases.scan import ScanReport
+    from meta_tokenvault.usecases.scan import ScanReport
 
 ROTATE_REASON = "found by tokenvault scan"
 
@@ -84,11 +84,11 @@ def _stdin_bytes() -> IO[bytes]:
     return io.BytesIO(sys.stdin.read().encode("utf-8", errors="surrogateescape"))  # a text stream (tests)
 
 
-SHOWN = 200  # rows of each table for people; --json lists up to vault.usecases.scan.MAX_LISTED
+SHOWN = 200  # rows of each table for people; --json lists up to meta_tokenvault.usecases.scan.MAX_LISTED
 
 
 def _show(report: ScanReport) -> None:
-    from vault.usecases.scan import MAX_LISTED
+    from meta_tokenvault.usecases.scan import MAX_LISTED
 
     if report.findings:
         render.table("Stored tokens found", ["label", "v", "status", "live", "where", "line", "last4"],

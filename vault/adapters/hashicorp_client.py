@@ -97,7 +97,7 @@ def build_client(
 
 def client_from_settings(settings: Settings, *, secret_id: str | None = None,
                          timeout: float = DEFAULT_TIMEOUT) -> Any:
-    """:func:`build_client` from :class:`~vault.config.Settings` (``vault_*`` fields only)."""
+    """:func:`build_client` from :class:`~meta_tokenvault.config.Settings` (``vault_*`` fields only)."""
     return build_client(
         settings.vault_addr,
         token=settings.vault_token,
