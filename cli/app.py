@@ -56,6 +56,8 @@ def _register() -> None:
         keys,
         provision,
         reminders,
+        review,
+        scan,
         simulator,
         system_users,
         tokens,
@@ -66,7 +68,7 @@ def _register() -> None:
     app.add_typer(tokens.app, name="token")
     app.add_typer(audit.app, name="audit")
     app.add_typer(keys.app, name="keys")
-    for module in (system_users, provision, reminders, inject, simulator, backend, demo):
+    for module in (system_users, provision, reminders, inject, simulator, backend, demo, scan, review):
         module.register(app)
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from .context import VaultContext
 from .errors import NotFound
@@ -40,8 +40,10 @@ if TYPE_CHECKING:
         TokenRecord,
     )
     from .usecases.provision import ProvisionOutcome
+    from .usecases.review import ReviewReport
     from .usecases.rotate import RotationOutcome
     from .usecases.run_due import RunDueReport
+    from .usecases.scan import ScanReport
     from .usecases.system_users import SystemUserView
     from .usecases.verify import Check
 
@@ -213,6 +215,19 @@ class TokenManager:
     def labels_for(self, *, system_user_id: str | None = None) -> list[str]:
         """Labels of active tokens (all, or those minted by one system user) for bulk rotation."""
         return tokens.active_labels(self.ctx, system_user_id=system_user_id)
+
+    def scan(self, paths: Sequence[str], *, git: bool = False, stdin: IO[bytes] | None = None,
+             progress: Callable[[int, str], None] | None = None) -> ScanReport:
+        """Find this vault's tokens (any version) in ``paths``; see :mod:`meta_tokenvault.usecases.scan`."""
+        from .usecases.scan import scan_paths
+
+        return scan_paths(self.ctx, paths, git=git, stdin=stdin, progress=progress)
+
+    def review(self, business: str | None = None) -> ReviewReport:
+        """The hygiene checks of :mod:`meta_tokenvault.usecases.review`."""
+        from .usecases.review import review_store
+
+        return review_store(self.ctx, business)
 
     # ------------------------------------------------------------------ system users, reminders
     def sync_system_users(self, business: str | None = None) -> list[SystemUserView]:

@@ -20,6 +20,7 @@ from typing import Any
 
 from sqlalchemy import Engine, bindparam, create_engine, delete, event, func, insert, text, update
 from sqlalchemy import exc as sa_exc
+from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, select
 
 from .. import migrations, models, queries
@@ -494,6 +495,18 @@ class SqlStore:
                 .where(col(models.TokenVersionRow.fingerprint) == fingerprint)
             ).all()
             return [(label, version) for label, version in rows]
+
+    def version_fingerprints(self) -> list[tuple[str, int, str, str, str, bool]]:
+        """(label, version, status, fingerprint, last4, revoked?) of every version of every token: what
+        `tokenvault scan` matches candidates against (one query, no secret read)."""
+        with self.session() as s:
+            t, v = models.TokenRow, models.TokenVersionRow
+            rows = s.connection().execute(
+                sa_select(col(t.label), col(v.version), col(v.status), col(v.fingerprint), col(v.last4),
+                          col(v.revoked_at)).join(t, col(t.id) == col(v.token_id))
+            ).all()
+            return [(label, version, status, fp, last4, revoked_at is not None)
+                    for label, version, status, fp, last4, revoked_at in rows]
 
     # ------------------------------------------------------------------ secret blobs (local backend)
     def put_blob(self, kind: str, owner_id: int, version: int, key_id: str, wrapped: bytes, ciphertext: bytes) -> None:
