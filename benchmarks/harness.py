@@ -169,9 +169,10 @@ def bulk_tokens(home: Path, labels: Sequence[str]) -> None:
 
     import sqlalchemy as sa
 
-    from meta_tokenvault import crypto, models
+    from meta_tokenvault import audit, crypto, models
     from meta_tokenvault.adapters import store_sql
     from meta_tokenvault.adapters.keys_file import FileKeyProvider
+    from meta_tokenvault.context import FINGERPRINT_PURPOSE, FP_AAD
     from meta_tokenvault.types import Secret, SecretKind, SecretRef
 
     keys = FileKeyProvider(home / "keys")
@@ -190,8 +191,11 @@ def bulk_tokens(home: Path, labels: Sequence[str]) -> None:
             next_id = conn.execute(sa.select(sa.func.max(models.TokenRow.id))).scalar_one() + 1
             head_row = conn.execute(sa.select(models.SettingRow.value).where(
                 models.SettingRow.key == "audit_head")).scalar_one()
-            head = json.loads(head_row)
-            seq, prev = int(head["seq"]), str(head["hash"])
+            fp_key_id, fp_wrapped = conn.execute(sa.select(models.WrappedKeyRow.key_id, models.WrappedKeyRow.wrapped)
+                                                 .where(models.WrappedKeyRow.purpose == FINGERPRINT_PURPOSE)).one()
+            # the head is MAC'ed with a key derived from the fingerprint key (SECURITY.md, audit trail)
+            mac_key = audit.head_key(keys.unwrap(fp_key_id, fp_wrapped, FP_AAD))
+            seq, prev = audit.read_head(head_row, mac_key)
             tokens, versions, blobs, events = [], [], [], []
             for offset, label in enumerate(labels):
                 token_id = next_id + offset
@@ -223,7 +227,7 @@ def bulk_tokens(home: Path, labels: Sequence[str]) -> None:
             conn.execute(sa.insert(models.AuditEventRow.__table__), events)  # type: ignore[attr-defined]
             conn.execute(sa.update(models.SettingRow.__table__)  # type: ignore[attr-defined]
                          .where(models.SettingRow.key == "audit_head")
-                         .values(value=json.dumps({"seq": seq, "hash": prev})))
+                         .values(value=audit.encode_head(seq, prev, mac_key)))
     finally:
         engine.dispose()
 

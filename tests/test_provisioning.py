@@ -20,7 +20,7 @@ from typing import Any
 import httpx
 import pytest
 from graph_world import SCOPES, World, make_world
-from test_notify import Webhook, webhook  # noqa: F401 - the fixture
+from plugins.webhook import Webhook
 
 from meta_tokenvault.testing.graph_sim import GraphSimulator, SimRequest
 
@@ -92,7 +92,7 @@ def named(sim: GraphSimulator, name: str) -> list[Any]:
 
 
 def test_young_admin_mints_but_creating_an_admin_waits_for_meta_then_run_due_finishes_once(
-        served: Served, webhook: Webhook) -> None:  # noqa: F811 - the fixture
+        served: Served, webhook: Webhook) -> None:
     s, sim = served, served.sim
     opens = sim.system_user(s.young_admin).created_time + timedelta(days=7)
     # Meta allows minting through the two-day-old admin: tokenvault asks instead of refusing on its own
