@@ -1,19 +1,23 @@
-"""The fast read path: reveal, resolve, show and list tokens of a local SQLite store without SQLAlchemy.
+"""The fast read path: reveal, resolve, show and list tokens without SQLAlchemy, hvac or typer.
 
 ``tokenvault token reveal`` and ``tokenvault exec`` are run often, by scripts and service managers, and
-their cost is start-up: SQLAlchemy and sqlmodel alone take several hundred milliseconds to import. This
-path reads the same database through the standard library's :mod:`sqlite3` instead.
+their cost is start-up: SQLAlchemy and sqlmodel alone take several hundred milliseconds to import, hvac and
+requests as much again. This path reads the same database through the driver directly - the standard
+library's :mod:`sqlite3`, or psycopg2 for PostgreSQL - and a Vault KV v2 secret over :mod:`http.client`.
 
 One source of truth
 -------------------
-Only the storage calls differ; everything else is the code the full path runs:
+Only the storage and transport calls differ; everything else is the code the full path runs:
 
 * the use cases are :class:`~vault.service.TokenManager`'s own ``reveal``, ``resolve``, ``show_token`` and
-  ``list_tokens`` (same checks, messages and audit actions), run on :class:`FastStore` instead of
-  :class:`~vault.adapters.store_sql.SqlStore`;
+  ``list_tokens`` (same checks, messages and audit actions), run on :class:`FastStore` / :class:`PgFastStore`
+  instead of :class:`~vault.adapters.store_sql.SqlStore`;
 * decryption is :class:`~vault.adapters.secrets_local.LocalBackend` with the key provider built by
-  :func:`vault.wiring.build_key_provider`: the same AES-GCM associated data is checked, so a tampered or
-  swapped row fails the same way (exit 4);
+  :func:`vault.wiring.build_key_provider` (file, env or keyring): the same AES-GCM associated data is
+  checked, so a tampered or swapped row fails the same way (exit 4);
+* a Vault read is :class:`~vault.adapters.secrets_hashicorp.HashicorpBackend`'s own ``get`` (paths, version
+  and ownership checks, messages) on :class:`~vault.adapters.hashicorp_light.LightKvClient`, which answers
+  only a plain 200; anything else goes to the full path and hvac's one error table;
 * the SQL is :mod:`vault.queries`' (SqlStore runs the very same statements), whose tables and columns the
   tests check against :mod:`vault.models`;
 * audit events are computed by :func:`vault.audit.next_link`, the function SqlStore uses, so the hash
@@ -22,13 +26,14 @@ Only the storage calls differ; everything else is the code the full path runs:
 
 When it is used
 ---------------
-:func:`open_fast` returns ``None`` - use :func:`vault.wiring.build_manager` - unless this is the plain
-case: a SQLite store (``sqlite:///path``, the file exists), at exactly :data:`vault.queries.SCHEMA_VERSION`
-(an older database has a migration pending, a newer one is refused by the full path), secrets in the
-``local`` backend, and the ``file`` or ``env`` key provider (set or recorded by init). PostgreSQL, the
-Vault backend, the OS keyring and Vault Transit always take the full path. A :mod:`sqlite3` error at any
-point raises :class:`FastPathUnavailable` (nothing was written: the audit append is one transaction),
-and the caller runs the full path, which reports the problem the usual way.
+:func:`open_fast` returns ``None`` - use :func:`vault.wiring.build_manager` - unless: the store is a SQLite
+file that exists (``sqlite:///path``) or a ``postgresql[+psycopg2]://`` database that answers, at exactly
+:data:`vault.queries.SCHEMA_VERSION` (an older database has a migration pending, a newer one is refused by
+the full path); secrets in the ``local`` backend, or the ``vault`` backend with a token (not AppRole) and an
+``http(s)://`` address; and the ``file``, ``env`` or ``keyring`` key provider (set or recorded by init).
+Vault Transit, AppRole and other drivers always take the full path. A driver error, or any Vault answer but
+a 200, raises :class:`FastPathUnavailable` (nothing was written: the audit append is one transaction, made
+after the read), and the caller runs the full path, which reports the problem the usual way.
 """
 
 from __future__ import annotations
