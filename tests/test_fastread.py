@@ -253,7 +253,8 @@ def _settings(settings: Settings, **changes: Any) -> Settings:
 
 @pytest.mark.parametrize("case", [
     "postgres-unreachable", "postgres-other-driver", "memory-url", "url-with-options", "missing-file",
-    "vault-transit", "recorded-vault-backend-without-address", "vault-backend-approle", "pending-migration", "newer-schema", "not-a-database", "no-schema",
+    "vault-transit", "recorded-vault-backend-without-address", "vault-backend-approle", "pending-migration",
+    "newer-schema", "not-a-database", "no-schema",
 ], ids=str)
 def test_open_fast_declines_everything_but_the_plain_cases(full: TokenManager, settings: Settings,
                                                                 case: str, tmp_path: Path) -> None:

@@ -296,8 +296,8 @@ def test_postgres_urls_become_the_connect_arguments_sqlalchemy_would_pass(url: s
                                                                          args: dict[str, Any] | None) -> None:
     assert pg_connect_args(url) == args
     if args is not None:  # as SQLAlchemy's psycopg2 dialect would connect
-        from sqlalchemy.engine import make_url
         from sqlalchemy.dialects.postgresql.psycopg2 import PGDialect_psycopg2
+        from sqlalchemy.engine import make_url
 
         _cargs, kwargs = PGDialect_psycopg2().create_connect_args(make_url(url))
         assert {k: str(v) for k, v in kwargs.items()} == {k: str(v) for k, v in args.items()}
