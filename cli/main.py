@@ -14,6 +14,9 @@ from typing import Any
 
 #: Set to 0 to send every command through typer and SQLAlchemy (troubleshooting, benchmarks).
 FAST_PATH_ENV = "TOKENVAULT_FAST_PATH"
+#: Set by the shell completion scripts (:mod:`cli.completion`) when they ask typer for candidates.
+COMPLETE_VAR = "_TOKENVAULT_COMPLETE"
+_COMPLETION_OPTIONS = ("--show-completion", "--install-completion")
 
 
 def __getattr__(name: str) -> Any:  # ``from cli.main import app`` still works, without importing typer eagerly
@@ -34,14 +37,17 @@ def run(argv: list[str] | None = None, *, fast: bool | None = None) -> int:
     from .state import state
 
     use_fast = fast if fast is not None else os.environ.get(FAST_PATH_ENV, "1") != "0"
+    args = sys.argv[1:] if argv is None else list(argv)
+    if args and args[-1] in _COMPLETION_OPTIONS:  # bare: the shell is detected (typer's options need a value)
+        args[-1] += "="
     code = 0
     try:
         handled = None
-        if use_fast:
+        if use_fast and not os.environ.get(COMPLETE_VAR):
             from .fast import dispatch
 
-            handled = dispatch(sys.argv[1:] if argv is None else argv)
-        code = handled if handled is not None else _run_app(argv)
+            handled = dispatch(args)
+        code = handled if handled is not None else _run_app(args)
     except VaultError as exc:
         from .render import error
 
@@ -85,6 +91,8 @@ def _run_app(argv: list[str] | None) -> int:
     try:
         result = app(args=argv, prog_name="tokenvault", standalone_mode=False)
         return result if isinstance(result, int) else 0
+    except SystemExit as exc:  # the completion protocol (COMPLETE_VAR) answers and exits
+        return exc.code if isinstance(exc.code, int) else 0 if exc.code is None else 1
     except exits as exc:
         return int(getattr(exc, "exit_code", 0))
     except aborts:
