@@ -272,10 +272,21 @@ def read_figures(section: str, timings: Mapping[str, Timing], *, goal_ratio: flo
         ratio = median / base
         figures.append(Figure(section, name, ms(median), "ms", round(ratio, 2), baseline + (
             f" + {ms(allowance)} ms" if allowance else ""), goal, None if goal_ratio is None else ratio <= goal_ratio,
-            detail={**timings[name].summary(), "vs_python": round(median / bare, 2)}))
+            detail={**timings[name].summary(), "vs_python": round(median / bare, 2),
+                    "cpu_vs_baseline": round(timings[name].cpu_median / timings[baseline].cpu_median, 2)}))
         slow = timings[f"{name} (full path)"]
         figures.append(Figure(section, f"{name} (full path)", ms(slow.median), "ms", round(slow.median / base, 2),
                               baseline, detail={**slow.summary(), "env": "TOKENVAULT_FAST_PATH=0",
                                                 "vs_python": round(slow.median / bare, 2),
                                                 "fast_path_speedup": round(slow.median / median, 2)}))
     return figures
+
+
+def precompile() -> None:
+    """Byte-compile the tree under test (as ``pip install`` does): the commands run with
+    PYTHONDONTWRITEBYTECODE set, and a missing .pyc would be compiled again in every measured run."""
+    import compileall
+
+    tree = Path(os.environ.get("TOKENVAULT_BENCH_TREE") or ROOT)
+    for package in ("vault", "cli"):
+        compileall.compile_dir(str(tree / package), quiet=1)
