@@ -136,14 +136,23 @@ def when(value: datetime | str | None) -> datetime | None:
     if value is None:
         return None
     if type(value) is str:  # the hot case (a list of 100,000 tokens parses 300,000 of these)
-        return _parse(value).replace(tzinfo=UTC)
+        return _utc_text(value)
     return as_utc(value)  # type: ignore[arg-type]
 
 
 def _when_req(value: datetime | str) -> datetime:
     if type(value) is str:
-        return _parse(value).replace(tzinfo=UTC)
+        return _utc_text(value)
     return as_utc(value)  # type: ignore[arg-type]
+
+
+def _utc_text(value: str) -> datetime:
+    """Stored text (UTC, no offset) as an aware datetime: parsed with its offset appended, which is ~6x
+    faster than parsing then ``replace(tzinfo=UTC)`` (and gives the same ``UTC`` tzinfo)."""
+    try:
+        return _parse(value + "+00:00")
+    except ValueError:  # text that carries an offset of its own
+        return as_utc(_parse(value))
 
 
 @lru_cache(maxsize=4096)
