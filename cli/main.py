@@ -1,7 +1,7 @@
 """The entry point: the ONE error boundary that maps errors to exit codes, in front of the typer app.
 
 ``token reveal LABEL`` and ``exec --token LABEL -- CMD`` are first offered to :mod:`cli.fast`, which runs
-them without typer or SQLAlchemy when it can (a plain local store); everything else, and every case the
+them without typer, SQLAlchemy or hvac when it can (see :mod:`vault.fastread`); everything else, and every case the
 fast path declines, goes to the typer app of :mod:`cli.app`. Either way errors end here, as one line, a
 hint and the contract's exit code. This module imports nothing heavy: start-up is part of every command.
 """
