@@ -38,8 +38,8 @@ def run(argv: list[str] | None = None, *, fast: bool | None = None) -> int:
 
     use_fast = fast if fast is not None else os.environ.get(FAST_PATH_ENV, "1") != "0"
     args = sys.argv[1:] if argv is None else list(argv)
-    if args and args[-1] in _COMPLETION_OPTIONS:  # bare: the shell is detected (typer's options need a value)
-        args[-1] += "="
+    if len(args) == 1 and args[0] in _COMPLETION_OPTIONS:  # bare: the shell is detected (typer's options need
+        args[0] += "="                                    # a value; `--show-completion=` is the empty one)
     code = 0
     try:
         handled = None
