@@ -301,3 +301,104 @@ def test_postgres_urls_become_the_connect_arguments_sqlalchemy_would_pass(url: s
 
         _cargs, kwargs = PGDialect_psycopg2().create_connect_args(make_url(url))
         assert {k: str(v) for k, v in kwargs.items()} == {k: str(v) for k, v in args.items()}
+
+
+# --------------------------------------------------------------------------- the light KV client over TLS
+@dataclass
+class TlsKv:
+    url: str
+    ca_cert: Path
+    seen: list[dict[str, str]]
+
+
+@pytest.fixture
+def tls_kv(tmp_path: Path) -> Iterator[TlsKv]:
+    """A KV v2 look-alike over HTTPS with a self-signed certificate for 127.0.0.1; records each request."""
+    import datetime as dt
+    import ipaddress
+    import json
+    import ssl
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "tokenvault-test")])
+    now = dt.datetime.now(dt.UTC)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(minutes=5))
+            .not_valid_after(now + dt.timedelta(hours=1))
+            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+                           critical=False)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .sign(key, hashes.SHA256()))
+    cert_path, key_path = tmp_path / "ca.pem", tmp_path / "key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    seen: list[dict[str, str]] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 - http.server's name
+            seen.append({"path": self.path, **{k.lower(): v for k, v in self.headers.items()}})
+            body = json.dumps({"data": {"data": {"token": TOKEN}, "metadata": {
+                "version": 1, "custom_metadata": {"tokenvault_owner_id": "1", "tokenvault_kind": "token"}}}})
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.end_headers()
+            self.wfile.write(body.encode())
+
+        def log_message(self, *_args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert_path, key_path)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield TlsKv(f"https://127.0.0.1:{server.server_address[1]}", cert_path, seen)
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+
+
+def test_the_light_client_verifies_tls_with_the_configured_ca_and_sends_token_and_namespace(tls_kv: TlsKv) -> None:
+    from vault.adapters.secrets_hashicorp import HashicorpBackend
+    from vault.types import Secret, SecretKind, SecretRef
+
+    env = {"TOKENVAULT_VAULT_ADDR": tls_kv.url, "TOKENVAULT_VAULT_TOKEN": "hvs.light-client-token",
+           "TOKENVAULT_VAULT_NAMESPACE": "team-a", "TOKENVAULT_VAULT_CACERT": str(tls_kv.ca_cert)}
+    client = LightKvClient.from_settings(Settings.resolve({}, environ=env), env)
+    assert client is not None
+    backend = HashicorpBackend(client, mount="secret", prefix="tokenvault")
+    assert backend.get(SecretRef(SecretKind.TOKEN, 1, 1, "prod")) == Secret(TOKEN)
+    [request] = tls_kv.seen
+    assert request["path"] == "/v1/secret/data/tokenvault/prod?version=1"
+    assert request["x-vault-token"] == "hvs.light-client-token" and request["x-vault-namespace"] == "team-a"
+    assert request["x-vault-request"] == "true"
+
+
+def test_an_untrusted_certificate_is_left_to_the_full_path_which_reports_it(tls_kv: TlsKv) -> None:
+    from vault.adapters.hashicorp_client import client_from_settings
+    from vault.adapters.secrets_hashicorp import HashicorpBackend
+    from vault.errors import VaultUnavailable
+    from vault.fallback import FastPathUnavailable
+    from vault.types import SecretKind, SecretRef
+
+    env = {"TOKENVAULT_VAULT_ADDR": tls_kv.url, "TOKENVAULT_VAULT_TOKEN": "hvs.light-client-token"}
+    settings = Settings.resolve({}, environ=env)  # no CA configured: the self-signed certificate is not trusted
+    ref = SecretRef(SecretKind.TOKEN, 1, 1, "prod")
+    light = LightKvClient.from_settings(settings, env)
+    assert light is not None
+    with pytest.raises(FastPathUnavailable):
+        HashicorpBackend(light).get(ref)
+    with pytest.raises(VaultUnavailable, match="TLS verification failed"):
+        HashicorpBackend(client_from_settings(settings)).get(ref)
+    assert tls_kv.seen == []  # neither sent the token to a server it could not verify
