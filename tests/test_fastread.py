@@ -117,6 +117,15 @@ def test_the_fast_store_has_sql_stores_signatures(fast_store: type[FastStore]) -
         assert inspect.signature(getattr(fast_store, name)) == inspect.signature(getattr(SqlStore, name)), name
 
 
+def test_records_are_built_with_their_fields_in_the_classes_order() -> None:
+    import dataclasses
+
+    from vault.types import Provenance, TokenRecord
+
+    assert tuple(f.name for f in dataclasses.fields(TokenRecord)) == queries.RECORD_FIELDS
+    assert tuple(f.name for f in dataclasses.fields(Provenance)) == queries.PROVENANCE_FIELDS
+
+
 def test_sqlite_datetimes_are_written_as_sqlalchemy_writes_them() -> None:
     from sqlalchemy.dialects import sqlite
 
