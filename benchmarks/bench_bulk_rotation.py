@@ -123,7 +123,7 @@ def worker(scenario: dict[str, Any]) -> dict[str, Any]:
 
 
 def _settings(home: Path, scenario: dict[str, Any], graph_url: str | None = None) -> Any:
-    from vault.config import Settings
+    from meta_tokenvault.config import Settings
 
     calls, per = scenario["rate_limit"]
     extra: dict[str, Any] = {"graph_url": graph_url} if graph_url else {}
@@ -135,9 +135,9 @@ def _settings(home: Path, scenario: dict[str, Any], graph_url: str | None = None
 def _transport_worker(scenario: dict[str, Any], tmp: Path) -> dict[str, Any]:
     import httpx
 
-    from vault.testing.graph_sim import GraphSimulator, SimClock
-    from vault.types import Secret
-    from vault.wiring import build_manager
+    from meta_tokenvault.testing.graph_sim import GraphSimulator, SimClock
+    from meta_tokenvault.types import Secret
+    from meta_tokenvault.wiring import build_manager
 
     sim, demo = GraphSimulator.demo_world(clock=SimClock(realtime=True))
     client = httpx.Client(transport=sim.transport())
@@ -165,8 +165,8 @@ def _http_worker(scenario: dict[str, Any], tmp: Path) -> dict[str, Any]:
     import httpx
     from harness import tool
 
-    from vault.types import Secret
-    from vault.wiring import build_manager
+    from meta_tokenvault.types import Secret
+    from meta_tokenvault.wiring import build_manager
 
     server = subprocess.Popen([tool("tokenvault"), "simulator", "serve", "--port", "0", "--seed-demo", "--realtime",
                                "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
@@ -227,7 +227,7 @@ def _rotate(m: Any, scenario: dict[str, Any]) -> dict[str, Any]:
     """The timed part: every active token rotated, ``concurrency`` at a time."""
     import gc
 
-    from vault.rotation import Rotator
+    from meta_tokenvault.rotation import Rotator
 
     labels = m.labels_for()
     assert len(labels) == scenario["tokens"], (len(labels), scenario["tokens"])
@@ -256,7 +256,7 @@ def _rotate(m: Any, scenario: dict[str, Any]) -> dict[str, Any]:
 
 def _check(m: Any, before: dict[str, str], state_of: Any) -> dict[str, Any]:
     """Every token: version 2 the one active version, holding a value Meta accepts; the old value revoked."""
-    from vault.types import TokenStatus
+    from meta_tokenvault.types import TokenStatus
 
     bad: list[str] = []
     for label, old in before.items():

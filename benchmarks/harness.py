@@ -160,7 +160,7 @@ def make_home(base: Path, tokens: int, *, label_prefix: str = "bench") -> tuple[
 def bulk_tokens(home: Path, labels: Sequence[str]) -> None:
     """Add tokens the way ``token import`` stores them (token, version, sealed blob, audit event), in bulk.
 
-    Uses tokenvault's own sealing (:func:`vault.crypto.seal_secret` with the home's key provider) and the
+    Uses tokenvault's own sealing (:func:`meta_tokenvault.crypto.seal_secret` with the home's key provider) and the
     audit chain's hash, and SQLAlchemy Core inserts on the model tables; one transaction.
     """
     sys.path.insert(0, str(ROOT))
@@ -169,10 +169,10 @@ def bulk_tokens(home: Path, labels: Sequence[str]) -> None:
 
     import sqlalchemy as sa
 
-    from vault import crypto, models
-    from vault.adapters import store_sql
-    from vault.adapters.keys_file import FileKeyProvider
-    from vault.types import Secret, SecretKind, SecretRef
+    from meta_tokenvault import crypto, models
+    from meta_tokenvault.adapters import store_sql
+    from meta_tokenvault.adapters.keys_file import FileKeyProvider
+    from meta_tokenvault.types import Secret, SecretKind, SecretRef
 
     keys = FileKeyProvider(home / "keys")
     key_id = keys.current_key_id()

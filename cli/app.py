@@ -1,7 +1,7 @@
-"""The typer app and its global options. Commands live in :mod:`cli.commands`; none of them handles errors
-itself: :func:`cli.main.run` is the one error boundary.
+"""The typer app and its global options. Commands live in :mod:`meta_tokenvault.cli.commands`; none of them handles errors
+itself: :func:`meta_tokenvault.cli.main.run` is the one error boundary.
 
-Imported only when a command goes through typer (:mod:`cli.fast` serves ``token reveal`` and ``exec``
+Imported only when a command goes through typer (:mod:`meta_tokenvault.cli.fast` serves ``token reveal`` and ``exec``
 without it when it can), so typer, click and the command modules stay out of the fast path.
 """
 
@@ -74,13 +74,13 @@ def _register() -> None:
     app.add_typer(keys.app, name="keys")
     for optional in ("system_users", "reminders", "inject", "simulator", "backend", "demo"):
         try:
-            module = __import__(f"cli.commands.{optional}", fromlist=["register"])
+            module = __import__(f"meta_tokenvault.cli.commands.{optional}", fromlist=["register"])
         except ModuleNotFoundError as exc:
-            if exc.name != f"cli.commands.{optional}":
+            if exc.name != f"meta_tokenvault.cli.commands.{optional}":
                 raise
             continue
         module.register(app)
 
 
 _register()
-completion.init()  # typer's script format for each shell, for the completion protocol (cli.completion)
+completion.init()  # typer's script format for each shell, for the completion protocol (meta_tokenvault.cli.completion)

@@ -4,7 +4,7 @@ The scripts and the completion protocol are typer's (``_TOKENVAULT_COMPLETE=comp
 shell runs ``tokenvault`` with that variable set and the words typed so far, and typer answers with the
 candidates). What is ours: SHELL may be named (``bash``, ``zsh``, ``fish``; typer also knows ``powershell``
 and ``pwsh``) instead of only being detected from the parent process, which does not work in a script or
-a Dockerfile. :func:`cli.main.run` sends the completion protocol straight to typer (the fast path never
+a Dockerfile. :func:`meta_tokenvault.cli.main.run` sends the completion protocol straight to typer (the fast path never
 sees it), and none of this is imported by the fast path.
 """
 

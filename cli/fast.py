@@ -8,14 +8,14 @@ gives the same result.
     tokenvault [global options] exec (--token|-t) LABEL[:VAR] ... [--mask] [--allow-inactive] -- CMD [ARGS...]
     tokenvault [global options] token list --json
 
-and runs them on :func:`vault.fastread.open_fast`'s reader (SQLite or PostgreSQL; the local or the Vault
+and runs them on :func:`meta_tokenvault.fastread.open_fast`'s reader (SQLite or PostgreSQL; the local or the Vault
 backend; the file, env or keyring key provider). It returns None - run the typer app instead - for anything
 else: any other command or option, ``--help``, bad usage, a configuration the fast path does not take (see
-:mod:`vault.fastread`) or that does not resolve, or a database error or unusual Vault answer before the read
+:mod:`meta_tokenvault.fastread`) or that does not resolve, or a database error or unusual Vault answer before the read
 finished. So usage
 messages and their exit codes are always typer's, and every error the fast path does report comes from
-the code the typer commands run too (the service, :mod:`vault.inject`) through the same boundary
-(:func:`cli.main.run`). ``tests/test_startup.py`` checks both paths give identical output and exit codes.
+the code the typer commands run too (the service, :mod:`meta_tokenvault.inject`) through the same boundary
+(:func:`meta_tokenvault.cli.main.run`). ``tests/test_startup.py`` checks both paths give identical output and exit codes.
 """
 
 from __future__ import annotations
@@ -26,10 +26,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from vault.fastread import FastReader
-    from vault.inject import Injected
+    from meta_tokenvault.fastread import FastReader
+    from meta_tokenvault.inject import Injected
 
-#: The global options of :func:`cli.app.main` (flag -> settings name); a test checks they match typer's.
+#: The global options of :func:`meta_tokenvault.cli.app.main` (flag -> settings name); a test checks they match typer's.
 GLOBAL_OPTIONS = {"--home": "home", "--db-url": "db_url", "--key-provider": "key_provider", "--backend": "backend",
                   "--graph-url": "graph_url"}
 #: Options of ``token reveal`` and ``exec`` understood here; a test checks each exists on the typer command.
@@ -135,14 +135,14 @@ def dispatch(args: list[str]) -> int | None:
     """Run ``args`` on the fast path and return the exit code, or None when typer must run them.
 
     Errors of the read itself (unknown label, wrong key, tampered row, inactive token, a command that cannot
-    be started) are raised as the :class:`~vault.errors.VaultError` the typer path raises.
+    be started) are raised as the :class:`~meta_tokenvault.errors.VaultError` the typer path raises.
     """
     cmd = recognise(args)
     if cmd is None:
         return None
-    from vault.config import Settings
-    from vault.errors import VaultError
-    from vault.fastread import FastPathUnavailable, open_fast
+    from meta_tokenvault.config import Settings
+    from meta_tokenvault.errors import VaultError
+    from meta_tokenvault.fastread import FastPathUnavailable, open_fast
 
     try:
         reader = open_fast(Settings.resolve(cmd.flags), explicit_backend=cmd.flags.get("backend"))
@@ -168,8 +168,8 @@ def dispatch(args: list[str]) -> int | None:
 
 
 def _run_exec(reader: FastReader, cmd: FastCommand) -> int:
-    """What ``cli.commands.inject.exec_`` does without --restart-on-rotate, on the fast reader."""
-    from vault.inject import ExecOptions, parse_token_specs, resolve_specs, run_command
+    """What ``meta_tokenvault.cli.commands.inject.exec_`` does without --restart-on-rotate, on the fast reader."""
+    from meta_tokenvault.inject import ExecOptions, parse_token_specs, resolve_specs, run_command
 
     from . import render
 

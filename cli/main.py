@@ -1,8 +1,8 @@
 """The entry point: the ONE error boundary that maps errors to exit codes, in front of the typer app.
 
-``token reveal LABEL`` and ``exec --token LABEL -- CMD`` are first offered to :mod:`cli.fast`, which runs
-them without typer, SQLAlchemy or hvac when it can (see :mod:`vault.fastread`); everything else, and every case the
-fast path declines, goes to the typer app of :mod:`cli.app`. Either way errors end here, as one line, a
+``token reveal LABEL`` and ``exec --token LABEL -- CMD`` are first offered to :mod:`meta_tokenvault.cli.fast`, which runs
+them without typer, SQLAlchemy or hvac when it can (see :mod:`meta_tokenvault.fastread`); everything else, and every case the
+fast path declines, goes to the typer app of :mod:`meta_tokenvault.cli.app`. Either way errors end here, as one line, a
 hint and the contract's exit code. This module imports nothing heavy: start-up is part of every command.
 """
 
@@ -14,12 +14,12 @@ from typing import Any
 
 #: Set to 0 to send every command through typer and SQLAlchemy (troubleshooting, benchmarks).
 FAST_PATH_ENV = "TOKENVAULT_FAST_PATH"
-#: Set by the shell completion scripts (:mod:`cli.completion`) when they ask typer for candidates.
+#: Set by the shell completion scripts (:mod:`meta_tokenvault.cli.completion`) when they ask typer for candidates.
 COMPLETE_VAR = "_TOKENVAULT_COMPLETE"
 _COMPLETION_OPTIONS = ("--show-completion", "--install-completion")
 
 
-def __getattr__(name: str) -> Any:  # ``from cli.main import app`` still works, without importing typer eagerly
+def __getattr__(name: str) -> Any:  # ``from meta_tokenvault.cli.main import app`` still works, without importing typer eagerly
     if name == "app":
         from .app import app
 
@@ -30,9 +30,9 @@ def __getattr__(name: str) -> Any:  # ``from cli.main import app`` still works, 
 def run(argv: list[str] | None = None, *, fast: bool | None = None) -> int:
     """Entry point: run the command and turn every error into one line, a hint and the contract's exit code.
 
-    ``fast``: offer the command to :mod:`cli.fast` first (default: unless TOKENVAULT_FAST_PATH=0).
+    ``fast``: offer the command to :mod:`meta_tokenvault.cli.fast` first (default: unless TOKENVAULT_FAST_PATH=0).
     """
-    from vault.errors import VaultError
+    from meta_tokenvault.errors import VaultError
 
     from .state import state
 
@@ -61,7 +61,7 @@ def run(argv: list[str] | None = None, *, fast: bool | None = None) -> int:
         code = 0
     except Exception as exc:  # noqa: BLE001 - the boundary: a bug, reported without locals or secrets
         # a library's message may quote a request URL: token-shaped values and secret query parameters go
-        from vault.adapters.graph_httpx import redact_url
+        from meta_tokenvault.adapters.graph_httpx import redact_url
 
         sys.stderr.write(f"error: unexpected {type(exc).__name__}: {redact_url(str(exc))}\n"
                          "hint: this is a bug in tokenvault; please report it with the command you ran "

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import sys
 
-from vault.errors import InvalidInput
-from vault.service import clean_token
-from vault.types import Secret
+from meta_tokenvault.errors import InvalidInput
+from meta_tokenvault.service import clean_token
+from meta_tokenvault.types import Secret
 
 
 def read_secret(what: str) -> Secret:

@@ -17,8 +17,8 @@ def emit_json(data: Any) -> None:
 def emit_json_array(items: Iterable[Any]) -> None:
     """One JSON array on stdout, one element per line: still one document, and fast for 100,000 elements
     (``indent`` makes :mod:`json` fall back to its pure-Python encoder, ~5x slower). ``items`` may be a
-    generator: it is consumed with the cyclic GC paused (see :func:`vault.queries.gc_paused`)."""
-    from vault.queries import gc_paused
+    generator: it is consumed with the cyclic GC paused (see :func:`meta_tokenvault.queries.gc_paused`)."""
+    from meta_tokenvault.queries import gc_paused
 
     encode = _one_line_encoder()
     with gc_paused():

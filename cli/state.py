@@ -6,8 +6,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from vault.config import Settings
-    from vault.service import TokenManager
+    from meta_tokenvault.config import Settings
+    from meta_tokenvault.service import TokenManager
 
 
 @dataclass
@@ -19,15 +19,15 @@ class State:
 
     def settings(self) -> Settings:
         if self._settings is None:
-            from vault.config import Settings
+            from meta_tokenvault.config import Settings
 
             self._settings = Settings.resolve(self.flags)
         return self._settings
 
     def manager(self, *, create: bool = False, **wiring: Any) -> TokenManager:
-        """The manager, built once per command; ``wiring`` goes to :func:`vault.wiring.build_manager`."""
+        """The manager, built once per command; ``wiring`` goes to :func:`meta_tokenvault.wiring.build_manager`."""
         if self._manager is None:
-            from vault.wiring import build_manager
+            from meta_tokenvault.wiring import build_manager
 
             self._manager = build_manager(self.settings(), create=create, **{**self.wiring_options(), **wiring})
         return self._manager

@@ -26,14 +26,14 @@ class Result:
 
 
 class CliRunner:
-    """Invokes ``cli.main.run`` with a fresh stdin and the env of the test (monkeypatched)."""
+    """Invokes ``meta_tokenvault.cli.main.run`` with a fresh stdin and the env of the test (monkeypatched)."""
 
     def __init__(self, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
         self.capsys = capsys
         self.monkeypatch = monkeypatch
 
     def __call__(self, *args: str, stdin: str = "") -> Result:
-        from cli.main import run
+        from meta_tokenvault.cli.main import run
 
         self.capsys.readouterr()
         self.monkeypatch.setattr(sys, "stdin", io.StringIO(stdin))
@@ -47,26 +47,26 @@ def master_key_b64() -> str:
 
 
 def subprocess_cli(args: list[str], env: dict[str, str], stdin: str = "", timeout: float = 60) -> Result:
-    proc = subprocess.run([sys.executable, "-m", "cli.main", *args], input=stdin, capture_output=True, text=True,
+    proc = subprocess.run([sys.executable, "-m", "meta_tokenvault.cli.main", *args], input=stdin, capture_output=True, text=True,
                           env=env, timeout=timeout, cwd=Path(__file__).resolve().parent.parent)
     return Result(proc.returncode, proc.stdout, proc.stderr)
 
 
 def both_paths(capfd: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, args: list[str],
                stdin: str = "") -> tuple[Result, Result, bool]:
-    """Run ``args`` in-process through the fast path (cli.fast) and through typer (TOKENVAULT_FAST_PATH off):
+    """Run ``args`` in-process through the fast path (meta_tokenvault.cli.fast) and through typer (TOKENVAULT_FAST_PATH off):
     both results, and whether the fast path really ran (typer's app was not called)."""
-    import cli.main
-    from cli.main import run
+    import meta_tokenvault.cli.main
+    from meta_tokenvault.cli.main import run
 
     ran_app: list[bool] = []
-    real = cli.main._run_app
+    real = meta_tokenvault.cli.main._run_app
 
     def spy(argv: list[str] | None) -> int:
         ran_app.append(True)
         return real(argv)
 
-    monkeypatch.setattr(cli.main, "_run_app", spy)
+    monkeypatch.setattr(meta_tokenvault.cli.main, "_run_app", spy)
     results = []
     fast_ran = False
     for fast in (True, False):
@@ -82,7 +82,7 @@ def both_paths(capfd: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatc
 
 _PROBE = """
 import json, sys
-from cli.main import run
+from meta_tokenvault.cli.main import run
 code = run(json.loads(sys.argv[1]))
 loaded = sorted({name.split(".")[0] for name in sys.modules} & set(json.loads(sys.argv[2])))
 sys.stderr.write("\\nLOADED " + json.dumps({"code": code, "loaded": loaded}) + "\\n")

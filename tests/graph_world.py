@@ -10,11 +10,11 @@ from typing import Any
 
 import httpx
 
-from vault.config import Settings
-from vault.service import TokenManager
-from vault.testing.graph_sim import GraphSimulator, SimClock
-from vault.types import Secret
-from vault.wiring import build_manager
+from meta_tokenvault.config import Settings
+from meta_tokenvault.service import TokenManager
+from meta_tokenvault.testing.graph_sim import GraphSimulator, SimClock
+from meta_tokenvault.types import Secret
+from meta_tokenvault.wiring import build_manager
 
 SCOPES = ("whatsapp_business_management", "whatsapp_business_messaging")
 

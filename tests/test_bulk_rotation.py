@@ -16,12 +16,12 @@ import httpx
 import pytest
 from cli_support import CliRunner
 
-from vault.adapters.graph_httpx import RatePacer
-from vault.adapters.store_sql import SqlStore
-from vault.config import Settings, parse_rate_limit
-from vault.errors import InvalidInput, NotFound
-from vault.rotation import GroupCommit
-from vault.testing.graph_sim import GraphSimulator, SimClock
+from meta_tokenvault.adapters.graph_httpx import RatePacer
+from meta_tokenvault.adapters.store_sql import SqlStore
+from meta_tokenvault.config import Settings, parse_rate_limit
+from meta_tokenvault.errors import InvalidInput, NotFound
+from meta_tokenvault.rotation import GroupCommit
+from meta_tokenvault.testing.graph_sim import GraphSimulator, SimClock
 
 SCOPES = "whatsapp_business_management,whatsapp_business_messaging"
 LABELS = [f"bulk-{i}" for i in range(8)]

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from cli_support import CliRunner
 
-from vault.testing.graph_sim import GraphSimulator, SimClock
+from meta_tokenvault.testing.graph_sim import GraphSimulator, SimClock
 
 SCOPES = "whatsapp_business_management,whatsapp_business_messaging"
 

@@ -102,7 +102,7 @@ def test_wrong_master_key_is_exit_4_and_nothing_changes(cli, ready: Path) -> Non
         path.unlink()
     import base64
 
-    from vault.crypto import key_id_of
+    from meta_tokenvault.crypto import key_id_of
 
     fresh = os.urandom(32)
     kid = key_id_of(fresh)

@@ -1,5 +1,5 @@
-"""Shell completion (cli.completion): the scripts for bash, zsh and fish name tokenvault, the completion
-protocol (_TOKENVAULT_COMPLETE=complete_<shell>) answers with command names through cli.main.run - never
+"""Shell completion (meta_tokenvault.cli.completion): the scripts for bash, zsh and fish name tokenvault, the completion
+protocol (_TOKENVAULT_COMPLETE=complete_<shell>) answers with command names through meta_tokenvault.cli.main.run - never
 through the fast path - and --install-completion writes where the shell reads."""
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 from cli_support import CliRunner
 
-import cli.fast
-from cli.main import run
+import meta_tokenvault.cli.fast
+from meta_tokenvault.cli.main import run
 
 BIN = Path(sys.executable).parent
 
@@ -79,7 +79,7 @@ def test_the_completion_protocol_never_takes_the_fast_path(env_home: Path,
     def no_fast(_args: list[str]) -> int | None:
         raise AssertionError("the fast path saw a completion request")
 
-    monkeypatch.setattr(cli.fast, "dispatch", no_fast)
+    monkeypatch.setattr(meta_tokenvault.cli.fast, "dispatch", no_fast)
     monkeypatch.setenv("_TOKENVAULT_COMPLETE", "complete_bash")
     monkeypatch.setenv("COMP_WORDS", "tokenvault token reveal ")
     monkeypatch.setenv("COMP_CWORD", "3")

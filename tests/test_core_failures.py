@@ -94,7 +94,7 @@ def _quiet_cli(args: tuple[str, ...] | list[str], stdin: str = "") -> Result:
     import contextlib
     import io
 
-    from cli.main import run
+    from meta_tokenvault.cli.main import run
 
     out, err, saved = io.StringIO(), io.StringIO(), sys.stdin
     sys.stdin = io.StringIO(stdin)
@@ -158,7 +158,7 @@ def _all_readable(cli: CliRunner, vault: Vault) -> None:
     for label, value in vault.tokens.items():
         shown = cli("token", "reveal", label)
         assert (shown.code, shown.out) == (0, value + "\n"), (label, shown.err)
-    from vault import TokenVault
+    from meta_tokenvault import TokenVault
 
     with TokenVault.open(str(vault.home)) as tv:
         business = tv.manager.store.get_business("acme")
@@ -320,7 +320,7 @@ def test_a_token_envelope_moved_onto_the_app_secret_does_not_open(cli: CliRunner
     """Associated data names the kind too: a token's envelope copied over the app secret's is refused."""
     _, wrapped, ciphertext = _blob(vault.db, "prod")
     _sql(vault.db, "UPDATE tv_secret_blob SET wrapped_key=?, ciphertext=? WHERE kind='app_secret'", wrapped, ciphertext)
-    from vault import IntegrityError, TokenVault
+    from meta_tokenvault import IntegrityError, TokenVault
 
     with TokenVault.open(str(vault.home)) as tv, pytest.raises(IntegrityError) as info:
         tv.manager.app_credentials(tv.manager.store.get_business("acme"))
@@ -516,7 +516,7 @@ def _read_only_runner(probe_dir: Path) -> list[str] | None:
 
 _DRIVER = """
 import contextlib, io, json, sys
-from cli.main import run
+from meta_tokenvault.cli.main import run
 results = []
 for args, stdin in json.load(open(sys.argv[1])):
     out, err = io.StringIO(), io.StringIO()
@@ -711,8 +711,8 @@ def test_the_audit_chain_is_not_keyed_a_database_writer_can_rebuild_it(cli: CliR
     """Documents the limit SECURITY.md and docs/audit.md state: the hashes are plain SHA-256, so someone who can
     write the database can edit an event and recompute every later hash and the head; only an exported copy
     (``audit list --json`` shipped elsewhere) reveals that."""
-    from vault.adapters.store_sql import audit_hash
-    from vault.types import as_utc
+    from meta_tokenvault.adapters.store_sql import audit_hash
+    from meta_tokenvault.types import as_utc
 
     exported = cli("audit", "list", "--json").json()
     with sqlite3.connect(vault.db) as conn:
@@ -810,8 +810,8 @@ def test_a_second_keys_rotate_while_one_runs_is_exit_8_and_changes_nothing(cli: 
     """Two concurrent runs could retire each other's new key; the second one stops before making a key."""
     from datetime import timedelta
 
-    from vault import TokenVault
-    from vault.types import utcnow
+    from meta_tokenvault import TokenVault
+    from meta_tokenvault.types import utcnow
 
     with TokenVault.open(str(vault.home)) as tv:  # a live run on another host holds the lease
         assert tv.manager.store.acquire_lease("keys-rotate", "otherhost|4242|abcd", utcnow(), timedelta(minutes=10))
@@ -964,7 +964,7 @@ def test_tokenvault_open_get_returns_a_secret_that_never_shows_its_value(cli: Cl
     import logging
     import pickle
 
-    from vault import Secret, TokenVault
+    from meta_tokenvault import Secret, TokenVault
 
     with TokenVault.open(str(vault.home)) as tv:
         token = tv.get("prod")
@@ -983,7 +983,7 @@ def test_tokenvault_open_get_returns_a_secret_that_never_shows_its_value(cli: Cl
 
 
 def test_tokenvault_open_on_a_missing_store_or_label_raises_vault_errors(vault: Vault, tmp_path: Path) -> None:
-    from vault import BackendUnavailable, NotFound, TokenVault
+    from meta_tokenvault import BackendUnavailable, NotFound, TokenVault
 
     with pytest.raises(BackendUnavailable) as missing:
         TokenVault.open(str(tmp_path / "nowhere"))

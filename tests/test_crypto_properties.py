@@ -1,4 +1,4 @@
-"""Property-based tests of the crypto envelope (:mod:`vault.crypto`) with hypothesis.
+"""Property-based tests of the crypto envelope (:mod:`meta_tokenvault.crypto`) with hypothesis.
 
 The master key is held by the real ``env`` key provider (pure, no I/O), so the envelope is exercised
 exactly as in production: AES-256-GCM data keys wrapped by the master key, both bound to the record's
@@ -17,11 +17,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from vault import crypto
-from vault.adapters.keys_env import EnvKeyProvider
-from vault.crypto import NONCE_BYTES, SealedSecret, open_sealed, open_secret, rewrap, seal, seal_secret
-from vault.errors import IntegrityError, TamperedCiphertext, WrongMasterKey
-from vault.types import Secret, SecretKind, SecretRef
+from meta_tokenvault import crypto
+from meta_tokenvault.adapters.keys_env import EnvKeyProvider
+from meta_tokenvault.crypto import NONCE_BYTES, SealedSecret, open_sealed, open_secret, rewrap, seal, seal_secret
+from meta_tokenvault.errors import IntegrityError, TamperedCiphertext, WrongMasterKey
+from meta_tokenvault.types import Secret, SecretKind, SecretRef
 
 # no example database in the repository, no flaky deadlines on a busy CI machine
 PROPS = settings(deadline=None, database=None, max_examples=150, suppress_health_check=[HealthCheck.too_slow])

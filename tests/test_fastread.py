@@ -1,6 +1,6 @@
-"""The fast read path (vault.fastread) against the full path (SqlStore on SQLAlchemy): the same records, the
-same secrets, the same refusals, the same audit chain; and the one source both read from (vault.queries)
-checked against the table definitions (vault.models) and the schema version (vault.migrations)."""
+"""The fast read path (meta_tokenvault.fastread) against the full path (SqlStore on SQLAlchemy): the same records, the
+same secrets, the same refusals, the same audit chain; and the one source both read from (meta_tokenvault.queries)
+checked against the table definitions (meta_tokenvault.models) and the schema version (meta_tokenvault.migrations)."""
 
 from __future__ import annotations
 
@@ -14,14 +14,14 @@ from typing import Any
 
 import pytest
 
-from vault import migrations, models, queries
-from vault.adapters.store_sql import SqlStore
-from vault.config import Settings
-from vault.errors import InvalidInput, NotFound, TamperedCiphertext, UsageError, VaultError
-from vault.fastread import FastPathUnavailable, FastReader, FastStore, PgFastStore, open_fast, sqlite_file
-from vault.service import TokenManager
-from vault.types import Secret, SecretKind, SecretRef, TokenSource, TokenStatus
-from vault.wiring import build_manager
+from meta_tokenvault import migrations, models, queries
+from meta_tokenvault.adapters.store_sql import SqlStore
+from meta_tokenvault.config import Settings
+from meta_tokenvault.errors import InvalidInput, NotFound, TamperedCiphertext, UsageError, VaultError
+from meta_tokenvault.fastread import FastPathUnavailable, FastReader, FastStore, PgFastStore, open_fast, sqlite_file
+from meta_tokenvault.service import TokenManager
+from meta_tokenvault.types import Secret, SecretKind, SecretRef, TokenSource, TokenStatus
+from meta_tokenvault.wiring import build_manager
 
 TOKENS = {
     "prod": "EAAGfastProdToken" + "a1b2c3" * 20 + "PROD",
@@ -101,14 +101,14 @@ def _error(call: Any) -> tuple[type[VaultError], str, str | None, int]:
 def test_every_table_and_column_the_queries_name_is_in_vault_models() -> None:
     for alias, column in queries.REFERENCED:
         table = queries.TABLES[alias]
-        assert table in MODEL_TABLES, f"{table} is not a table of vault.models"
-        assert column in MODEL_TABLES[table].__table__.c, f"{table}.{column} is not in vault.models"
+        assert table in MODEL_TABLES, f"{table} is not a table of meta_tokenvault.models"
+        assert column in MODEL_TABLES[table].__table__.c, f"{table}.{column} is not in meta_tokenvault.models"
 
 
 def test_the_queries_are_written_for_the_latest_schema_version() -> None:
     assert queries.SCHEMA_VERSION == migrations.LATEST, (
         "a migration was added: check vault/queries.py against the new schema (this file's tests), then set "
-        "vault.queries.SCHEMA_VERSION to migrations.LATEST (until then the fast path steps aside)")
+        "meta_tokenvault.queries.SCHEMA_VERSION to migrations.LATEST (until then the fast path steps aside)")
 
 
 @pytest.mark.parametrize("fast_store", [FastStore, PgFastStore], ids=["sqlite", "postgres"])
@@ -120,7 +120,7 @@ def test_the_fast_store_has_sql_stores_signatures(fast_store: type[FastStore]) -
 def test_records_are_built_with_their_fields_in_the_classes_order() -> None:
     import dataclasses
 
-    from vault.types import Provenance, TokenRecord
+    from meta_tokenvault.types import Provenance, TokenRecord
 
     assert tuple(f.name for f in dataclasses.fields(TokenRecord)) == queries.RECORD_FIELDS
     assert tuple(f.name for f in dataclasses.fields(Provenance)) == queries.PROVENANCE_FIELDS
@@ -237,10 +237,10 @@ def test_the_fast_path_creates_a_missing_audit_head_as_the_full_path_would(full:
 
 def test_an_audit_append_that_fails_writes_nothing(full: TokenManager, settings: Settings,
                                                    monkeypatch: pytest.MonkeyPatch) -> None:
-    import vault.fastread
+    import meta_tokenvault.fastread
 
     before = full.verify_audit()
-    monkeypatch.setattr(vault.fastread, "_BUSY_TIMEOUT_MS", 50)
+    monkeypatch.setattr(meta_tokenvault.fastread, "_BUSY_TIMEOUT_MS", 50)
     reader = open_fast(settings, environ={})
     assert reader is not None
     blocker = sqlite3.connect(_db(settings), isolation_level=None)

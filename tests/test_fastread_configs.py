@@ -17,10 +17,10 @@ from typing import Any
 import pytest
 from cli_support import Result, both_paths, imports_of
 
-from cli.main import run
-from vault.adapters.hashicorp_light import LightKvClient
-from vault.config import Settings
-from vault.fastread import pg_connect_args
+from meta_tokenvault.adapters.hashicorp_light import LightKvClient
+from meta_tokenvault.cli.main import run
+from meta_tokenvault.config import Settings
+from meta_tokenvault.fastread import pg_connect_args
 
 TOKEN = "EAAGconfigsProdTok" + "q1w2e3" * 20 + "PROD"
 OTHER = "EAAGconfigsOtherTk" + "r4t5y6" * 20 + "OTHR"
@@ -64,7 +64,7 @@ def _populate(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def _sql_store() -> Any:
-    from vault.adapters.store_sql import SqlStore
+    from meta_tokenvault.adapters.store_sql import SqlStore
 
     return SqlStore.open(Settings.resolve({}, environ=os.environ).database_url)
 
@@ -370,8 +370,8 @@ def tls_kv(tmp_path: Path) -> Iterator[TlsKv]:
 
 
 def test_the_light_client_verifies_tls_with_the_configured_ca_and_sends_token_and_namespace(tls_kv: TlsKv) -> None:
-    from vault.adapters.secrets_hashicorp import HashicorpBackend
-    from vault.types import Secret, SecretKind, SecretRef
+    from meta_tokenvault.adapters.secrets_hashicorp import HashicorpBackend
+    from meta_tokenvault.types import Secret, SecretKind, SecretRef
 
     env = {"TOKENVAULT_VAULT_ADDR": tls_kv.url, "TOKENVAULT_VAULT_TOKEN": "hvs.light-client-token",
            "TOKENVAULT_VAULT_NAMESPACE": "team-a", "TOKENVAULT_VAULT_CACERT": str(tls_kv.ca_cert)}
@@ -386,11 +386,11 @@ def test_the_light_client_verifies_tls_with_the_configured_ca_and_sends_token_an
 
 
 def test_an_untrusted_certificate_is_left_to_the_full_path_which_reports_it(tls_kv: TlsKv) -> None:
-    from vault.adapters.hashicorp_client import client_from_settings
-    from vault.adapters.secrets_hashicorp import HashicorpBackend
-    from vault.errors import VaultUnavailable
-    from vault.fallback import FastPathUnavailable
-    from vault.types import SecretKind, SecretRef
+    from meta_tokenvault.adapters.hashicorp_client import client_from_settings
+    from meta_tokenvault.adapters.secrets_hashicorp import HashicorpBackend
+    from meta_tokenvault.errors import VaultUnavailable
+    from meta_tokenvault.fallback import FastPathUnavailable
+    from meta_tokenvault.types import SecretKind, SecretRef
 
     env = {"TOKENVAULT_VAULT_ADDR": tls_kv.url, "TOKENVAULT_VAULT_TOKEN": "hvs.light-client-token"}
     settings = Settings.resolve({}, environ=env)  # no CA configured: the self-signed certificate is not trusted

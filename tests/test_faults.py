@@ -38,15 +38,15 @@ from reliability import Recorder, figures_fixture
 from test_vault_integration import TOKEN_V1, TOKEN_V2, add_second_version, opened, setup_cli
 from test_vault_integration import venv as venv  # noqa: F401 - the fixture (TOKENVAULT_* for the session OpenBao)
 
-from vault.adapters.graph_httpx import HttpxGraphApi, RateGate
-from vault.adapters.secrets_hashicorp import HashicorpBackend
-from vault.config import Settings
-from vault.errors import AlreadyExists, NotFound, RateLimited, Transient, VaultUnavailable
-from vault.service import TokenManager
-from vault.testing.graph_sim import GraphSimulator, SimClock
-from vault.testing.graph_sim.wire import WireRequest, WireResponse
-from vault.types import SecretKind, SecretRef, TokenStatus
-from vault.wiring import build_manager
+from meta_tokenvault.adapters.graph_httpx import HttpxGraphApi, RateGate
+from meta_tokenvault.adapters.secrets_hashicorp import HashicorpBackend
+from meta_tokenvault.config import Settings
+from meta_tokenvault.errors import AlreadyExists, NotFound, RateLimited, Transient, VaultUnavailable
+from meta_tokenvault.service import TokenManager
+from meta_tokenvault.testing.graph_sim import GraphSimulator, SimClock
+from meta_tokenvault.testing.graph_sim.wire import WireRequest, WireResponse
+from meta_tokenvault.types import SecretKind, SecretRef, TokenStatus
+from meta_tokenvault.wiring import build_manager
 
 ROOT = Path(__file__).resolve().parent.parent
 LABELS = [f"wa-{i:02d}" for i in range(20)]
@@ -593,7 +593,7 @@ def test_cli_rotate_with_vault_sealed_after_mint_is_exit_5_one_line_and_run_due_
         world.hooked.after("access_tokens", server.seal)
 
         def tokenvault(*args: str) -> subprocess.CompletedProcess[str]:
-            return subprocess.run([sys.executable, "-m", "cli.main", *args], env=world.env(graph.url), cwd=ROOT,
+            return subprocess.run([sys.executable, "-m", "meta_tokenvault.cli.main", *args], env=world.env(graph.url), cwd=ROOT,
                                   capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
 
         rotated = tokenvault("token", "rotate", "prod")
@@ -636,7 +636,7 @@ def test_backend_migrate_sigkilled_at_each_step_then_run_again_finishes(
         add_second_version(manager, "prod", TOKEN_V2)
     expected = [*EXPECTED, ("staging", 1, OTHER)]
     env = {**os.environ, "TOKENVAULT_TEST_MODE": "1", "TOKENVAULT_TEST_CRASH_AFTER": point}
-    crashed = subprocess.run([sys.executable, "-m", "cli.main", "backend", "migrate", "--to", "vault",
+    crashed = subprocess.run([sys.executable, "-m", "meta_tokenvault.cli.main", "backend", "migrate", "--to", "vault",
                               "--purge-source"], env=env, cwd=ROOT, capture_output=True, text=True, timeout=60,
                              stdin=subprocess.DEVNULL)
     assert crashed.returncode == -signal.SIGKILL, crashed.stderr

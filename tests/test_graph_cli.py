@@ -12,11 +12,11 @@ import httpx
 import pytest
 from cli_support import CliRunner
 
-from vault.adapters.graph_httpx import HttpxGraphApi, appsecret_proof
-from vault.policy import eligibility
-from vault.ports.graph import AppCredentials
-from vault.testing.graph_sim import GraphSimulator, SimClock
-from vault.types import AgeSource, Secret, SystemUserRecord
+from meta_tokenvault.adapters.graph_httpx import HttpxGraphApi, appsecret_proof
+from meta_tokenvault.policy import eligibility
+from meta_tokenvault.ports.graph import AppCredentials
+from meta_tokenvault.testing.graph_sim import GraphSimulator, SimClock
+from meta_tokenvault.types import AgeSource, Secret, SystemUserRecord
 
 SCOPES = "whatsapp_business_management,whatsapp_business_messaging"
 
@@ -170,7 +170,7 @@ def test_seven_day_boundary_to_the_second(age: timedelta, eligible: bool) -> Non
     clock.set(created + age)
     graph = HttpxGraphApi(httpx.Client(transport=sim.transport()), version="v24.0")
     app = AppCredentials(world.app_id, Secret(world.app_secret))
-    from vault.errors import SevenDayWindow
+    from meta_tokenvault.errors import SevenDayWindow
 
     if eligible:
         assert graph.generate_token(young, app, Secret(world.admin_token), ("whatsapp_business_messaging",))

@@ -16,8 +16,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from vault.adapters.graph_httpx import HttpxGraphApi, appsecret_proof, parse_meta_time, redact_url
-from vault.errors import (
+from meta_tokenvault.adapters.graph_httpx import HttpxGraphApi, appsecret_proof, parse_meta_time, redact_url
+from meta_tokenvault.errors import (
     GraphError,
     InvalidRequest,
     PermissionMissing,
@@ -27,9 +27,9 @@ from vault.errors import (
     Transient,
     VaultError,
 )
-from vault.graph_errors import classify, parse_error, retry_after_from_headers
-from vault.ports.graph import AppCredentials
-from vault.types import Secret
+from meta_tokenvault.graph_errors import classify, parse_error, retry_after_from_headers
+from meta_tokenvault.ports.graph import AppCredentials
+from meta_tokenvault.types import Secret
 
 APP = AppCredentials("2000000000002", Secret("app-secret-value-0123"))
 CALLER = Secret("EAAcallertoken" + "x" * 40)

@@ -20,7 +20,7 @@ from typing import Any
 import httpx
 import pytest
 
-from vault.testing.graph_sim import (
+from meta_tokenvault.testing.graph_sim import (
     FAULT_KINDS,
     SEVEN_DAY_MESSAGE,
     DemoWorld,
@@ -634,7 +634,7 @@ def test_cli_simulator_serve_subprocess(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("TOKENVAULT_")}
     argv = ["simulator", "serve", "--port", str(port), "--state", str(state_file), "--seed-demo", "--json",
             "--start", "2026-01-01T00:00:00Z"]
-    proc = subprocess.Popen([sys.executable, "-m", "cli.main", *argv], cwd=REPO, env=env, stdout=subprocess.PIPE,
+    proc = subprocess.Popen([sys.executable, "-m", "meta_tokenvault.cli.main", *argv], cwd=REPO, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     url = f"http://127.0.0.1:{port}"
     client = httpx.Client(timeout=5, verify=False)  # plain HTTP: no TLS context to build

@@ -18,9 +18,9 @@ import hvac.exceptions as hx
 import pytest
 import requests
 
-from vault.adapters.hashicorp_client import build_client, translate_error
-from vault.adapters.secrets_hashicorp import HashicorpBackend
-from vault.errors import (
+from meta_tokenvault.adapters.hashicorp_client import build_client, translate_error
+from meta_tokenvault.adapters.secrets_hashicorp import HashicorpBackend
+from meta_tokenvault.errors import (
     AlreadyExists,
     IntegrityError,
     InvalidInput,
@@ -28,9 +28,9 @@ from vault.errors import (
     VaultError,
     VaultUnavailable,
 )
-from vault.ports.secrets import SecretBackend
-from vault.testing.contract_secrets import PROVENANCE, SecretBackendContract
-from vault.types import Secret, SecretKind, SecretRef
+from meta_tokenvault.ports.secrets import SecretBackend
+from meta_tokenvault.testing.contract_secrets import PROVENANCE, SecretBackendContract
+from meta_tokenvault.types import Secret, SecretKind, SecretRef
 
 pytestmark = pytest.mark.openbao
 
@@ -270,8 +270,8 @@ def test_approle_login(openbao: Any, openbao_scope: Any) -> None:
 
 
 def test_hvac_is_imported_lazily() -> None:
-    code = ("import sys, vault.adapters.secrets_hashicorp, vault.adapters.keys_transit, "
-            "vault.adapters.hashicorp_client, vault.testing.contract_secrets, vault.testing.contract_keys; "
+    code = ("import sys, meta_tokenvault.adapters.secrets_hashicorp, meta_tokenvault.adapters.keys_transit, "
+            "meta_tokenvault.adapters.hashicorp_client, meta_tokenvault.testing.contract_secrets, meta_tokenvault.testing.contract_keys; "
             "sys.exit('hvac' in sys.modules or 'requests' in sys.modules)")
     assert subprocess.run([sys.executable, "-c", code], check=False, timeout=60).returncode == 0
 
@@ -327,7 +327,7 @@ def test_forbidden_path_names_the_path_and_the_policy(openbao: Any, openbao_scop
 
 def test_documented_policy_is_enough(openbao: Any, openbao_scope: Any) -> None:
     """The KV + Transit policy in docs/vault.md, with this test's names, allows everything tokenvault does."""
-    from vault.adapters.keys_transit import TransitKeyProvider
+    from meta_tokenvault.adapters.keys_transit import TransitKeyProvider
 
     blocks = re.findall(r"```hcl\n(# tokenvault app policy.*?)```", DOCS.read_text(), flags=re.S)
     assert blocks, "docs/vault.md lost its app policy block"

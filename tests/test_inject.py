@@ -25,9 +25,9 @@ from typing import Any
 import pytest
 from cli_support import Result
 
-from vault.errors import InvalidInput
-from vault.inject import StreamRedactor, dotenv_quote, parse_template
-from vault.types import Secret, SecretKind, SecretRef, TokenSource, TokenStatus
+from meta_tokenvault.errors import InvalidInput
+from meta_tokenvault.inject import StreamRedactor, dotenv_quote, parse_template
+from meta_tokenvault.types import Secret, SecretKind, SecretRef, TokenSource, TokenStatus
 
 REPO = Path(__file__).resolve().parent.parent
 TOKEN = "EAAGinjectTestToken" + "a1B2c3D4" * 12 + "ZZ90"
@@ -65,8 +65,8 @@ def work(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 def manager() -> Any:
     """A TokenManager on the test's home, configured from the environment exactly like the CLI."""
-    from vault.config import Settings
-    from vault.wiring import build_manager
+    from meta_tokenvault.config import Settings
+    from meta_tokenvault.wiring import build_manager
 
     return build_manager(Settings.resolve({}))
 
@@ -502,7 +502,7 @@ def _load_example() -> Any:
 def test_python_api_example_sends_with_the_current_token_and_follows_a_rotation(ready: Path) -> None:
     import httpx
 
-    from vault import TokenVault
+    from meta_tokenvault import TokenVault
 
     example = _load_example()
     seen: list[str] = []
@@ -533,7 +533,7 @@ def test_python_api_example_sends_with_the_current_token_and_follows_a_rotation(
 
 
 def test_python_api_live_token_checks_the_store_at_most_every_interval(ready: Path) -> None:
-    from vault.api import LiveToken
+    from meta_tokenvault.api import LiveToken
 
     now = [0.0]
     m = manager()

@@ -2,7 +2,7 @@
 argv in /proc, our environment), signals and exit codes through, --mask on live streams, and
 --restart-on-rotate across a new token version. Nothing of ours is mocked.
 
-Process tests run `python -m cli.main exec ...` in its own session (so cleanup can kill exactly what
+Process tests run `python -m meta_tokenvault.cli.main exec ...` in its own session (so cleanup can kill exactly what
 it started) with pipes for stdio; every wait has a timeout. Quick checks run the CLI in-process.
 """
 
@@ -25,7 +25,7 @@ import pytest
 from test_inject import OTHER, REPO, TOKEN, TOKEN_V2, assert_clean_error, import_token, new_version, set_status
 from test_inject import ready as ready  # noqa: F401 - the fixture, shared
 
-from vault.types import TokenStatus
+from meta_tokenvault.types import TokenStatus
 
 PY = sys.executable
 WAIT = 15.0  # upper bound for anything to happen; normally well under a second
@@ -97,7 +97,7 @@ class Running:
     """`tokenvault ARGS` as a subprocess in its own session; stdout lines in a queue, stderr collected."""
 
     def __init__(self, args: list[str]) -> None:
-        self.proc = subprocess.Popen([PY, "-m", "cli.main", *args], cwd=REPO, env=dict(os.environ),
+        self.proc = subprocess.Popen([PY, "-m", "meta_tokenvault.cli.main", *args], cwd=REPO, env=dict(os.environ),
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                      start_new_session=True)
         self.lines: queue.Queue[str] = queue.Queue()
@@ -216,7 +216,7 @@ def test_the_token_is_in_the_childs_environment_only(ready: Path, scripts: Path,
     token = TOKEN.encode()
     cmdlines = _every_cmdline()
     assert set(chain) <= set(cmdlines)
-    assert b"cli.main\x00exec\x00--token\x00prod\x00--\x00" in cmdlines[tv.proc.pid]
+    assert b"meta_tokenvault.cli.main\x00exec\x00--token\x00prod\x00--\x00" in cmdlines[tv.proc.pid]
     leaking = {pid: cmd for pid, cmd in cmdlines.items() if token in cmd or token[:24] in cmd}
     assert leaking == {}  # no process on this machine has it in argv (what `ps` shows)
     assert token not in Path(f"/proc/{tv.proc.pid}/environ").read_bytes()  # nor tokenvault's environment

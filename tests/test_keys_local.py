@@ -13,13 +13,13 @@ import keyring
 import pytest
 from keyrings.alt.file import PlaintextKeyring
 
-from vault import crypto
-from vault.adapters.keys_env import EnvKeyProvider
-from vault.adapters.keys_file import FileKeyProvider
-from vault.adapters.keys_keyring import KeyringKeyProvider
-from vault.errors import InvalidInput, KeyringUnavailable, TamperedCiphertext, WrongMasterKey
-from vault.testing.contract_keys import KeyProviderContract
-from vault.testing.fakes import MemoryKeyProvider
+from meta_tokenvault import crypto
+from meta_tokenvault.adapters.keys_env import EnvKeyProvider
+from meta_tokenvault.adapters.keys_file import FileKeyProvider
+from meta_tokenvault.adapters.keys_keyring import KeyringKeyProvider
+from meta_tokenvault.errors import InvalidInput, KeyringUnavailable, TamperedCiphertext, WrongMasterKey
+from meta_tokenvault.testing.contract_keys import KeyProviderContract
+from meta_tokenvault.testing.fakes import MemoryKeyProvider
 
 
 def b64key() -> str:

@@ -42,7 +42,7 @@ import pytest
 from graph_world import SCOPES, World, make_world
 from reliability import Recorder, figures_fixture
 
-from vault.testing.graph_sim import SimServer
+from meta_tokenvault.testing.graph_sim import SimServer
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -60,7 +60,7 @@ if os.environ.get("LEAKSCAN_LIBRARY_BUG"):
             raise RuntimeError(f"library bug while sending {request.url}")
         return _send(self, request, **kwargs)
     httpx.Client.send = send
-from cli.main import run
+from meta_tokenvault.cli.main import run
 run()
 """
 
@@ -274,7 +274,7 @@ def test_the_suite_wide_net_finds_a_token_in_every_form_and_skips_simulator_stat
     """tests/plugins/leakscan.py scans every test's temp files at the end of the session; here, that it can."""
     from plugins.leakscan import scan_tree
 
-    from vault.testing.graph_sim import GraphSimulator
+    from meta_tokenvault.testing.graph_sim import GraphSimulator
 
     value = "EAA" + "Zq81" * 45  # made up: not one the net is looking for in the real temp folders
     raw = value.encode()

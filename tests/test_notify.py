@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
-from vault.adapters.notify_apprise import AppriseNotifier
-from vault.errors import InvalidInput
+from meta_tokenvault.adapters.notify_apprise import AppriseNotifier
+from meta_tokenvault.errors import InvalidInput
 
 TOKEN = "EAA" + "Zx9" * 13 + "q"  # EAA + 40 alphanumerics: the shape of a Meta access token
 assert len(TOKEN) == 43

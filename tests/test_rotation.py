@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from graph_world import SCOPES, World, make_world, valid_minted
 
-from vault.errors import Deferred, NotFound, RotationInProgress
-from vault.types import TokenStatus
+from meta_tokenvault.errors import Deferred, NotFound, RotationInProgress
+from meta_tokenvault.types import TokenStatus
 
 
 @pytest.fixture
@@ -198,7 +198,7 @@ def test_transient_faults_are_retried_and_nothing_is_lost(world: World) -> None:
 
 
 def test_check_whatsapp_reads_the_phone_number_with_the_token_itself(world: World) -> None:
-    from vault.errors import InvalidInput, NotFound, TokenInvalid
+    from meta_tokenvault.errors import InvalidInput, NotFound, TokenInvalid
 
     m = world.manager()
     m.generate_token("prod", business="acme", scopes=SCOPES)
@@ -222,7 +222,7 @@ def test_a_long_rotation_keeps_its_lease_so_no_one_else_mints(tmp_path: Path,
     import time
     from datetime import timedelta
 
-    from vault import rotation
+    from meta_tokenvault import rotation
 
     monkeypatch.setattr(rotation, "LEASE_TTL", timedelta(seconds=3))  # 10 minutes in production
     world = make_world(tmp_path, realtime=True)

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from graph_world import SCOPES, World, make_world, valid_minted
 
-from vault.types import TokenStatus
+from meta_tokenvault.types import TokenStatus
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -27,7 +27,7 @@ def tokenvault(world: World, url: str, *args: str, extra: dict[str, str] | None 
                timeout: float = 60) -> subprocess.CompletedProcess[str]:
     env = world.env(url)
     env.update(extra or {})
-    return subprocess.run([sys.executable, "-m", "cli.main", *args], env=env, capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "meta_tokenvault.cli.main", *args], env=env, capture_output=True, text=True,
                           timeout=timeout, cwd=ROOT, stdin=subprocess.DEVNULL)
 
 
@@ -100,7 +100,7 @@ def test_two_processes_rotating_one_token_mint_exactly_once(tmp_path: Path, shar
         world.sim.latency = 0.3  # the first rotation is still minting when the second one starts
         minted_before = len(world.sim.minted)
         env = world.env(server.url)
-        procs = [subprocess.Popen([sys.executable, "-m", "cli.main", "token", "rotate", "prod"], env=env, cwd=ROOT,
+        procs = [subprocess.Popen([sys.executable, "-m", "meta_tokenvault.cli.main", "token", "rotate", "prod"], env=env, cwd=ROOT,
                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                   stdin=subprocess.DEVNULL) for _ in range(2)]
         results = []
@@ -144,7 +144,7 @@ def test_exec_restart_on_rotate_follows_a_real_token_rotate(served: tuple[World,
     m.generate_token("prod", business="acme", scopes=SCOPES)
     first_token = m.reveal("prod").reveal()
     m.store.close()
-    proc = subprocess.Popen([sys.executable, "-m", "cli.main", "exec", "--token", "prod", "--restart-on-rotate",
+    proc = subprocess.Popen([sys.executable, "-m", "meta_tokenvault.cli.main", "exec", "--token", "prod", "--restart-on-rotate",
                              "--poll", "0.2", "--grace", "5", "--", sys.executable, "-c", CHILD],
                             env=world.env(url), cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             stdin=subprocess.DEVNULL)

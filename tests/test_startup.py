@@ -1,4 +1,4 @@
-"""Start-up: what a command imports, and the fast path of `token reveal` / `exec` (cli.fast) giving exactly
+"""Start-up: what a command imports, and the fast path of `token reveal` / `exec` (meta_tokenvault.cli.fast) giving exactly
 what the typer path gives - output, error lines, exit codes - while usage errors and help stay typer's."""
 
 from __future__ import annotations
@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 from cli_support import both_paths, imports_of
 
-import cli.fast
-import cli.main
-from cli.main import run
+import meta_tokenvault.cli.fast
+import meta_tokenvault.cli.main
+from meta_tokenvault.cli.main import run
 
 ROOT = Path(__file__).resolve().parent.parent
 TOKEN = "EAAGstartupToken" + "s1t2u3" * 20 + "WXYZ"
@@ -147,7 +147,7 @@ def test_a_tampered_row_is_exit_4_on_both_paths(store: Path, capfd: pytest.Captu
         "unknown-global", "reveal-short-help", "list-table", "list-help"])
 def test_bad_usage_and_help_go_through_typer(store: Path, capfd: pytest.CaptureFixture[str],
                                              monkeypatch: pytest.MonkeyPatch, args: list[str]) -> None:
-    assert cli.fast.recognise(args) is None
+    assert meta_tokenvault.cli.fast.recognise(args) is None
     fast, full, fast_ran = _both(capfd, monkeypatch, args)
     assert not fast_ran and fast == full
 
@@ -179,7 +179,7 @@ def test_configuration_errors_are_reported_by_the_typer_path(store: Path, capfd:
 
 def test_a_database_error_mid_read_falls_back_to_the_typer_path(store: Path, capfd: pytest.CaptureFixture[str],
                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
-    from vault.fastread import FastPathUnavailable, FastStore
+    from meta_tokenvault.fastread import FastPathUnavailable, FastStore
 
     def broken(*_args: Any, **_kw: Any) -> int:
         raise FastPathUnavailable("OperationalError: disk I/O error")
@@ -202,7 +202,7 @@ def test_global_options_are_honoured(store: Path, capfd: pytest.CaptureFixture[s
 def _click_command(*path: str) -> Any:
     import typer.main
 
-    from cli.app import app
+    from meta_tokenvault.cli.app import app
 
     command = typer.main.get_command(app)
     for name in path:
@@ -217,10 +217,10 @@ def _opts(command: Any) -> set[str]:
 def test_the_fast_parser_knows_exactly_the_global_options() -> None:
     # the completion options print or install a script and stop: typer's business, never the fast path's
     assert _opts(_click_command()) - {"-h", "--help", "--show-completion", "--install-completion"} == set(
-        cli.fast.GLOBAL_OPTIONS)
+        meta_tokenvault.cli.fast.GLOBAL_OPTIONS)
 
 
 def test_the_fast_parser_only_accepts_options_typer_has() -> None:
-    assert set(cli.fast.REVEAL_OPTIONS) <= _opts(_click_command("token", "reveal"))
+    assert set(meta_tokenvault.cli.fast.REVEAL_OPTIONS) <= _opts(_click_command("token", "reveal"))
     exec_opts = _opts(_click_command("exec"))
-    assert set(cli.fast.EXEC_VALUE_OPTIONS) | set(cli.fast.EXEC_FLAGS) <= exec_opts
+    assert set(meta_tokenvault.cli.fast.EXEC_VALUE_OPTIONS) | set(meta_tokenvault.cli.fast.EXEC_FLAGS) <= exec_opts

@@ -20,13 +20,13 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from vault import migrations
-from vault.adapters.secrets_local import LocalBackend
-from vault.adapters.store_sql import SqlStore
-from vault.errors import AlreadyExists, AuditChainBroken, DatabaseUnavailable, RotationInProgress
-from vault.service import TokenManager
-from vault.testing.fakes import MemoryKeyProvider
-from vault.types import Secret
+from meta_tokenvault import migrations
+from meta_tokenvault.adapters.secrets_local import LocalBackend
+from meta_tokenvault.adapters.store_sql import SqlStore
+from meta_tokenvault.errors import AlreadyExists, AuditChainBroken, DatabaseUnavailable, RotationInProgress
+from meta_tokenvault.service import TokenManager
+from meta_tokenvault.testing.fakes import MemoryKeyProvider
+from meta_tokenvault.types import Secret
 
 TOKEN_A = "EAAGfakeSimTokenA" + "x1y2z3" * 25 + "AAAA"
 TOKEN_B = "EAAGfakeSimTokenB" + "q7r8s9" * 25 + "BBBB"
@@ -290,7 +290,7 @@ def test_a_rotation_lease_held_on_another_host_stops_rotate_before_anything_is_m
 _WORKER = textwrap.dedent("""
     import json, sys
     from datetime import datetime, timedelta, timezone
-    from vault.adapters.store_sql import SqlStore
+    from meta_tokenvault.adapters.store_sql import SqlStore
 
     op, url, tag, arg = sys.argv[1:5]
     store = SqlStore.open(url)

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from vault.adapters.secrets_local import LocalBackend
-from vault.adapters.store_sql import SqlStore
-from vault.errors import (
+from meta_tokenvault.adapters.secrets_local import LocalBackend
+from meta_tokenvault.adapters.store_sql import SqlStore
+from meta_tokenvault.errors import (
     AlreadyExists,
     AuditChainBroken,
     DatabaseUnavailable,
@@ -22,9 +22,9 @@ from vault.errors import (
     TamperedCiphertext,
     WrongMasterKey,
 )
-from vault.service import TokenManager, clean_token
-from vault.testing.fakes import MemoryKeyProvider
-from vault.types import Secret, TokenStatus
+from meta_tokenvault.service import TokenManager, clean_token
+from meta_tokenvault.testing.fakes import MemoryKeyProvider
+from meta_tokenvault.types import Secret, TokenStatus
 
 TOKEN_A = "EAAGfakeSimTokenA" + "x1y2z3" * 25 + "AAAA"
 TOKEN_B = "EAAGfakeSimTokenB" + "q7r8s9" * 25 + "BBBB"

@@ -1,4 +1,4 @@
-"""Property-based tests (hypothesis) of template parsing and rendering (:mod:`vault.inject`).
+"""Property-based tests (hypothesis) of template parsing and rendering (:mod:`meta_tokenvault.inject`).
 
 The syntax, as docs/injection.md states it: ``{{ tokenvault://LABEL }}`` is the token,
 ``{{ tokenvault://LABEL/FIELD }}`` a metadata field; anything that *starts* like a reference (``{{`` +
@@ -19,9 +19,9 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from vault.errors import InvalidInput, NotFound
-from vault.inject import FIELDS, TOKEN_FIELD, Reference, parse_template, render_template
-from vault.types import Provenance, Secret, TokenRecord, TokenSource, TokenStatus
+from meta_tokenvault.errors import InvalidInput, NotFound
+from meta_tokenvault.inject import FIELDS, TOKEN_FIELD, Reference, parse_template, render_template
+from meta_tokenvault.types import Provenance, Secret, TokenRecord, TokenSource, TokenStatus
 
 PROPS = settings(deadline=None, database=None, max_examples=150, suppress_health_check=[HealthCheck.too_slow])
 START = re.compile(r"\{\{[ \t]*tokenvault:")  # the documented start of a reference (the spec, not the code's)

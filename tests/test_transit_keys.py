@@ -9,14 +9,14 @@ from typing import Any
 import hvac.exceptions as hx
 import pytest
 
-from vault import crypto
-from vault.adapters.hashicorp_client import build_client
-from vault.adapters.keys_transit import TransitKeyProvider
-from vault.errors import InvalidInput, TamperedCiphertext, UsageError, VaultUnavailable, WrongMasterKey
-from vault.ports.keys import KeyProvider
-from vault.testing.contract_keys import AAD, KeyProviderContract
-from vault.testing.fakes import MemoryKeyProvider
-from vault.types import Secret, SecretKind, SecretRef
+from meta_tokenvault import crypto
+from meta_tokenvault.adapters.hashicorp_client import build_client
+from meta_tokenvault.adapters.keys_transit import TransitKeyProvider
+from meta_tokenvault.errors import InvalidInput, TamperedCiphertext, UsageError, VaultUnavailable, WrongMasterKey
+from meta_tokenvault.ports.keys import KeyProvider
+from meta_tokenvault.testing.contract_keys import AAD, KeyProviderContract
+from meta_tokenvault.testing.fakes import MemoryKeyProvider
+from meta_tokenvault.types import Secret, SecretKind, SecretRef
 
 pytestmark = pytest.mark.openbao
 

@@ -16,19 +16,19 @@ from typing import TYPE_CHECKING, Any
 import pytest
 import requests
 
-from vault.adapters.secrets_hashicorp import HashicorpBackend
-from vault.config import Settings
-from vault.errors import BackendUnavailable, IntegrityError, UsageError, VaultUnavailable
-from vault.migrate import BackendMigrator, recorded_backend
-from vault.ports.keys import Availability
-from vault.types import Secret, SecretKind, SecretRef, TokenSource, TokenStatus
-from vault.wiring import build_manager
+from meta_tokenvault.adapters.secrets_hashicorp import HashicorpBackend
+from meta_tokenvault.config import Settings
+from meta_tokenvault.errors import BackendUnavailable, IntegrityError, UsageError, VaultUnavailable
+from meta_tokenvault.migrate import BackendMigrator, recorded_backend
+from meta_tokenvault.ports.keys import Availability
+from meta_tokenvault.types import Secret, SecretKind, SecretRef, TokenSource, TokenStatus
+from meta_tokenvault.wiring import build_manager
 
 if TYPE_CHECKING:
     from cli_support import CliRunner
 
-    from vault.ports.secrets import SecretBackend
-    from vault.service import TokenManager
+    from meta_tokenvault.ports.secrets import SecretBackend
+    from meta_tokenvault.service import TokenManager
 
 pytestmark = pytest.mark.openbao
 

@@ -2,7 +2,7 @@
 
 The public Python API is small and stable::
 
-    from vault import TokenVault
+    from meta_tokenvault import TokenVault
     token = TokenVault.open().get("prod-whatsapp")   # a Secret; repr shows only '…1234'
     requests.post(url, headers={"Authorization": f"Bearer {token.reveal()}"})
 

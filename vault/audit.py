@@ -1,7 +1,7 @@
 """The audit trail's hash chain: how one event is linked to the one before it.
 
-Every store that appends to the trail (:class:`~vault.adapters.store_sql.SqlStore`, and the fast read path
-of :mod:`vault.fastread`) computes the next event here and nowhere else, so there is one definition of
+Every store that appends to the trail (:class:`~meta_tokenvault.adapters.store_sql.SqlStore`, and the fast read path
+of :mod:`meta_tokenvault.fastread`) computes the next event here and nowhere else, so there is one definition of
 the chain. Stdlib only: the fast path must not import SQLAlchemy.
 
 The head (``tv_setting['audit_head']``) records the last event's sequence number and hash, so deleting the

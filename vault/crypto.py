@@ -4,9 +4,9 @@ Pure functions over bytes; no I/O. The envelope design:
 
 * every sealed secret has its own random 256-bit data key (DEK);
 * the secret is sealed with the DEK, associated data = the record it belongs to
-  (:meth:`vault.types.SecretRef.associated_data`), so an edited, truncated or swapped
+  (:meth:`meta_tokenvault.types.SecretRef.associated_data`), so an edited, truncated or swapped
   row fails to open;
-* the DEK is *wrapped* by a master key held by a :class:`~vault.ports.keys.KeyProvider`
+* the DEK is *wrapped* by a master key held by a :class:`~meta_tokenvault.ports.keys.KeyProvider`
   (keyring, file, env, Vault Transit) with the same associated data; the wrapped DEK
   records the master key's id, so ``keys rotate`` re-wraps DEKs and never rewrites
   the secret's ciphertext.
@@ -88,7 +88,7 @@ def seal_secret(provider: KeyProvider, secret: Secret, ref: SecretRef) -> Sealed
 def open_secret(provider: KeyProvider, sealed: SealedSecret, ref: SecretRef) -> Secret:
     """Open a sealed secret for record ``ref``.
 
-    Raises :class:`~vault.errors.WrongMasterKey` when the provider does not hold the key
+    Raises :class:`~meta_tokenvault.errors.WrongMasterKey` when the provider does not hold the key
     that wrapped the DEK, :class:`TamperedCiphertext` when either layer fails to authenticate.
     """
     from .types import Secret

@@ -3,7 +3,7 @@
 Every error that leaves :mod:`vault` is a :class:`VaultError`. Each class carries
 the process exit code of the CLI contract and a *hint*: what the user should do.
 Messages never contain a secret value: constructors take labels, ids and reasons,
-never a :class:`~vault.models.Secret`.
+never a :class:`~meta_tokenvault.models.Secret`.
 
 ::
 

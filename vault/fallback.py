@@ -1,7 +1,7 @@
-"""The one signal of the fast read path (:mod:`vault.fastread`): "this cannot finish here, run the full path".
+"""The one signal of the fast read path (:mod:`meta_tokenvault.fastread`): "this cannot finish here, run the full path".
 
 A leaf module (no imports), so that the light adapters the fast path uses (a SQL driver, the KV v2 reader of
-:mod:`vault.adapters.hashicorp_light`) can raise it without importing :mod:`vault.fastread`.
+:mod:`meta_tokenvault.adapters.hashicorp_light`) can raise it without importing :mod:`meta_tokenvault.fastread`.
 """
 
 from __future__ import annotations

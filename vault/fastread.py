@@ -9,26 +9,26 @@ One source of truth
 -------------------
 Only the storage and transport calls differ; everything else is the code the full path runs:
 
-* the use cases are :class:`~vault.service.TokenManager`'s own ``reveal``, ``resolve``, ``show_token`` and
+* the use cases are :class:`~meta_tokenvault.service.TokenManager`'s own ``reveal``, ``resolve``, ``show_token`` and
   ``list_tokens`` (same checks, messages and audit actions), run on :class:`FastStore` / :class:`PgFastStore`
-  instead of :class:`~vault.adapters.store_sql.SqlStore`;
-* decryption is :class:`~vault.adapters.secrets_local.LocalBackend` with the key provider built by
-  :func:`vault.wiring.build_key_provider` (file, env or keyring): the same AES-GCM associated data is
+  instead of :class:`~meta_tokenvault.adapters.store_sql.SqlStore`;
+* decryption is :class:`~meta_tokenvault.adapters.secrets_local.LocalBackend` with the key provider built by
+  :func:`meta_tokenvault.wiring.build_key_provider` (file, env or keyring): the same AES-GCM associated data is
   checked, so a tampered or swapped row fails the same way (exit 4);
-* a Vault read is :class:`~vault.adapters.secrets_hashicorp.HashicorpBackend`'s own ``get`` (paths, version
-  and ownership checks, messages) on :class:`~vault.adapters.hashicorp_light.LightKvClient`, which answers
+* a Vault read is :class:`~meta_tokenvault.adapters.secrets_hashicorp.HashicorpBackend`'s own ``get`` (paths, version
+  and ownership checks, messages) on :class:`~meta_tokenvault.adapters.hashicorp_light.LightKvClient`, which answers
   only a plain 200; anything else goes to the full path and hvac's one error table;
-* the SQL is :mod:`vault.queries`' (SqlStore runs the very same statements), whose tables and columns the
-  tests check against :mod:`vault.models`;
-* audit events are computed by :func:`vault.audit.next_link`, the function SqlStore uses, so the hash
+* the SQL is :mod:`meta_tokenvault.queries`' (SqlStore runs the very same statements), whose tables and columns the
+  tests check against :mod:`meta_tokenvault.models`;
+* audit events are computed by :func:`meta_tokenvault.audit.next_link`, the function SqlStore uses, so the hash
   chain cannot fork;
-* configuration, backend and key-provider choice are :mod:`vault.config` and :mod:`vault.wiring`'s.
+* configuration, backend and key-provider choice are :mod:`meta_tokenvault.config` and :mod:`meta_tokenvault.wiring`'s.
 
 When it is used
 ---------------
-:func:`open_fast` returns ``None`` - use :func:`vault.wiring.build_manager` - unless: the store is a SQLite
+:func:`open_fast` returns ``None`` - use :func:`meta_tokenvault.wiring.build_manager` - unless: the store is a SQLite
 file that exists (``sqlite:///path``) or a ``postgresql[+psycopg2]://`` database that answers, at exactly
-:data:`vault.queries.SCHEMA_VERSION` (an older database has a migration pending, a newer one is refused by
+:data:`meta_tokenvault.queries.SCHEMA_VERSION` (an older database has a migration pending, a newer one is refused by
 the full path); secrets in the ``local`` backend, or the ``vault`` backend with a token (not AppRole) and an
 ``http(s)://`` address; and the ``file``, ``env`` or ``keyring`` key provider (set or recorded by init).
 Vault Transit, AppRole and other drivers always take the full path. A driver error, or any Vault answer but
@@ -60,7 +60,7 @@ if TYPE_CHECKING:
     from .ports.secrets import SecretBackend
     from .service import TokenManager
 
-#: Key providers the fast path builds (with :func:`vault.wiring.build_key_provider`, as the full path does):
+#: Key providers the fast path builds (with :func:`meta_tokenvault.wiring.build_key_provider`, as the full path does):
 #: keys read locally, or through the ``keyring`` package alone. Vault Transit needs hvac: full path.
 FAST_KEY_PROVIDERS = ("file", "env", "keyring")
 #: Secret backends the fast path reads: sealed blobs in the store, or one KV v2 read over http.client.
@@ -82,8 +82,8 @@ def sqlite_file(url: str) -> Path | None:
 
 
 class FastStore:
-    """The reads (and the one audit append) of :class:`~vault.adapters.store_sql.SqlStore` that reveal,
-    resolve, show and list need, on :mod:`sqlite3`, with the statements of :mod:`vault.queries`.
+    """The reads (and the one audit append) of :class:`~meta_tokenvault.adapters.store_sql.SqlStore` that reveal,
+    resolve, show and list need, on :mod:`sqlite3`, with the statements of :mod:`meta_tokenvault.queries`.
 
     Same method names and signatures as SqlStore's (a test compares them), so :class:`TokenManager` and
     :class:`LocalBackend` run on it unchanged. Every driver error becomes :class:`FastPathUnavailable`.
@@ -126,7 +126,7 @@ class FastStore:
             raise FastPathUnavailable(f"{type(exc).__name__}: {exc}") from None
 
     def _execute(self, sql: str, params: Mapping[str, Any] | None = None) -> Any:
-        """Run ``sql`` (a :mod:`vault.queries` statement, ``:name`` parameters); the cursor."""
+        """Run ``sql`` (a :mod:`meta_tokenvault.queries` statement, ``:name`` parameters); the cursor."""
         return self.conn.execute(sql, params or {})
 
     def _stored_at(self, at: datetime) -> Any:
@@ -166,7 +166,7 @@ class FastStore:
     def append_audit(self, actor: str, action: str, subject: str, details: dict[str, Any], now: datetime) -> int:
         """Append one event to the hash chain in one transaction, serialised with every other writer as
         SqlStore serialises it (SQLite: ``BEGIN IMMEDIATE``; PostgreSQL: the head row ``FOR UPDATE``); the
-        link is :func:`vault.audit.next_link`'s. A chain without its head row yet is left to the full path
+        link is :func:`meta_tokenvault.audit.next_link`'s. A chain without its head row yet is left to the full path
         (SqlStore creates it before locking it)."""
         with self._errors():
             self._execute(self._begin)
@@ -190,7 +190,7 @@ class FastStore:
 
 class PgFastStore(FastStore):
     """:class:`FastStore` on PostgreSQL through psycopg2 directly (the driver SqlStore's engine uses), in
-    autocommit mode with explicit transactions; the same :mod:`vault.queries` statements, their ``:name``
+    autocommit mode with explicit transactions; the same :mod:`meta_tokenvault.queries` statements, their ``:name``
     parameters written ``%(name)s`` for the driver."""
 
     _begin = "BEGIN"
@@ -239,7 +239,7 @@ _PARAM = re.compile(r"(?<![:\w]):([A-Za-z_][A-Za-z0-9_]*)")
 
 @lru_cache(maxsize=64)
 def _pg_sql(sql: str) -> str:
-    """A :mod:`vault.queries` statement in psycopg2's parameter style (``:name`` -> ``%(name)s``)."""
+    """A :mod:`meta_tokenvault.queries` statement in psycopg2's parameter style (``:name`` -> ``%(name)s``)."""
     return _PARAM.sub(r"%(\1)s", sql)
 
 
@@ -288,8 +288,8 @@ def _safe_pg_url(url: str) -> str:
 class FastReader:
     """What the fast path offers: :class:`TokenManager`'s reads on a :class:`FastStore`.
 
-    Satisfies :class:`vault.inject.TokenSource` (``show_token``, ``resolve``). Each method may raise
-    :class:`FastPathUnavailable` besides the usual :class:`~vault.errors.VaultError`\\ s.
+    Satisfies :class:`meta_tokenvault.inject.TokenSource` (``show_token``, ``resolve``). Each method may raise
+    :class:`FastPathUnavailable` besides the usual :class:`~meta_tokenvault.errors.VaultError`\\ s.
     """
 
     def __init__(self, store: FastStore, manager: TokenManager) -> None:
@@ -326,8 +326,8 @@ def open_fast(settings: Settings, *, environ: Mapping[str, str] | None = None,
               explicit_backend: str | None = None) -> FastReader | None:
     """A :class:`FastReader` for ``settings``, or None when the full path must be used (see the module doc).
 
-    Makes the choices :func:`vault.wiring.build_manager` makes, with its functions: the backend
-    (:func:`~vault.wiring.choose_backend`: ``explicit_backend`` or TOKENVAULT_BACKEND > the store's record >
+    Makes the choices :func:`meta_tokenvault.wiring.build_manager` makes, with its functions: the backend
+    (:func:`~meta_tokenvault.wiring.choose_backend`: ``explicit_backend`` or TOKENVAULT_BACKEND > the store's record >
     settings) and the key provider (setting > init's record). Raises what those raise (e.g. a contradicting
     TOKENVAULT_BACKEND, a malformed TOKENVAULT_MASTER_KEY), exactly as the full path would; writes nothing.
     """

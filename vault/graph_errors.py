@@ -2,8 +2,8 @@
 
 Meta answers errors as ``{"error": {message, type, code, error_subcode, fbtrace_id, ...}}``, usually
 with HTTP 400 (rate limits included) and 5xx for server trouble. :func:`classify` turns a response
-(status, parsed body, usage headers) into one :class:`~vault.errors.GraphError` subclass, or
-:class:`~vault.errors.SevenDayWindow` for Meta's seven-day admin rule, most specific rule first:
+(status, parsed body, usage headers) into one :class:`~meta_tokenvault.errors.GraphError` subclass, or
+:class:`~meta_tokenvault.errors.SevenDayWindow` for Meta's seven-day admin rule, most specific rule first:
 
 ==========================================  =====================  =========
 Meta says                                   tokenvault raises      retried
@@ -17,7 +17,7 @@ message matches the seven-day admin rule    SevenDayWindow (7)     no
 ==========================================  =====================  =========
 
 Messages carry Meta's text (which never contains the token: Meta does not echo it, and the text is
-passed through :func:`vault.redact.redact_text` anyway), the code/subcode and the fbtrace id so
+passed through :func:`meta_tokenvault.redact.redact_text` anyway), the code/subcode and the fbtrace id so
 a support request to Meta can quote it.
 """
 

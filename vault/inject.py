@@ -53,13 +53,13 @@ _TERMINATING = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)
 #: Signals a terminal sends to its whole foreground process group (Ctrl-C, Ctrl-\\).
 _FROM_TERMINAL = (signal.SIGINT, signal.SIGQUIT)
 
-# The labels vault.service.validate_label accepts: not starting with '.' or '-'.
+# The labels meta_tokenvault.service.validate_label accepts: not starting with '.' or '-'.
 _LABEL_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,127}\Z")
 _VAR_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 
 
 class TokenSource(Protocol):
-    """What injection needs from the service (:class:`vault.service.TokenManager` is one)."""
+    """What injection needs from the service (:class:`meta_tokenvault.service.TokenManager` is one)."""
 
     def show_token(self, label: str) -> TokenRecord: ...
 

@@ -9,9 +9,9 @@ The order of work is what makes it crash-safe:
 1. **copy and verify** each secret: read it from the source, put it to the target, read it back
    from the target and compare (constant time). A target that already holds the same value
    (an earlier, interrupted run) is skipped; one that holds another value stops everything with
-   :class:`~vault.errors.IntegrityError`. Only the target is written in this phase.
+   :class:`~meta_tokenvault.errors.IntegrityError`. Only the target is written in this phase.
 2. **switch**, only once every secret verified: each token version's ``backend`` field, then the
-   store's ``backend`` setting (the commit point: :mod:`vault.wiring` reads the configured backend
+   store's ``backend`` setting (the commit point: :mod:`meta_tokenvault.wiring` reads the configured backend
    from it). Until that last write the source is untouched and still the configured backend; an
    interrupted run is resumed by running it again.
 3. **purge** (optional), only after the switch: each source copy is destroyed once the target has
@@ -149,7 +149,7 @@ class BackendMigrator:
         target holds identically are destroyed.
 
         Raises :class:`IntegrityError` when the target holds a different value (nothing switched),
-        :class:`~vault.errors.BackendUnavailable` when either backend fails (nothing switched if
+        :class:`~meta_tokenvault.errors.BackendUnavailable` when either backend fails (nothing switched if
         it happens before the switch), :class:`Conflict` when another migration is running.
         """
         owner = self._lock()
@@ -288,7 +288,7 @@ class BackendMigrator:
 def _test_crash(point: str) -> None:
     """Crash tests: ``TOKENVAULT_TEST_CRASH_AFTER=migrate.copied:2`` (``migrate.relabelled:N``,
     ``migrate.switched``, ``migrate.purged:N``) SIGKILLs this process right after that point;
-    honoured only with ``TOKENVAULT_TEST_MODE=1`` (see :func:`vault.service._test_crash`)."""
+    honoured only with ``TOKENVAULT_TEST_MODE=1`` (see :func:`meta_tokenvault.service._test_crash`)."""
     if os.environ.get("TOKENVAULT_TEST_MODE") == "1" and os.environ.get("TOKENVAULT_TEST_CRASH_AFTER") == point:
         import signal
 

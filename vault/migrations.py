@@ -14,7 +14,7 @@ Migration = Callable[[Connection], None]
 
 
 def _v1_initial_schema(conn: Connection) -> None:
-    """Version 1: every table of :mod:`vault.models` as first released."""
+    """Version 1: every table of :mod:`meta_tokenvault.models` as first released."""
     tables = [
         models.SettingRow,
         models.WrappedKeyRow,
@@ -32,7 +32,7 @@ def _v1_initial_schema(conn: Connection) -> None:
         table.__table__.create(conn, checkfirst=False)  # type: ignore[attr-defined]
 
 
-#: (table, index name) added by version 2; the indexes themselves are defined on the tables in vault.models.
+#: (table, index name) added by version 2; the indexes themselves are defined on the tables in meta_tokenvault.models.
 V2_INDEXES = [
     (models.AuditEventRow, "ix_tv_audit_event_subject_seq"),
     (models.ReminderRow, "ix_tv_reminder_status_due_at"),
@@ -44,7 +44,7 @@ def _v2_read_indexes(conn: Connection) -> None:
     """Version 2: indexes for reads that scanned a whole table at scale: one subject's audit events, the
     open reminders by due date, the open rotations.
 
-    ``checkfirst``: version 1 creates the tables as vault.models defines them today, indexes included, so a
+    ``checkfirst``: version 1 creates the tables as meta_tokenvault.models defines them today, indexes included, so a
     database created fresh has them already; one created by an older tokenvault gets them here.
     """
     for table, name in V2_INDEXES:

@@ -2,7 +2,7 @@
 
 Eligible = an admin system user, at least seven days old, with the app installed (tokenvault
 installs the app itself before the first mint). When none is eligible yet the caller gets
-:class:`~vault.errors.Deferred` carrying the date the first window opens, so the work can be
+:class:`~meta_tokenvault.errors.Deferred` carrying the date the first window opens, so the work can be
 recorded as a reminder instead of being forgotten.
 """
 

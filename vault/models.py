@@ -1,5 +1,5 @@
 """The metadata store's tables (sqlmodel), as of the latest schema version; every change is an ordered
-migration in :mod:`vault.migrations`, never ``create_all`` on an existing database.
+migration in :mod:`meta_tokenvault.migrations`, never ``create_all`` on an existing database.
 
 Nothing here ever holds a secret value: ``SecretBlob`` holds AES-GCM ciphertext and the wrapped
 data key; token rows hold a keyed fingerprint and the last four characters at most.
@@ -152,7 +152,7 @@ class ReminderRow(SQLModel, table=True):
 
 
 class RotationRow(SQLModel, table=True):
-    """The rotation journal: each step recorded before it is taken (see vault.rotation)."""
+    """The rotation journal: each step recorded before it is taken (see meta_tokenvault.rotation)."""
 
     __tablename__ = "tv_rotation"
     # v2: the open rotations (`run-due` resumes them) among every rotation ever journaled

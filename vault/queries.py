@@ -1,13 +1,13 @@
 """The token reads, written once: SQL text and the functions that turn its rows into records.
 
-Both stores run exactly these statements: :class:`~vault.adapters.store_sql.SqlStore` through SQLAlchemy's
-``text()`` (SQLite or PostgreSQL), and the fast read path of :mod:`vault.fastread` through the standard
+Both stores run exactly these statements: :class:`~meta_tokenvault.adapters.store_sql.SqlStore` through SQLAlchemy's
+``text()`` (SQLite or PostgreSQL), and the fast read path of :mod:`meta_tokenvault.fastread` through the standard
 library's ``sqlite3`` (no SQLAlchemy import: ``token reveal`` and ``exec`` start fast). The parameters are
 named (``:label``), a style both accept; the SQL is plain enough for SQLite and PostgreSQL alike.
 
 The tables and columns are named once, in :data:`TABLES` and the ``*_COLUMNS`` tuples; the SQL is built
-from them, and the tests check every one of them against the table definitions of :mod:`vault.models`
-and :data:`SCHEMA_VERSION` against :data:`vault.migrations.LATEST`. A schema change therefore fails the
+from them, and the tests check every one of them against the table definitions of :mod:`meta_tokenvault.models`
+and :data:`SCHEMA_VERSION` against :data:`meta_tokenvault.migrations.LATEST`. A schema change therefore fails the
 tests until these queries follow it; at run time the fast path refuses a database whose schema version
 is not :data:`SCHEMA_VERSION` (and the full path takes over).
 
@@ -30,10 +30,10 @@ from typing import Any
 from .errors import NotFound
 from .types import Provenance, TokenRecord, TokenSource, TokenStatus, TokenVersionRecord, as_utc
 
-#: The schema version these statements are written for (:data:`vault.migrations.LATEST`; a test checks).
+#: The schema version these statements are written for (:data:`meta_tokenvault.migrations.LATEST`; a test checks).
 SCHEMA_VERSION = 2
 
-#: alias -> table name (the ``__tablename__`` of the vault.models tables).
+#: alias -> table name (the ``__tablename__`` of the meta_tokenvault.models tables).
 TABLES: dict[str, str] = {
     "t": "tv_token",
     "b": "tv_business",
@@ -56,10 +56,10 @@ TOKEN_COLUMNS: tuple[tuple[str, str], ...] = (
 )
 BLOB_COLUMNS: tuple[tuple[str, str], ...] = tuple(("k", c) for c in (
     "id", "kind", "owner_id", "version", "key_id", "wrapped_key", "ciphertext"))
-#: The audit event's columns, named like the fields of :class:`vault.audit.AuditLink`.
+#: The audit event's columns, named like the fields of :class:`meta_tokenvault.audit.AuditLink`.
 AUDIT_COLUMNS: tuple[tuple[str, str], ...] = tuple(("a", c) for c in (
     "seq", "at", "actor", "action", "subject", "details", "prev_hash", "hash"))
-#: Every (alias, column) a statement here names, for the tests against vault.models.
+#: Every (alias, column) a statement here names, for the tests against meta_tokenvault.models.
 REFERENCED: tuple[tuple[str, str], ...] = (
     *TOKEN_COLUMNS, *VERSION_COLUMNS, *BLOB_COLUMNS, *AUDIT_COLUMNS,
     ("t", "business_pk"), ("t", "current_version"), ("b", "id"), ("v", "id"), ("v", "token_id"),

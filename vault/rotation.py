@@ -13,7 +13,7 @@ repeat, so a process killed anywhere is finished by ``run-due`` or the next ``to
 A token minted at Meta is written to the secret backend (as a *pending* version) before any other
 call is made. A database lease on ``rotate:<token id>`` (not a file lock: it holds across hosts that
 share PostgreSQL) makes sure two rotations of one token never both mint; the loser gets
-:class:`~vault.errors.RotationInProgress` (exit 8). When minting is blocked by Meta's seven-day rule the
+:class:`~meta_tokenvault.errors.RotationInProgress` (exit 8). When minting is blocked by Meta's seven-day rule the
 rotation is parked as *deferred* with a reminder dated when the window opens.
 
 Cost per rotation, which bulk rotation multiplies by thousands: three Graph calls (mint, debug_token,

@@ -1,7 +1,7 @@
 """TokenManager: every use case of tokenvault, talking to ports only.
 
-The CLI and the Python API call these methods; adapters are chosen by :mod:`vault.wiring`.
-Each method states what it returns, what it raises (always :class:`~vault.errors.VaultError`
+The CLI and the Python API call these methods; adapters are chosen by :mod:`meta_tokenvault.wiring`.
+Each method states what it returns, what it raises (always :class:`~meta_tokenvault.errors.VaultError`
 subclasses) and what it changes. Every change is recorded in the audit trail; no secret value
 is ever passed to the store, the audit trail or an exception.
 """
@@ -99,7 +99,7 @@ class KeyRotationResult:
 
 
 class TokenManager:
-    """The service. Construct through :func:`vault.wiring.build_manager`; tests pass fakes or real adapters."""
+    """The service. Construct through :func:`meta_tokenvault.wiring.build_manager`; tests pass fakes or real adapters."""
 
     def __init__(
         self,
@@ -510,7 +510,7 @@ class TokenManager:
         """Mint a new token through an eligible admin system user and store it as ``label`` v1.
 
         When no admin is eligible yet (Meta's seven-day rule) a reminder is recorded and
-        :class:`~vault.errors.Deferred` (exit 7) carries the date; ``run-due`` finishes the work.
+        :class:`~meta_tokenvault.errors.Deferred` (exit 7) carries the date; ``run-due`` finishes the work.
         The minted token is stored before it is verified, so nothing minted is lost.
         """
         from .errors import Deferred
@@ -567,7 +567,7 @@ class TokenManager:
         return self.store.get_token(label)
 
     def rotate(self, label: str, *, compromised: bool = False, reason: str = "") -> RotationOutcome:
-        """Revoke-and-reissue ``label``; see :mod:`vault.rotation`. Returns a RotationOutcome."""
+        """Revoke-and-reissue ``label``; see :mod:`meta_tokenvault.rotation`. Returns a RotationOutcome."""
         from .rotation import Rotator
 
         return Rotator(self).rotate(label, compromised=compromised, reason=reason)
@@ -606,7 +606,7 @@ class TokenManager:
         return self.store.list_reminders(open_only=open_only)
 
     def run_due(self) -> RunDueReport:
-        """One pass of deferred work; see :mod:`vault.reminders`. Returns a RunDueReport."""
+        """One pass of deferred work; see :mod:`meta_tokenvault.reminders`. Returns a RunDueReport."""
         from .reminders import DueRunner
 
         return DueRunner(self).run()
@@ -781,7 +781,7 @@ class TokenManager:
 def _test_crash(point: str) -> None:
     """Crash tests: ``TOKENVAULT_TEST_CRASH_AFTER=<point>`` SIGKILLs this process right after ``point``
     (e.g. ``keys.rewrapped:2``); ``TOKENVAULT_TEST_CRASH_SIGNAL=INT`` sends SIGINT instead (a Ctrl-C).
-    Honoured only with ``TOKENVAULT_TEST_MODE=1``, like :mod:`vault.rotation`'s hook."""
+    Honoured only with ``TOKENVAULT_TEST_MODE=1``, like :mod:`meta_tokenvault.rotation`'s hook."""
     if os.environ.get("TOKENVAULT_TEST_MODE") == "1" and os.environ.get("TOKENVAULT_TEST_CRASH_AFTER") == point:
         import signal
 

@@ -2,7 +2,7 @@
 
 This module is deliberately light (stdlib only) so that hot paths such as
 ``tokenvault exec`` can use it without importing SQLAlchemy. The database tables
-live in :mod:`vault.models`; stores hand out these plain records instead of ORM rows.
+live in :mod:`meta_tokenvault.models`; stores hand out these plain records instead of ORM rows.
 """
 
 from __future__ import annotations

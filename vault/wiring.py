@@ -1,4 +1,4 @@
-"""The composition root: turns :class:`~vault.config.Settings` into a :class:`TokenManager`.
+"""The composition root: turns :class:`~meta_tokenvault.config.Settings` into a :class:`TokenManager`.
 
 The only module that knows every adapter. Imports are lazy so that a command pays only for
 what it uses (``--help`` imports none of hvac, httpx or SQLAlchemy).
@@ -175,7 +175,7 @@ def build_manager(
     """Build the manager for ``settings``.
 
     ``create`` makes the home (0700) and the database (0600) when missing (``init``); otherwise a
-    missing store raises :class:`~vault.errors.DatabaseUnavailable` with the hint to run init.
+    missing store raises :class:`~meta_tokenvault.errors.DatabaseUnavailable` with the hint to run init.
     ``graph_client`` is an ``httpx.Client`` to use (tests and the demo pass one on the simulator).
 
     The secret backend is chosen by :func:`choose_backend`: ``explicit_backend`` is the backend a

@@ -11,8 +11,8 @@ from .. import render
 from ..state import read_vault_secret_id, state
 
 if TYPE_CHECKING:
-    from vault.ports.secrets import SecretBackend
-    from vault.service import TokenManager
+    from meta_tokenvault.ports.secrets import SecretBackend
+    from meta_tokenvault.service import TokenManager
 
 app = typer.Typer(help="Where token values live: status, and moving them between local and Vault.",
                   no_args_is_help=True)
@@ -36,7 +36,7 @@ def _manager() -> TokenManager:
 
 
 def _other_backend(manager: TokenManager, name: str) -> SecretBackend:
-    from vault.wiring import build_secret_backend, build_vault_client, shared_vault_client
+    from meta_tokenvault.wiring import build_secret_backend, build_vault_client, shared_vault_client
 
     settings = state.settings()
     client = shared_vault_client(manager) or (lambda: build_vault_client(settings, secret_id=read_vault_secret_id))
@@ -56,9 +56,9 @@ def migrate(
     Nothing is switched until every secret reads back identical from TO; an interrupted run leaves
     the current backend configured and is finished by running it again.
     """
-    from vault.config import BACKENDS
-    from vault.errors import UsageError
-    from vault.migrate import BackendMigrator
+    from meta_tokenvault.config import BACKENDS
+    from meta_tokenvault.errors import UsageError
+    from meta_tokenvault.migrate import BackendMigrator
 
     if to not in BACKENDS:
         raise UsageError(f"Unknown secret backend {to!r}.", hint=f"Choose one of: {', '.join(BACKENDS)}.")
@@ -94,7 +94,7 @@ def migrate(
 @app.command("status")
 def status(json_out: JsonOpt = False) -> None:
     """The configured and the recorded backend, and how many token versions each holds."""
-    from vault.migrate import backend_counts, recorded_backend
+    from meta_tokenvault.migrate import backend_counts, recorded_backend
 
     manager = _manager()
     settings = state.settings()

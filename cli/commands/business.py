@@ -43,7 +43,7 @@ def set_admin_token(
     The new token is checked with debug_token before it replaces the old one; a refused token changes
     nothing. The previous one is kept encrypted as history unless --revoke-old kills it at Meta.
     """
-    from vault.types import SecretKind
+    from meta_tokenvault.types import SecretKind
 
     token = read_secret("new admin access token")
     version = state.manager().replace_business_secret(name, SecretKind.ADMIN_TOKEN, token, verify=not no_verify,
@@ -65,7 +65,7 @@ def set_app_secret(
 
     Checked first: Meta must accept the app token it makes; a refused secret changes nothing.
     """
-    from vault.types import SecretKind
+    from meta_tokenvault.types import SecretKind
 
     secret = read_secret("new app secret")
     version = state.manager().replace_business_secret(name, SecretKind.APP_SECRET, secret, verify=not no_verify)

@@ -31,8 +31,8 @@ def init(
     The key provider is the one named here (or by the global --key-provider / TOKENVAULT_KEY_PROVIDER),
     else the OS keyring when a real one exists; on a headless machine init stops and names the others.
     """
-    from vault.config import write_config
-    from vault.wiring import choose_key_provider
+    from meta_tokenvault.config import write_config
+    from meta_tokenvault.wiring import choose_key_provider
 
     if key_provider is not None:
         state.flags["key_provider"] = key_provider
@@ -70,7 +70,7 @@ def _warn_if_shared(home: Path) -> None:
 
 def doctor(json_out: JsonOpt = False) -> None:
     """What is configured, what is reachable, what is wrong and how to fix it. Exit 5 if anything fails."""
-    from vault.errors import VaultError
+    from meta_tokenvault.errors import VaultError
 
     settings = state.settings()
     config = [("home", str(settings.home)), ("database", settings.database_url.split("@")[-1]),
@@ -79,7 +79,7 @@ def doctor(json_out: JsonOpt = False) -> None:
     try:
         checks = state.manager().doctor()
     except VaultError as exc:
-        from vault.service import DoctorCheck
+        from meta_tokenvault.service import DoctorCheck
 
         checks = [DoctorCheck("store", False, exc.message, exc.hint)]
     if json_out:

@@ -10,7 +10,7 @@ import typer
 from .. import render
 
 if TYPE_CHECKING:
-    from vault.demo import DemoStep
+    from meta_tokenvault.demo import DemoStep
 
 
 def register(app: typer.Typer) -> None:
@@ -27,7 +27,7 @@ def demo(
 ) -> None:
     """Run the whole story offline: sync system users, hit the seven-day rule, mint, verify, exec, rotate,
     rotate a leaked token, let run-due finish deferred work, verify the audit trail."""
-    from vault.demo import run_demo
+    from meta_tokenvault.demo import run_demo
 
     def show(step: DemoStep) -> None:
         if json_out:

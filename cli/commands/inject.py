@@ -1,6 +1,6 @@
 """Top-level `exec`, `inject` and `export`: getting tokens into deployments (see docs/injection.md).
 
-Each command parses, calls :mod:`vault.inject` with the manager, and renders; errors are the boundary's.
+Each command parses, calls :mod:`meta_tokenvault.inject` with the manager, and renders; errors are the boundary's.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from .. import render
 from ..state import state
 
 if TYPE_CHECKING:
-    from vault.inject import Injected
+    from meta_tokenvault.inject import Injected
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="One JSON document on stdout describing what was written.")]
 AllowInactive = Annotated[bool, typer.Option(
@@ -50,7 +50,7 @@ def exec_(
 
     Example: tokenvault exec --token prod-whatsapp -- python app.py
     """
-    from vault.inject import ExecOptions, current_key, parse_token_specs, resolve_specs, run_command
+    from meta_tokenvault.inject import ExecOptions, current_key, parse_token_specs, resolve_specs, run_command
 
     specs = parse_token_specs(token)
     manager = state.manager()
@@ -78,7 +78,7 @@ def inject(
 ) -> None:
     """Replace {{ tokenvault://LABEL }} and {{ tokenvault://LABEL/FIELD }} in TEMPLATE; write OUT only if every
     reference resolves (an existing OUT is replaced only on success)."""
-    from vault.inject import parse_template, render_template
+    from meta_tokenvault.inject import parse_template, render_template
 
     name, text = _read_template(template)
     parsed = parse_template(text, name=name)
@@ -116,8 +116,8 @@ def export(
     """Write LABEL's token as a dotenv line, JSON, a Kubernetes Secret, or into GitHub Actions' $GITHUB_ENV."""
     import os
 
-    from vault import inject as inj
-    from vault.errors import UsageError
+    from meta_tokenvault import inject as inj
+    from meta_tokenvault.errors import UsageError
 
     if format_ not in FORMATS:
         raise UsageError(f"Unknown format {format_!r}.", hint="Use --format " + " | ".join(FORMATS) + ".")
@@ -156,7 +156,7 @@ def export(
 
 
 def _read_template(source: str) -> tuple[str, str]:
-    from vault.errors import InvalidInput, NotFound
+    from meta_tokenvault.errors import InvalidInput, NotFound
 
     if source == "-":
         data = sys.stdin.buffer.read() if hasattr(sys.stdin, "buffer") else sys.stdin.read().encode()
@@ -177,8 +177,8 @@ def _read_template(source: str) -> tuple[str, str]:
 
 
 def _write_private(out: str, data: bytes) -> Path:
-    from vault.errors import InvalidInput
-    from vault.fileutil import atomic_write_private
+    from meta_tokenvault.errors import InvalidInput
+    from meta_tokenvault.fileutil import atomic_write_private
 
     path = Path(out)
     if path.is_dir():
@@ -189,7 +189,7 @@ def _write_private(out: str, data: bytes) -> Path:
 
 def _refuse_json_to_stdout(json_out: bool, what: str) -> None:
     if json_out:
-        from vault.errors import UsageError
+        from meta_tokenvault.errors import UsageError
 
         raise UsageError(f"--json describes a written file, but {what} goes to stdout.",
                          hint="Write it with -o FILE, or leave out --json.")

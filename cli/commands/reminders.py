@@ -41,9 +41,9 @@ def ics(
     output: Annotated[Optional[Path], typer.Option("-o", "--output", help="Write to a file (0600).")] = None,  # noqa: UP045
 ) -> None:
     """Export a reminder as an iCalendar event (for a team calendar)."""
-    from vault.errors import NotFound
-    from vault.fileutil import atomic_write_private
-    from vault.reminders import ics_event
+    from meta_tokenvault.errors import NotFound
+    from meta_tokenvault.fileutil import atomic_write_private
+    from meta_tokenvault.reminders import ics_event
 
     manager = state.manager()
     match = [r for r in manager.reminders() if r.id == reminder_id]

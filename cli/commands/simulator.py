@@ -45,8 +45,8 @@ def serve(
     import sys
     import threading
 
-    from vault.errors import InvalidInput
-    from vault.testing.graph_sim import GraphSimulator, SimClock
+    from meta_tokenvault.errors import InvalidInput
+    from meta_tokenvault.testing.graph_sim import GraphSimulator, SimClock
 
     clock = SimClock(_start_time(start))
 
@@ -94,7 +94,7 @@ def serve(
 
 
 def _start_time(text: str) -> datetime:
-    from vault.errors import InvalidInput
+    from meta_tokenvault.errors import InvalidInput
 
     if text == "now":
         return datetime.now(UTC).replace(microsecond=0)

@@ -11,7 +11,7 @@ from .. import render
 from ..state import state
 
 if TYPE_CHECKING:
-    from vault.minting import SystemUserView
+    from meta_tokenvault.minting import SystemUserView
 
 app = typer.Typer(help="System users: sync from Meta, eligibility, creation dates.", no_args_is_help=True)
 
@@ -62,7 +62,7 @@ def set_created(
     json_out: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Record a system user's creation date by hand (from Business Settings) when Meta does not tell it."""
-    from vault.errors import InvalidInput
+    from meta_tokenvault.errors import InvalidInput
 
     try:
         when = datetime.fromisoformat(date)

@@ -8,11 +8,11 @@ from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
-from vault.types import TokenRecord
+from meta_tokenvault.types import TokenRecord
 
 if TYPE_CHECKING:
-    from vault.rotation import RotationOutcome
-    from vault.service import TokenManager
+    from meta_tokenvault.rotation import RotationOutcome
+    from meta_tokenvault.service import TokenManager
 
 from .. import render
 from ..prompts import read_secret
@@ -133,7 +133,7 @@ def verify(
     json_out: JsonOpt = False,
 ) -> None:
     """Ask Meta's debug_token about LABEL now and record the answer. Exit 6 if it is not valid."""
-    from vault.errors import TokenInvalid
+    from meta_tokenvault.errors import TokenInvalid
 
     manager = state.manager()
     record, info = manager.verify(label)
@@ -210,7 +210,7 @@ def rotate(
 
     Bulk (--all, --system-user): progress on stderr; --json: one document. Exit 6 if any failed, 7 if deferred.
     """
-    from vault.errors import UsageError
+    from meta_tokenvault.errors import UsageError
 
     if rate_limit is not None:
         state.flags["graph_rate_limit"] = rate_limit

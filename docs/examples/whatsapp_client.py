@@ -19,13 +19,13 @@ from typing import Any, Protocol
 
 import httpx
 
-from vault import Secret, TokenVault, VaultError
+from meta_tokenvault import Secret, TokenVault, VaultError
 
 GRAPH = "https://graph.facebook.com/v24.0"
 
 
 class TokenSource(Protocol):
-    """What the client needs: ``vault.api.LiveToken`` (or anything with the same two methods)."""
+    """What the client needs: ``meta_tokenvault.api.LiveToken`` (or anything with the same two methods)."""
 
     def get(self) -> Secret: ...
 

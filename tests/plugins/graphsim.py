@@ -1,4 +1,4 @@
-"""pytest plugin: the Graph API simulator (vault.testing.graph_sim).
+"""pytest plugin: the Graph API simulator (meta_tokenvault.testing.graph_sim).
 
 Fixtures
 --------
@@ -21,7 +21,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from vault.testing.graph_sim import DemoWorld, GraphSimulator, SimClock, SimServer
+from meta_tokenvault.testing.graph_sim import DemoWorld, GraphSimulator, SimClock, SimServer
 
 
 @pytest.fixture

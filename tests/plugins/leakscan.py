@@ -26,7 +26,7 @@ from typing import Any
 
 import pytest
 
-from vault.testing.graph_sim import GraphSimulator
+from meta_tokenvault.testing.graph_sim import GraphSimulator
 
 SIM_STATE_MARKER = b'"format": "tokenvault-graph-sim/1"'
 _RAW = re.compile(rb"EAA[A-Za-z0-9]{20,}")

@@ -84,7 +84,7 @@ class OpenBaoServer:
 
     def client(self, token: str | None = None) -> Any:
         """An hvac client built the way tokenvault builds it (explicit url/token, no env)."""
-        from vault.adapters.hashicorp_client import build_client
+        from meta_tokenvault.adapters.hashicorp_client import build_client
 
         return build_client(self.url, token=token or self.root_token, timeout=5.0)
 

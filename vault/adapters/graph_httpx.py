@@ -7,7 +7,7 @@
   documents as query parameters (``input_token``, ``revoke_token``, ``client_secret``,
   ``fb_exchange_token``) are redacted from every log line: ours and httpx's own (a filter on the
   ``httpx`` logger rewrites them).
-* Errors go through the one table in :mod:`vault.graph_errors`. Transient failures and rate limits
+* Errors go through the one table in :mod:`meta_tokenvault.graph_errors`. Transient failures and rate limits
   are retried with exponential backoff and full jitter, bounded by ``max_attempts`` and ``max_wait``;
   a rate limit pauses every thread of this adapter (one gate), so bulk work does not stampede.
 * Rate limits are also kept proactively: with ``rate_limit=(calls, seconds)`` (the app's limit,
@@ -187,7 +187,7 @@ class RatePacer:
 
 
 class HttpxGraphApi:
-    """:class:`~vault.ports.graph.GraphApi` over an httpx client. Thread-safe (httpx.Client is)."""
+    """:class:`~meta_tokenvault.ports.graph.GraphApi` over an httpx client. Thread-safe (httpx.Client is)."""
 
     def __init__(
         self,

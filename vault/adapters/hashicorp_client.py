@@ -98,7 +98,7 @@ def build_client(
 
 def client_from_settings(settings: Settings, *, secret_id: str | None = None,
                          timeout: float = DEFAULT_TIMEOUT) -> Any:
-    """:func:`build_client` from :class:`~vault.config.Settings` (``vault_*`` fields only)."""
+    """:func:`build_client` from :class:`~meta_tokenvault.config.Settings` (``vault_*`` fields only)."""
     return build_client(
         settings.vault_addr,
         token=settings.vault_token,
@@ -242,8 +242,8 @@ def translating(
     """Run a block of hvac calls; re-raise hvac/requests errors through :func:`translate_error`.
 
     hvac is imported only when something was raised: the fast read path runs
-    :class:`~vault.adapters.secrets_hashicorp.HashicorpBackend` on a client without hvac
-    (:mod:`~vault.adapters.hashicorp_light`), whose own signal passes through untouched.
+    :class:`~meta_tokenvault.adapters.secrets_hashicorp.HashicorpBackend` on a client without hvac
+    (:mod:`~meta_tokenvault.adapters.hashicorp_light`), whose own signal passes through untouched.
     """
     try:
         yield

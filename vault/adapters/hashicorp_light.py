@@ -1,18 +1,18 @@
 """A KV v2 reader on the standard library's :mod:`http.client`, for the fast read path.
 
 :class:`LightKvClient` offers the one call :meth:`HashicorpBackend.get
-<vault.adapters.secrets_hashicorp.HashicorpBackend.get>` makes - ``client.secrets.kv.v2.read_secret_version``
+<meta_tokenvault.adapters.secrets_hashicorp.HashicorpBackend.get>` makes - ``client.secrets.kv.v2.read_secret_version``
 - so the backend's own ``get`` (its paths, its version and ownership checks, its messages) runs on it
 unchanged, without importing hvac or requests (~0.5 s of start-up).
 
-It talks to the server the way :func:`~vault.adapters.hashicorp_client.build_client` makes hvac talk to it:
+It talks to the server the way :func:`~meta_tokenvault.adapters.hashicorp_client.build_client` makes hvac talk to it:
 the same address, token (``X-Vault-Token``), namespace (``X-Vault-Namespace``), timeout, and TLS verification
 - against ``TOKENVAULT_VAULT_CACERT`` (a bundle file or a directory) when set, else against the CA bundle
 requests uses (certifi's), with the host name checked; no proxy and nothing from ``VAULT_*`` or the
 environment. It answers only the plain case - HTTP 200 with a JSON body. Anything else (a 403, a 404,
 a sealed server, a redirect, a refused connection, a TLS failure, a timeout) raises
-:class:`~vault.fallback.FastPathUnavailable`: the full path (hvac) then makes the same request and reports
-it through the one error table of :mod:`~vault.adapters.hashicorp_client`. Nothing is written either way.
+:class:`~meta_tokenvault.fallback.FastPathUnavailable`: the full path (hvac) then makes the same request and reports
+it through the one error table of :mod:`~meta_tokenvault.adapters.hashicorp_client`. Nothing is written either way.
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ Keys are stored base64 under the service name (default ``tokenvault``) with the 
 whose only backend is the ``fail`` keyring, an empty chainer, or a plaintext backend the user did not
 choose explicitly is reported as *not available*, with the reason, and ``init`` then asks for
 ``--key-provider file|env|vault-transit``. Every keyring error is translated to
-:class:`~vault.errors.KeyringUnavailable` here.
+:class:`~meta_tokenvault.errors.KeyringUnavailable` here.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Base for key providers that hold raw 32-byte master keys on this machine (file, env, keyring).
 
-Wrapping is AES-256-GCM (:func:`vault.crypto.seal`) under the master key with the record's associated
-data. Key ids are :func:`vault.crypto.key_id_of` of the key, so a wrong key is recognised by its id
+Wrapping is AES-256-GCM (:func:`meta_tokenvault.crypto.seal`) under the master key with the record's associated
+data. Key ids are :func:`meta_tokenvault.crypto.key_id_of` of the key, so a wrong key is recognised by its id
 before any decryption is attempted.
 """
 

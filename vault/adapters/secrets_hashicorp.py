@@ -14,7 +14,7 @@ Why this mapping:
   tokenvault most recently stored, with no copy step.
 * **Check-and-set on every write.** Version N is written with ``cas=N-1`` (``cas=0`` for the
   first), so two writers can never overwrite each other: the loser gets
-  :class:`~vault.errors.AlreadyExists` and the stored value is untouched. The path's metadata is
+  :class:`~meta_tokenvault.errors.AlreadyExists` and the stored value is untouched. The path's metadata is
   also set to ``cas_required=true`` so other tools must use CAS too.
 * **The data is ``{"token": value}``** and nothing else: that is the field Vault Agent templates
   and External Secrets read.
@@ -154,7 +154,7 @@ class HashicorpBackend:
         Raises :class:`AlreadyExists` (nothing overwritten) when that version exists or another
         writer won, :class:`IntegrityError` when the path's history has a gap before it,
         :class:`InvalidInput` for metadata that contains the secret or breaks KV's limits,
-        :class:`~vault.errors.VaultUnavailable` when Vault cannot be used.
+        :class:`~meta_tokenvault.errors.VaultUnavailable` when Vault cannot be used.
         """
         path = self.path_for(ref)
         custom = self._custom_metadata(ref, secret, metadata)

@@ -2,7 +2,7 @@
 
 Each value is sealed under its own data key with associated data naming its record
 (:meth:`SecretRef.associated_data`), and the data key is wrapped by the master key of the
-configured :class:`~vault.ports.keys.KeyProvider`. The database therefore holds only
+configured :class:`~meta_tokenvault.ports.keys.KeyProvider`. The database therefore holds only
 ciphertext and wrapped keys; a row copied onto another record does not open.
 """
 

@@ -1,10 +1,10 @@
 """The metadata store on SQLAlchemy/sqlmodel: SQLite (embedded default) or PostgreSQL.
 
 Every SQLAlchemy error is translated here (most specific first): a corrupt file is an
-:class:`~vault.errors.IntegrityError`, an unreachable/locked/read-only database is
-:class:`~vault.errors.DatabaseUnavailable`, a unique violation is
-:class:`~vault.errors.AlreadyExists`. Rows handed out are the plain records of
-:mod:`vault.types`, never ORM objects.
+:class:`~meta_tokenvault.errors.IntegrityError`, an unreachable/locked/read-only database is
+:class:`~meta_tokenvault.errors.DatabaseUnavailable`, a unique violation is
+:class:`~meta_tokenvault.errors.AlreadyExists`. Rows handed out are the plain records of
+:mod:`meta_tokenvault.types`, never ORM objects.
 """
 
 from __future__ import annotations
@@ -495,7 +495,7 @@ class SqlStore:
     def get_token(self, label: str, *, with_history: bool = False) -> TokenRecord:
         """``label``'s current version (and, ``with_history``, every version, newest first).
 
-        The statements are :mod:`vault.queries`', shared with the fast read path. Raises NotFound."""
+        The statements are :mod:`meta_tokenvault.queries`', shared with the fast read path. Raises NotFound."""
         with self.session() as s:
             conn = s.connection()
             row = conn.execute(text(queries.TOKEN_BY_LABEL), {"label": label}).first()

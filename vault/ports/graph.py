@@ -51,9 +51,9 @@ class RefreshedToken:
 class GraphApi(Protocol):
     """Calls to Meta. Every call that carries a token sends ``appsecret_proof`` for it.
 
-    Errors are :class:`~vault.errors.GraphError` subclasses from one table
+    Errors are :class:`~meta_tokenvault.errors.GraphError` subclasses from one table
     (``TokenInvalid``, ``PermissionMissing``, ``RateLimited``, ``Transient``, ``InvalidRequest``)
-    and :class:`~vault.errors.SevenDayWindow` for Meta's seven-day admin rule.
+    and :class:`~meta_tokenvault.errors.SevenDayWindow` for Meta's seven-day admin rule.
     """
 
     def list_system_users(self, business_id: str, app: AppCredentials, access_token: Secret) -> list[SystemUserInfo]:

@@ -22,9 +22,9 @@ class KeyProvider(Protocol):
     * ``create_key()`` makes a new master key, makes it current and returns its id;
       it never replaces an existing key.
     * ``wrap(dek, aad)`` returns ``(key_id, wrapped)`` under the current key (or ``key_id``).
-    * ``unwrap`` raises :class:`~vault.errors.WrongMasterKey` if the key id is not held,
-      :class:`~vault.errors.TamperedCiphertext` if ``wrapped`` or ``aad`` do not authenticate,
-      :class:`~vault.errors.BackendUnavailable` if the provider cannot be reached.
+    * ``unwrap`` raises :class:`~meta_tokenvault.errors.WrongMasterKey` if the key id is not held,
+      :class:`~meta_tokenvault.errors.TamperedCiphertext` if ``wrapped`` or ``aad`` do not authenticate,
+      :class:`~meta_tokenvault.errors.BackendUnavailable` if the provider cannot be reached.
     * ``retire_key(key_id)`` forgets an old key once nothing is wrapped by it.
     """
 

@@ -13,15 +13,15 @@ from .keys import Availability
 class SecretBackend(Protocol):
     """Stores one value per :class:`SecretRef` (kind, owner, version).
 
-    Contract (checked by :class:`vault.testing.contract_secrets.SecretBackendContract`):
+    Contract (checked by :class:`meta_tokenvault.testing.contract_secrets.SecretBackendContract`):
     * ``put`` stores a *new* version; putting a ref that exists raises
-      :class:`~vault.errors.AlreadyExists` and leaves the stored value intact
+      :class:`~meta_tokenvault.errors.AlreadyExists` and leaves the stored value intact
       (check-and-set: two writers never overwrite each other).
-    * ``get`` returns exactly what was put, or raises :class:`~vault.errors.NotFound`;
-      an altered value raises :class:`~vault.errors.IntegrityError`.
+    * ``get`` returns exactly what was put, or raises :class:`~meta_tokenvault.errors.NotFound`;
+      an altered value raises :class:`~meta_tokenvault.errors.IntegrityError`.
     * ``metadata`` is provenance (never the value) that the backend may show to its own tools.
     * ``destroy`` removes one version's value (used after revocation when asked); idempotent.
-    * failures to reach the backend raise :class:`~vault.errors.BackendUnavailable`.
+    * failures to reach the backend raise :class:`~meta_tokenvault.errors.BackendUnavailable`.
     """
 
     name: str

@@ -12,12 +12,12 @@ Hooks: :meth:`new_current_key` makes a *new* master key current (``create_key()`
 Transit rotates instead, because its ``create_key`` returns the existing key), and
 :meth:`unknown_key_id` names a key the provider does not hold.
 
-Checked, from the docstring of :class:`vault.ports.keys.KeyProvider`: ``create_key`` returns an id
+Checked, from the docstring of :class:`meta_tokenvault.ports.keys.KeyProvider`: ``create_key`` returns an id
 that becomes current; wrap/unwrap round trip with associated data; wrong associated data or an
 edited/truncated wrapped key -> TamperedCiphertext; an unknown key id -> WrongMasterKey;
 ``create_key`` never replaces key material (old wrapped keys still open); after a new key is
 current, old wraps still open and re-wrap to the new id works (also through
-:func:`vault.crypto.rewrap`); ``retire_key`` makes the old id unusable (WrongMasterKey).
+:func:`meta_tokenvault.crypto.rewrap`); ``retire_key`` makes the old id unusable (WrongMasterKey).
 """
 
 from __future__ import annotations

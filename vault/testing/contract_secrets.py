@@ -12,7 +12,7 @@ come from :meth:`SecretBackendContract.new_ref` (unique names and owner ids); ve
 in order 1, 2, 3 as the service does. Override :meth:`visible_metadata` if the backend shows
 metadata to its own tools, so the suite can check the value never lands there.
 
-What is checked (the docstring of :class:`vault.ports.secrets.SecretBackend`): round trip,
+What is checked (the docstring of :class:`meta_tokenvault.ports.secrets.SecretBackend`): round trip,
 versions independent, putting an existing ref is refused and leaves the value intact, missing
 refs raise NotFound, destroy is idempotent, metadata and messages never contain the value,
 unicode and long values survive, kinds are kept apart.

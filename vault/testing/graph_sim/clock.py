@@ -23,7 +23,7 @@ def as_utc(value: datetime) -> datetime:
 
 
 class SimClock:
-    """A manual clock (satisfies :class:`vault.ports.clock.Clock`). Thread-safe.
+    """A manual clock (satisfies :class:`meta_tokenvault.ports.clock.Clock`). Thread-safe.
 
     ``SimClock()`` starts at 2026-01-01T00:00:00Z and stays there until :meth:`advance` or :meth:`set`.
     ``SimClock(realtime=True)`` starts there too, then moves with real (monotonic) time.
