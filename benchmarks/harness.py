@@ -234,3 +234,63 @@ def bulk_tokens(home: Path, labels: Sequence[str]) -> None:
 
 def ms(seconds: float) -> float:
     return round(seconds * 1000, 1)
+
+
+def make_configured_home(base: Path, env: Mapping[str, str], label: str = "bench-000000") -> str:
+    """One token in a home configured by ``env`` (store URL, backend, key provider...), made through the CLI
+    exactly as a user makes it: init, business add, token import. Returns the label."""
+    tv = tool("tokenvault")
+    run_once([tv, "init"], env)
+    run_once([tv, "business", "add", "acme", "--business-id", "1001", "--app-id", "2002"], env,
+             stdin="app-secret-for-benchmarks\nEAAadminTokenForBenchmarks9876\n")
+    run_once([tv, "token", "import", label, "--business", "acme", "--system-user", "3003",
+              "--scopes", "whatsapp_business_messaging", "--no-verify"], env, stdin=TOKEN + "\n")
+    if run_once([tv, "token", "reveal", label], env).stdout != TOKEN + "\n":
+        raise RuntimeError("token reveal did not print the stored token")
+    return label
+
+
+def read_commands(env: Mapping[str, str], label: str) -> dict[str, tuple[Sequence[str], Mapping[str, str]]]:
+    """The commands every configuration section times: the floor, reveal and exec, fast and full path."""
+    tv, python = tool("tokenvault"), tool("python")
+    full = dict(env, TOKENVAULT_FAST_PATH="0")
+    return {
+        "python -c pass": ([python, "-c", "pass"], env),
+        "tokenvault token reveal": ([tv, "token", "reveal", label], env),
+        "tokenvault exec -- true": ([tv, "exec", "--token", label, "--", "true"], env),
+        "tokenvault token reveal (full path)": ([tv, "token", "reveal", label], full),
+        "tokenvault exec -- true (full path)": ([tv, "exec", "--token", label, "--", "true"], full),
+    }
+
+
+def read_figures(section: str, timings: Mapping[str, Timing], *, goal_ratio: float | None = None,
+                 baseline: str = "python -c pass", allowance: float = 0.0, goal: str = "") -> list[Figure]:
+    """Figures of :func:`read_commands`' timings: each a ratio to ``baseline`` (its median, plus ``allowance``
+    seconds: e.g. PostgreSQL's round trip) measured in the same run; the goal is ``ratio <= goal_ratio``."""
+    bare = timings["python -c pass"].median
+    base = timings[baseline].median + allowance
+    figures = [Figure(section, "python -c pass (bare interpreter)", ms(bare), "ms", 1.0, "python -c pass",
+                      detail=timings["python -c pass"].summary())]
+    for name in ("tokenvault token reveal", "tokenvault exec -- true"):
+        median = timings[name].median
+        ratio = median / base
+        figures.append(Figure(section, name, ms(median), "ms", round(ratio, 2), baseline + (
+            f" + {ms(allowance)} ms" if allowance else ""), goal, None if goal_ratio is None else ratio <= goal_ratio,
+            detail={**timings[name].summary(), "vs_python": round(median / bare, 2),
+                    "cpu_vs_baseline": round(timings[name].cpu_median / timings[baseline].cpu_median, 2)}))
+        slow = timings[f"{name} (full path)"]
+        figures.append(Figure(section, f"{name} (full path)", ms(slow.median), "ms", round(slow.median / base, 2),
+                              baseline, detail={**slow.summary(), "env": "TOKENVAULT_FAST_PATH=0",
+                                                "vs_python": round(slow.median / bare, 2),
+                                                "fast_path_speedup": round(slow.median / median, 2)}))
+    return figures
+
+
+def precompile() -> None:
+    """Byte-compile the tree under test (as ``pip install`` does): the commands run with
+    PYTHONDONTWRITEBYTECODE set, and a missing .pyc would be compiled again in every measured run."""
+    import compileall
+
+    tree = Path(os.environ.get("TOKENVAULT_BENCH_TREE") or ROOT)
+    for package in ("vault", "cli"):
+        compileall.compile_dir(str(tree / package), quiet=1)

@@ -28,7 +28,7 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from harness import Figure  # noqa: E402
+from harness import Figure, precompile  # noqa: E402
 
 
 def sections() -> dict[str, Path]:
@@ -79,6 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     unknown = [name for name in chosen if name not in available]
     if unknown:
         parser.error(f"unknown section(s) {', '.join(unknown)}; available: {', '.join(available)}")
+    precompile()
     figures: list[Figure] = []
     errors: dict[str, str] = {}
     started = time.perf_counter()

@@ -12,13 +12,14 @@ from typing import Annotated, Optional
 
 import typer
 
+from . import completion
 from .state import state
 
 app = typer.Typer(
     name="tokenvault",
     help="Secure vault and rotation manager for Meta system-user access tokens (WhatsApp Cloud API, Graph API).",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=False,  # ours below: an explicit SHELL argument, and the same scripts
     pretty_exceptions_enable=False,
     pretty_exceptions_show_locals=False,  # a token in a local variable must never reach a traceback
     context_settings={"help_option_names": ["-h", "--help"]},
@@ -38,11 +39,29 @@ def main(
         Optional[str],  # noqa: UP045
         typer.Option("--graph-url", help="Graph API base URL (TOKENVAULT_GRAPH_URL)."),
     ] = None,
+    install_completion: Annotated[
+        Optional[str],  # noqa: UP045
+        typer.Option("--install-completion", metavar="[SHELL]", is_eager=True,
+                     expose_value=False, callback=lambda value: _completion("install", value),
+                     help="Install completion for SHELL (bash, zsh, fish; default: this shell)."),
+    ] = None,
+    show_completion: Annotated[
+        Optional[str],  # noqa: UP045
+        typer.Option("--show-completion", metavar="[SHELL]", is_eager=True,
+                     expose_value=False, callback=lambda value: _completion("show", value),
+                     help="Print the completion script for SHELL (bash, zsh, fish; default: this shell)."),
+    ] = None,
 ) -> None:
     """Global options override TOKENVAULT_* variables, which override config.toml."""
     state.reset()
     state.flags = {"home": home, "db_url": db_url, "key_provider": key_provider, "backend": backend,
                    "graph_url": graph_url}
+
+
+def _completion(what: str, value: str | None) -> None:
+    from . import completion
+
+    (completion.install if what == "install" else completion.show)(value)
 
 
 def _register() -> None:
@@ -73,3 +92,4 @@ def _register() -> None:
 
 
 _register()
+completion.init()  # typer's script format for each shell, for the completion protocol (meta_tokenvault.cli.completion)

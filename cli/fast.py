@@ -8,13 +8,14 @@ gives the same result.
     tokenvault [global options] exec (--token|-t) LABEL[:VAR] ... [--mask] [--allow-inactive] -- CMD [ARGS...]
     tokenvault [global options] token list --json
 
-and runs them on :func:`meta_tokenvault.fastread.open_fast`'s reader. It returns None - run the typer app instead -
-for anything else: any other command or option, ``--help``, bad usage, a store that is not the plain local
-case, configuration that does not resolve, or a database error before the read finished. So usage
-messages and their exit codes are always typer's, and every error the fast path does report comes from
-the code the typer commands run too (the service, :mod:`meta_tokenvault.inject`) through the same boundary
-(:func:`meta_tokenvault.cli.main.run`). ``tests/test_startup.py`` checks both paths give identical output and
-exit codes.
+and runs them on :func:`meta_tokenvault.fastread.open_fast`'s reader (SQLite or PostgreSQL; the local or the
+Vault backend; the file, env or keyring key provider). It returns None - run the typer app instead - for
+anything else: any other command or option, ``--help``, bad usage, a configuration the fast path does not take
+(see :mod:`meta_tokenvault.fastread`) or that does not resolve, or a database error or unusual Vault answer
+before the read finished. So usage messages and their exit codes are always typer's, and every error the fast
+path does report comes from the code the typer commands run too (the service, :mod:`meta_tokenvault.inject`)
+through the same boundary (:func:`meta_tokenvault.cli.main.run`). ``tests/test_startup.py`` checks both paths
+give identical output and exit codes.
 """
 
 from __future__ import annotations

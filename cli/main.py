@@ -1,7 +1,8 @@
 """The entry point: the ONE error boundary that maps errors to exit codes, in front of the typer app.
 
 ``token reveal LABEL`` and ``exec --token LABEL -- CMD`` are first offered to :mod:`meta_tokenvault.cli.fast`, which
-runs them without typer or SQLAlchemy when it can (a plain local store); everything else, and every case the
+runs them without typer, SQLAlchemy or hvac when it can (see :mod:`meta_tokenvault.fastread`); everything else,
+and every case the
 fast path declines, goes to the typer app of :mod:`meta_tokenvault.cli.app`. Either way errors end here, as one line, a
 hint and the contract's exit code. This module imports nothing heavy: start-up is part of every command.
 """
@@ -14,6 +15,9 @@ from typing import Any
 
 #: Set to 0 to send every command through typer and SQLAlchemy (troubleshooting, benchmarks).
 FAST_PATH_ENV = "TOKENVAULT_FAST_PATH"
+#: Set by the shell completion scripts (:mod:`meta_tokenvault.cli.completion`) when they ask typer for candidates.
+COMPLETE_VAR = "_TOKENVAULT_COMPLETE"
+_COMPLETION_OPTIONS = ("--show-completion", "--install-completion")
 
 
 def __getattr__(name: str) -> Any:  # ``from meta_tokenvault.cli.main import app`` works, without importing typer
@@ -34,14 +38,17 @@ def run(argv: list[str] | None = None, *, fast: bool | None = None) -> int:
     from .state import state
 
     use_fast = fast if fast is not None else os.environ.get(FAST_PATH_ENV, "1") != "0"
+    args = sys.argv[1:] if argv is None else list(argv)
+    if len(args) == 1 and args[0] in _COMPLETION_OPTIONS:  # bare: the shell is detected (typer's options need
+        args[0] += "="                                    # a value; `--show-completion=` is the empty one)
     code = 0
     try:
         handled = None
-        if use_fast:
+        if use_fast and not os.environ.get(COMPLETE_VAR):
             from .fast import dispatch
 
-            handled = dispatch(sys.argv[1:] if argv is None else argv)
-        code = handled if handled is not None else _run_app(argv)
+            handled = dispatch(args)
+        code = handled if handled is not None else _run_app(args)
     except VaultError as exc:
         from .render import error
 
@@ -87,6 +94,8 @@ def _run_app(argv: list[str] | None) -> int:
     try:
         result = app(args=argv, prog_name="tokenvault", standalone_mode=False)
         return result if isinstance(result, int) else 0
+    except SystemExit as exc:  # the completion protocol (COMPLETE_VAR) answers and exits
+        return exc.code if isinstance(exc.code, int) else 0 if exc.code is None else 1
     except exits as exc:
         return int(getattr(exc, "exit_code", 0))
     except aborts:

@@ -51,3 +51,51 @@ def subprocess_cli(args: list[str], env: dict[str, str], stdin: str = "", timeou
                           capture_output=True, text=True,
                           env=env, timeout=timeout, cwd=Path(__file__).resolve().parent.parent)
     return Result(proc.returncode, proc.stdout, proc.stderr)
+
+
+def both_paths(capfd: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, args: list[str],
+               stdin: str = "") -> tuple[Result, Result, bool]:
+    """Run ``args`` in-process through the fast path (meta_tokenvault.cli.fast) and through typer
+    (TOKENVAULT_FAST_PATH off): both results, and whether the fast path really ran (typer's app was not called)."""
+    import meta_tokenvault.cli.main
+    from meta_tokenvault.cli.main import run
+
+    ran_app: list[bool] = []
+    real = meta_tokenvault.cli.main._run_app
+
+    def spy(argv: list[str] | None) -> int:
+        ran_app.append(True)
+        return real(argv)
+
+    monkeypatch.setattr(meta_tokenvault.cli.main, "_run_app", spy)
+    results = []
+    fast_ran = False
+    for fast in (True, False):
+        monkeypatch.setattr(sys, "stdin", io.StringIO(stdin))
+        capfd.readouterr()
+        code = run(list(args), fast=fast)
+        captured = capfd.readouterr()
+        results.append(Result(code, captured.out, captured.err))
+        if fast:
+            fast_ran = not ran_app
+    return results[0], results[1], fast_ran
+
+
+_PROBE = """
+import json, sys
+from meta_tokenvault.cli.main import run
+code = run(json.loads(sys.argv[1]))
+loaded = sorted({name.split(".")[0] for name in sys.modules} & set(json.loads(sys.argv[2])))
+sys.stderr.write("\\nLOADED " + json.dumps({"code": code, "loaded": loaded}) + "\\n")
+"""
+
+
+def imports_of(args: list[str], env: dict[str, str], watch: tuple[str, ...]) -> tuple[int, list[str], str]:
+    """Run ``tokenvault ARGS`` in a fresh interpreter; its exit code and which of ``watch`` it imported."""
+    root = Path(__file__).resolve().parent.parent
+    proc = subprocess.run([sys.executable, "-c", _PROBE, json.dumps(args), json.dumps(list(watch))], env=env,
+                          capture_output=True, text=True, timeout=120, cwd=root)
+    marker = proc.stderr.rsplit("LOADED ", 1)
+    assert len(marker) == 2, proc.stderr
+    data = json.loads(marker[1])
+    return data["code"], data["loaded"], proc.stdout

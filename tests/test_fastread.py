@@ -18,7 +18,7 @@ from meta_tokenvault import migrations, models, queries
 from meta_tokenvault.adapters.store_sql import SqlStore
 from meta_tokenvault.config import Settings
 from meta_tokenvault.errors import InvalidInput, NotFound, TamperedCiphertext, UsageError, VaultError
-from meta_tokenvault.fastread import FastPathUnavailable, FastReader, FastStore, open_fast, sqlite_file
+from meta_tokenvault.fastread import FastPathUnavailable, FastReader, FastStore, PgFastStore, open_fast, sqlite_file
 from meta_tokenvault.service import TokenManager
 from meta_tokenvault.types import Secret, SecretKind, SecretRef, TokenSource, TokenStatus
 from meta_tokenvault.wiring import build_manager
@@ -111,10 +111,20 @@ def test_the_queries_are_written_for_the_latest_schema_version() -> None:
         "meta_tokenvault.queries.SCHEMA_VERSION to migrations.LATEST (until then the fast path steps aside)")
 
 
-def test_the_fast_store_has_sql_stores_signatures() -> None:
-    for name in ("get_token", "list_tokens", "get_blob", "append_audit", "get_setting", "get_wrapped_key",
-                 "schema_version", "close"):
-        assert inspect.signature(getattr(FastStore, name)) == inspect.signature(getattr(SqlStore, name)), name
+@pytest.mark.parametrize("fast_store", [FastStore, PgFastStore], ids=["sqlite", "postgres"])
+def test_the_fast_store_has_sql_stores_signatures(fast_store: type[FastStore]) -> None:
+    for name in ("get_token", "list_tokens", "get_blob", "append_audit", "get_setting",
+                 "get_wrapped_key", "schema_version", "close"):
+        assert inspect.signature(getattr(fast_store, name)) == inspect.signature(getattr(SqlStore, name)), name
+
+
+def test_records_are_built_with_their_fields_in_the_classes_order() -> None:
+    import dataclasses
+
+    from meta_tokenvault.types import Provenance, TokenRecord
+
+    assert tuple(f.name for f in dataclasses.fields(TokenRecord)) == queries.RECORD_FIELDS
+    assert tuple(f.name for f in dataclasses.fields(Provenance)) == queries.PROVENANCE_FIELDS
 
 
 def test_sqlite_datetimes_are_written_as_sqlalchemy_writes_them() -> None:
@@ -252,26 +262,31 @@ def _settings(settings: Settings, **changes: Any) -> Settings:
 
 
 @pytest.mark.parametrize("case", [
-    "postgres-url", "memory-url", "url-with-options", "missing-file", "keyring", "vault-transit",
-    "recorded-vault-backend", "pending-migration", "newer-schema", "not-a-database", "no-schema",
+    "postgres-unreachable", "postgres-other-driver", "memory-url", "url-with-options", "missing-file",
+    "vault-transit", "recorded-vault-backend-without-address", "vault-backend-approle", "pending-migration",
+    "newer-schema", "not-a-database", "no-schema",
 ], ids=str)
-def test_open_fast_declines_everything_but_the_plain_local_case(full: TokenManager, settings: Settings,
+def test_open_fast_declines_everything_but_the_plain_cases(full: TokenManager, settings: Settings,
                                                                 case: str, tmp_path: Path) -> None:
     env: dict[str, str] = {}
-    if case == "postgres-url":
-        settings = _settings(settings, db_url="postgresql+psycopg2://postgres@/tv?host=/tmp")
+    if case == "postgres-unreachable":  # the full path reports it
+        settings = _settings(settings, db_url=f"postgresql+psycopg2://postgres@/tv?host={tmp_path}&port=1")
+    elif case == "postgres-other-driver":
+        settings = _settings(settings, db_url="postgresql+asyncpg://postgres@localhost/tv")
     elif case == "memory-url":
         settings = _settings(settings, db_url="sqlite:///:memory:")
     elif case == "url-with-options":
         settings = _settings(settings, db_url=settings.database_url + "?timeout=5")
     elif case == "missing-file":
         settings = _settings(settings, db_url=f"sqlite:///{tmp_path / 'nowhere.db'}")
-    elif case == "keyring":
-        settings = _settings(settings, key_provider="keyring")
     elif case == "vault-transit":
         settings = _settings(settings, key_provider="vault-transit")
-    elif case == "recorded-vault-backend":
+    elif case == "recorded-vault-backend-without-address":
         full.store.set_setting("backend", "vault")
+    elif case == "vault-backend-approle":  # a login first: hvac's
+        full.store.set_setting("backend", "vault")
+        settings = _settings(settings, vault_addr="http://127.0.0.1:1", vault_role_id="role")
+        env["TOKENVAULT_VAULT_SECRET_ID"] = "secret-id"
     elif case == "pending-migration":
         _sql(settings, "DELETE FROM tv_schema_version WHERE version = ?", migrations.LATEST)
     elif case == "newer-schema":

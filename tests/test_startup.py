@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
-from cli_support import Result
+from cli_support import both_paths, imports_of
 
 import meta_tokenvault.cli.fast
 import meta_tokenvault.cli.main
@@ -23,23 +22,7 @@ OTHER = "EAAGstartupOther" + "v4w5x6" * 20 + "ABCD"
 HEAVY = ("hvac", "httpx", "sqlalchemy", "sqlmodel")
 TYPER = ("typer", "click", "rich")
 
-_PROBE = """
-import json, sys
-from meta_tokenvault.cli.main import run
-code = run(json.loads(sys.argv[1]))
-loaded = sorted({name.split(".")[0] for name in sys.modules} & set(json.loads(sys.argv[2])))
-sys.stderr.write("\\nLOADED " + json.dumps({"code": code, "loaded": loaded}) + "\\n")
-"""
-
-
-def _imports(args: list[str], env: dict[str, str], watch: tuple[str, ...]) -> tuple[int, list[str], str]:
-    """Run ``tokenvault ARGS`` in a fresh interpreter; its exit code and which of ``watch`` it imported."""
-    proc = subprocess.run([sys.executable, "-c", _PROBE, json.dumps(args), json.dumps(list(watch))], env=env,
-                          capture_output=True, text=True, timeout=120, cwd=ROOT)
-    marker = proc.stderr.rsplit("LOADED ", 1)
-    assert len(marker) == 2, proc.stderr
-    data = json.loads(marker[1])
-    return data["code"], data["loaded"], proc.stdout
+_imports = imports_of
 
 
 def _env(home: Path | None = None) -> dict[str, str]:
@@ -87,29 +70,7 @@ def test_fast_commands_import_neither_typer_nor_sqlalchemy(store: Path, args: li
 
 
 # --------------------------------------------------------------------------- the fast path = the typer path
-def _both(capfd: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, args: list[str],
-          stdin: str = "") -> tuple[Result, Result, bool]:
-    """Run ``args`` through the fast path and through typer; both results, and whether the fast path ran."""
-    import io
-
-    ran_app: list[bool] = []
-    real = meta_tokenvault.cli.main._run_app
-
-    def spy(argv: list[str] | None) -> int:
-        ran_app.append(True)
-        return real(argv)
-
-    monkeypatch.setattr(meta_tokenvault.cli.main, "_run_app", spy)
-    results = []
-    for fast in (True, False):
-        monkeypatch.setattr(sys, "stdin", io.StringIO(stdin))
-        capfd.readouterr()
-        code = run(list(args), fast=fast)
-        captured = capfd.readouterr()
-        results.append(Result(code, captured.out, captured.err))
-        if fast:
-            fast_ran = not ran_app
-    return results[0], results[1], fast_ran
+_both = both_paths
 
 
 CHILD = [sys.executable, "-c", "import os,sys; print(os.environ.get('WHATSAPP_TOKEN','-')[-4:], "
@@ -254,7 +215,9 @@ def _opts(command: Any) -> set[str]:
 
 
 def test_the_fast_parser_knows_exactly_the_global_options() -> None:
-    assert _opts(_click_command()) - {"-h", "--help"} == set(meta_tokenvault.cli.fast.GLOBAL_OPTIONS)
+    # the completion options print or install a script and stop: typer's business, never the fast path's
+    assert _opts(_click_command()) - {"-h", "--help", "--show-completion", "--install-completion"} == set(
+        meta_tokenvault.cli.fast.GLOBAL_OPTIONS)
 
 
 def test_the_fast_parser_only_accepts_options_typer_has() -> None:

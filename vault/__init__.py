@@ -12,7 +12,8 @@ the database and crypto libraries load on first use.
 
 from __future__ import annotations
 
-from .api import TokenVault
+from typing import TYPE_CHECKING, Any
+
 from .errors import (
     AuditChainBroken,
     BackendUnavailable,
@@ -28,7 +29,20 @@ from .errors import (
 )
 from .types import Secret, TokenRecord, TokenStatus
 
+if TYPE_CHECKING:
+    from .api import TokenVault
+
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str) -> Any:
+    """``TokenVault`` on first use: ``tokenvault token reveal`` imports this package, and never needs it."""
+    if name == "TokenVault":
+        from .api import TokenVault
+
+        globals()["TokenVault"] = TokenVault
+        return TokenVault
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 __all__ = [
     "AuditChainBroken",

@@ -6,7 +6,6 @@ Never read at import time; never reads HashiCorp's own ``VAULT_*`` variables.
 from __future__ import annotations
 
 import os
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from datetime import timedelta
@@ -220,6 +219,8 @@ def _read_config_file(path: Path) -> dict[str, object]:
             from None
     except OSError as exc:
         raise InvalidInput(f"Cannot read {path}: {exc.strerror}.", hint="Check the file's permissions.") from None
+    import tomllib  # only when there is a file to parse
+
     try:
         data = tomllib.loads(raw.decode("utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:

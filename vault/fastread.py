@@ -1,19 +1,23 @@
-"""The fast read path: reveal, resolve, show and list tokens of a local SQLite store without SQLAlchemy.
+"""The fast read path: reveal, resolve, show and list tokens without SQLAlchemy, hvac or typer.
 
 ``tokenvault token reveal`` and ``tokenvault exec`` are run often, by scripts and service managers, and
-their cost is start-up: SQLAlchemy and sqlmodel alone take several hundred milliseconds to import. This
-path reads the same database through the standard library's :mod:`sqlite3` instead.
+their cost is start-up: SQLAlchemy and sqlmodel alone take several hundred milliseconds to import, hvac and
+requests as much again. This path reads the same database through the driver directly - the standard
+library's :mod:`sqlite3`, or psycopg2 for PostgreSQL - and a Vault KV v2 secret over :mod:`http.client`.
 
 One source of truth
 -------------------
-Only the storage calls differ; everything else is the code the full path runs:
+Only the storage and transport calls differ; everything else is the code the full path runs:
 
 * the use cases are :class:`~meta_tokenvault.service.TokenManager`'s own ``reveal``, ``resolve``, ``show_token`` and
-  ``list_tokens`` (same checks, messages and audit actions), run on :class:`FastStore` instead of
-  :class:`~meta_tokenvault.adapters.store_sql.SqlStore`;
+  ``list_tokens`` (same checks, messages and audit actions), run on :class:`FastStore` / :class:`PgFastStore`
+  instead of :class:`~meta_tokenvault.adapters.store_sql.SqlStore`;
 * decryption is :class:`~meta_tokenvault.adapters.secrets_local.LocalBackend` with the key provider built by
-  :func:`meta_tokenvault.wiring.build_key_provider`: the same AES-GCM associated data is checked, so a tampered or
-  swapped row fails the same way (exit 4);
+  :func:`meta_tokenvault.wiring.build_key_provider` (file, env or keyring): the same AES-GCM associated data is
+  checked, so a tampered or swapped row fails the same way (exit 4);
+* a Vault read is :class:`~meta_tokenvault.adapters.secrets_hashicorp.HashicorpBackend`'s own ``get`` (paths, version
+  and ownership checks, messages) on :class:`~meta_tokenvault.adapters.hashicorp_light.LightKvClient`, which answers
+  only a plain 200; anything else goes to the full path and hvac's one error table;
 * the SQL is :mod:`meta_tokenvault.queries`' (SqlStore runs the very same statements), whose tables and columns the
   tests check against :mod:`meta_tokenvault.models`;
 * audit events are computed by :func:`meta_tokenvault.audit.next_link`, the function SqlStore uses, so the hash
@@ -22,44 +26,48 @@ Only the storage calls differ; everything else is the code the full path runs:
 
 When it is used
 ---------------
-:func:`open_fast` returns ``None`` - use :func:`meta_tokenvault.wiring.build_manager` - unless this is the plain
-case: a SQLite store (``sqlite:///path``, the file exists), at exactly :data:`meta_tokenvault.queries.SCHEMA_VERSION`
-(an older database has a migration pending, a newer one is refused by the full path), secrets in the
-``local`` backend, and the ``file`` or ``env`` key provider (set or recorded by init). PostgreSQL, the
-Vault backend, the OS keyring and Vault Transit always take the full path. A :mod:`sqlite3` error at any
-point raises :class:`FastPathUnavailable` (nothing was written: the audit append is one transaction),
-and the caller runs the full path, which reports the problem the usual way.
+:func:`open_fast` returns ``None`` - use :func:`meta_tokenvault.wiring.build_manager` - unless: the store is a SQLite
+file that exists (``sqlite:///path``) or a ``postgresql[+psycopg2]://`` database that answers, at exactly
+:data:`meta_tokenvault.queries.SCHEMA_VERSION` (an older database has a migration pending, a newer one is refused by
+the full path); secrets in the ``local`` backend, or the ``vault`` backend with a token (not AppRole) and an
+``http(s)://`` address; and the ``file``, ``env`` or ``keyring`` key provider (set or recorded by init).
+Vault Transit, AppRole and other drivers always take the full path. A driver error, or any Vault answer but
+a 200, raises :class:`FastPathUnavailable` (nothing was written: the audit append is one transaction, made
+after the read), and the caller runs the full path, which reports the problem the usual way.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import sqlite3
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import datetime
+from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from . import queries
 from .audit import AUDIT_HEAD, missing_head, next_link
+from .fallback import FastPathUnavailable
 from .queries import BlobRecord
 from .types import Secret, TokenRecord
 
 if TYPE_CHECKING:
     from .adapters.store_sql import SqlStore
     from .config import Settings
+    from .ports.secrets import SecretBackend
     from .service import TokenManager
 
-#: Key providers whose keys are read locally without a heavy import (keyring and Transit are not).
-FAST_KEY_PROVIDERS = ("file", "env")
+#: Key providers the fast path builds (with :func:`meta_tokenvault.wiring.build_key_provider`, as the full path does):
+#: keys read locally, or through the ``keyring`` package alone. Vault Transit needs hvac: full path.
+FAST_KEY_PROVIDERS = ("file", "env", "keyring")
+#: Secret backends the fast path reads: sealed blobs in the store, or one KV v2 read over http.client.
+FAST_BACKENDS = ("local", "vault")
 _BUSY_TIMEOUT_MS = 30_000  # as SqlStore's engine: wait for a writer rather than fail
 
 _T = TypeVar("_T")
-
-
-class FastPathUnavailable(Exception):  # noqa: N818 - a signal to the caller, never shown to anyone
-    """The fast path cannot finish (a :mod:`sqlite3` error): run the full path instead. Nothing was written."""
 
 
 def sqlite_file(url: str) -> Path | None:
@@ -78,13 +86,18 @@ class FastStore:
     resolve, show and list need, on :mod:`sqlite3`, with the statements of :mod:`meta_tokenvault.queries`.
 
     Same method names and signatures as SqlStore's (a test compares them), so :class:`TokenManager` and
-    :class:`LocalBackend` run on it unchanged. Every :class:`sqlite3.Error` becomes
-    :class:`FastPathUnavailable`.
+    :class:`LocalBackend` run on it unchanged. Every driver error becomes :class:`FastPathUnavailable`.
+    :class:`PgFastStore` is the same on psycopg2; the two differ only in the hooks below.
     """
 
-    def __init__(self, conn: sqlite3.Connection, path: Path) -> None:
+    _driver_errors: tuple[type[BaseException], ...] = (sqlite3.Error,)
+    _begin = "BEGIN IMMEDIATE"  # SqlStore's sessions begin the same way: writers serialise up front
+    _audit_head = queries.SETTING
+
+    def __init__(self, conn: Any, path: Path | None, *, display_url: str | None = None) -> None:
         self.conn = conn
         self.path = path
+        self._display_url = display_url
 
     @classmethod
     def connect(cls, path: Path) -> FastStore | None:
@@ -100,7 +113,7 @@ class FastStore:
 
     @property
     def display_url(self) -> str:
-        return f"sqlite:///{self.path}"
+        return self._display_url or f"sqlite:///{self.path}"
 
     def close(self) -> None:
         self.conn.close()
@@ -109,18 +122,26 @@ class FastStore:
     def _errors(self) -> Iterator[None]:
         try:
             yield
-        except sqlite3.Error as exc:
+        except self._driver_errors as exc:
             raise FastPathUnavailable(f"{type(exc).__name__}: {exc}") from None
+
+    def _execute(self, sql: str, params: Mapping[str, Any] | None = None) -> Any:
+        """Run ``sql`` (a :mod:`meta_tokenvault.queries` statement, ``:name`` parameters); the cursor."""
+        return self.conn.execute(sql, params or {})
+
+    def _stored_at(self, at: datetime) -> Any:
+        """An audit event's time as the full path stores it (SQLAlchemy's text form on SQLite)."""
+        return queries.sqlite_datetime(at)
 
     def _one(self, sql: str, params: Mapping[str, Any]) -> Any:
         with self._errors():
-            return self.conn.execute(sql, params).fetchone()
+            return self._execute(sql, params).fetchone()
 
     def schema_version(self) -> int:
         """The database's schema version (0 when it has no tokenvault schema)."""
         try:
-            row = self.conn.execute(queries.SCHEMA_VERSION_QUERY).fetchone()
-        except sqlite3.OperationalError:  # no tv_schema_version table
+            row = self._execute(queries.SCHEMA_VERSION_QUERY).fetchone()
+        except self._driver_errors:  # no tv_schema_version table
             return 0
         return int(row[0] or 0) if row else 0
 
@@ -134,44 +155,144 @@ class FastStore:
 
     def get_token(self, label: str, *, with_history: bool = False) -> TokenRecord:
         with self._errors():
-            row = self.conn.execute(queries.TOKEN_BY_LABEL, {"label": label}).fetchone()
-            versions = (self.conn.execute(queries.VERSIONS_OF_TOKEN, {"token_id": row[0]}).fetchall()
+            row = self._execute(queries.TOKEN_BY_LABEL, {"label": label}).fetchone()
+            versions = (self._execute(queries.VERSIONS_OF_TOKEN, {"token_id": row[0]}).fetchall()
                         if with_history and row is not None else [])
         return queries.token_from_rows(label, row, versions)
 
     def list_tokens(self) -> list[TokenRecord]:
         with self._errors():
-            return queries.token_records(self.conn.execute(queries.ALL_TOKENS))
+            return queries.token_records(self._execute(queries.ALL_TOKENS))
 
     def get_blob(self, kind: str, owner_id: int, version: int) -> BlobRecord | None:
         return queries.blob_record(self._one(queries.BLOB, {"kind": kind, "owner_id": owner_id, "version": version}))
 
     def append_audit(self, actor: str, action: str, subject: str, details: dict[str, Any], now: datetime,
                      head_key: bytes | None = None) -> int:
-        """Append one event to the hash chain: ``BEGIN IMMEDIATE`` serialises it with every other writer
-        (SqlStore's sessions begin the same way), the link is :func:`meta_tokenvault.audit.next_link`'s (which
-        checks the head's MAC with ``head_key``); a missing head over existing events is
-        :func:`meta_tokenvault.audit.missing_head`."""
+        """Append one event to the hash chain in one transaction, serialised with every other writer as
+        SqlStore serialises it (SQLite: ``BEGIN IMMEDIATE``; PostgreSQL: the head row ``FOR UPDATE``); the
+        link is :func:`meta_tokenvault.audit.next_link`'s (which checks the head's MAC with ``head_key``); a
+        missing head over existing events is :func:`meta_tokenvault.audit.missing_head`. A chain without its head
+        row yet is left to the full path on PostgreSQL (SqlStore creates it before locking it)."""
         with self._errors():
-            self.conn.execute("BEGIN IMMEDIATE")
+            self._execute(self._begin)
             try:
-                head = self.conn.execute(queries.SETTING, {"key": AUDIT_HEAD}).fetchone()
+                head = self._execute(self._audit_head, {"key": AUDIT_HEAD}).fetchone()
                 if head is None:
-                    last = self.conn.execute(queries.AUDIT_LAST_SEQ).fetchone()
+                    last = self._execute(queries.AUDIT_LAST_SEQ).fetchone()
                     if last and last[0]:
                         raise missing_head(int(last[0]))
+                    if self._audit_head is not queries.SETTING:
+                        raise FastPathUnavailable("the audit chain has no head row yet")
                 link = next_link(head[0] if head else None, actor, action, subject, details, now, head_key)
-                self.conn.execute(queries.AUDIT_INSERT, {
-                    "seq": link.seq, "at": queries.sqlite_datetime(link.at), "actor": link.actor,
+                self._execute(queries.AUDIT_INSERT, {
+                    "seq": link.seq, "at": self._stored_at(link.at), "actor": link.actor,
                     "action": link.action, "subject": link.subject, "details": link.details,
                     "prev_hash": link.prev_hash, "hash": link.hash})
-                self.conn.execute(queries.SETTING_UPDATE if head else queries.SETTING_INSERT,
-                                  {"key": AUDIT_HEAD, "value": link.head})
-                self.conn.execute("COMMIT")
+                self._execute(queries.SETTING_UPDATE if head else queries.SETTING_INSERT,
+                              {"key": AUDIT_HEAD, "value": link.head})
+                self._execute("COMMIT")
             except BaseException:
-                self.conn.execute("ROLLBACK")
+                self._execute("ROLLBACK")
                 raise
             return link.seq
+
+
+class PgFastStore(FastStore):
+    """:class:`FastStore` on PostgreSQL through psycopg2 directly (the driver SqlStore's engine uses), in
+    autocommit mode with explicit transactions; the same :mod:`meta_tokenvault.queries` statements, their ``:name``
+    parameters written ``%(name)s`` for the driver."""
+
+    _begin = "BEGIN"
+    _audit_head = queries.SETTING + " FOR UPDATE"
+
+    def __init__(self, conn: Any, display_url: str, errors: tuple[type[BaseException], ...]) -> None:
+        super().__init__(conn, None, display_url=display_url)
+        self._driver_errors = errors
+
+    @classmethod
+    def connect_url(cls, url: str) -> PgFastStore | None:
+        """Connect as SQLAlchemy's psycopg2 dialect would for ``url``; None when this is not a plain
+        ``postgresql[+psycopg2]://`` URL, psycopg2 is missing or the connection fails (the full path reports)."""
+        args = pg_connect_args(url)
+        if args is None:
+            return None
+        try:
+            import psycopg2
+        except ImportError:
+            return None
+        try:
+            conn = psycopg2.connect(**args)
+            conn.autocommit = True
+        except psycopg2.Error:
+            return None
+        return cls(conn, _safe_pg_url(url), (psycopg2.Error,))
+
+    def _execute(self, sql: str, params: Mapping[str, Any] | None = None) -> Any:
+        cursor = self.conn.cursor()
+        cursor.execute(_pg_sql(sql), params or None)
+        return cursor
+
+    def _stored_at(self, at: datetime) -> Any:
+        return at  # as SqlStore passes it: the driver adapts the datetime
+
+    def schema_version(self) -> int:
+        with self._errors():
+            row = self._execute(
+                "SELECT 1 FROM information_schema.tables WHERE table_name = :t AND table_schema = current_schema()",
+                {"t": queries.TABLES["m"]}).fetchone()
+        return super().schema_version() if row else 0
+
+
+_PARAM = re.compile(r"(?<![:\w]):([A-Za-z_][A-Za-z0-9_]*)")
+
+
+@lru_cache(maxsize=64)
+def _pg_sql(sql: str) -> str:
+    """A :mod:`meta_tokenvault.queries` statement in psycopg2's parameter style (``:name`` -> ``%(name)s``)."""
+    return _PARAM.sub(r"%(\1)s", sql)
+
+
+def pg_connect_args(url: str) -> dict[str, Any] | None:
+    """psycopg2 connect arguments of a ``postgresql://`` / ``postgresql+psycopg2://`` URL, as SQLAlchemy's
+    psycopg2 dialect builds them (user, password, host, port, dbname, then the query's parameters);
+    None for any other URL, or one with repeated query parameters (multiple hosts: the full path)."""
+    from urllib.parse import parse_qsl, unquote, urlsplit
+
+    scheme, sep, _rest = url.partition("://")
+    if not sep or scheme not in ("postgresql", "postgresql+psycopg2"):
+        return None
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+        query = parse_qsl(parts.query, keep_blank_values=True, strict_parsing=bool(parts.query))
+    except ValueError:
+        return None
+    if parts.fragment or len({k for k, _ in query}) != len(query):
+        return None
+    args: dict[str, Any] = {}
+    if parts.username:
+        args["user"] = unquote(parts.username)
+    if parts.password is not None:
+        args["password"] = unquote(parts.password)
+    if parts.hostname:
+        args["host"] = unquote(parts.hostname)
+    if port is not None:
+        args["port"] = port
+    if parts.path.strip("/"):
+        args["dbname"] = unquote(parts.path.lstrip("/"))
+    args.update(query)
+    return args
+
+
+def _safe_pg_url(url: str) -> str:
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urlunsplit(parts._replace(netloc=netloc))
 
 
 class FastReader:
@@ -226,8 +347,9 @@ def open_fast(settings: Settings, *, environ: Mapping[str, str] | None = None,
     check_settings(settings)  # the full path's checks, before the database is opened
     no_core_dumps()  # as build_manager: keys and tokens may now be in memory
     env = os.environ if environ is None else environ
-    path = sqlite_file(settings.database_url)
-    store = FastStore.connect(path) if path is not None else None
+    url = settings.database_url
+    path = sqlite_file(url)
+    store = FastStore.connect(path) if path is not None else PgFastStore.connect_url(url)
     if store is None:
         return None
     try:
@@ -251,18 +373,33 @@ def _wire(store: FastStore, settings: Settings, env: Mapping[str, str],
     backend = choose_backend(settings, store.get_setting("backend") or None,
                              explicit=explicit_backend or env.get("TOKENVAULT_BACKEND"))
     provider = settings.key_provider or store.get_setting("key_provider")
-    if backend != "local" or provider not in FAST_KEY_PROVIDERS:
+    if backend not in FAST_BACKENDS or provider not in FAST_KEY_PROVIDERS:
         store.close()
         return None
-    from .adapters.secrets_local import LocalBackend
+    light = None
+    if backend == "vault":
+        from .adapters.hashicorp_light import LightKvClient
+
+        light = LightKvClient.from_settings(settings, env)
+        if light is None:  # AppRole, an address hvac would refuse...: the full path decides and reports
+            store.close()
+            return None
     from .ports.clock import SystemClock
     from .service import TokenManager
     from .wiring import default_actor
 
-    keys = build_key_provider(settings, provider, env)
+    keys = build_key_provider(settings, provider, env)  # before the backend, as build_manager builds them
     as_sql = _as_sql_store(store)
-    manager = TokenManager(store=as_sql, secrets=LocalBackend(as_sql, keys), keys=keys, clock=SystemClock(),
-                           actor=default_actor())
+    secrets: SecretBackend
+    if light is not None:
+        from .adapters.secrets_hashicorp import HashicorpBackend
+
+        secrets = HashicorpBackend(light, mount=settings.vault_mount, prefix=settings.vault_prefix)
+    else:
+        from .adapters.secrets_local import LocalBackend
+
+        secrets = LocalBackend(as_sql, keys)
+    manager = TokenManager(store=as_sql, secrets=secrets, keys=keys, clock=SystemClock(), actor=default_actor())
     return FastReader(store, manager)
 
 
@@ -283,5 +420,5 @@ def run_or_fall_back(fast: Callable[[FastReader], _T], full: Callable[[], _T], r
         return full()
 
 
-__all__ = ["FAST_KEY_PROVIDERS", "FastPathUnavailable", "FastReader", "FastStore", "open_fast",
-           "run_or_fall_back", "sqlite_file"]
+__all__ = ["FAST_BACKENDS", "FAST_KEY_PROVIDERS", "FastPathUnavailable", "FastReader", "FastStore", "PgFastStore",
+           "open_fast", "pg_connect_args", "run_or_fall_back", "sqlite_file"]

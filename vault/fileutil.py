@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import secrets
 from pathlib import Path
 
 from .errors import BackendUnavailable, InvalidInput
@@ -69,6 +68,8 @@ def atomic_write_private(path: Path, data: bytes) -> None:
 
     On any failure the previous content of ``path`` is intact and the temp file is removed.
     """
+    import secrets  # not at import: the fast read path never writes a file
+
     tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
     try:
         fd = os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)

@@ -26,6 +26,15 @@ def as_utc(value: datetime) -> datetime:
     return value.astimezone(UTC)
 
 
+def _iso(value: datetime | None) -> str | None:
+    """``value`` in ISO 8601, in UTC (naive values are taken as UTC)."""
+    if value is None:
+        return None
+    if value.tzinfo is UTC:
+        return value.isoformat()
+    return as_utc(value).isoformat()
+
+
 @dataclass(frozen=True, slots=True)
 class Secret:
     """A secret string that will not print.
@@ -167,16 +176,14 @@ class TokenRecord:
     data_access_expires_at: datetime | None = None  # debug_token's data_access_expires_at (None: not known)
 
     def as_json(self) -> dict[str, object]:
-        """The contract's ``token show --json`` object."""
-
-        def iso(value: datetime | None) -> str | None:
-            return as_utc(value).isoformat() if value is not None else None
-
+        """The contract's ``token show --json`` object (``token list --json`` builds 100,000 of these: no
+        closure, no enum property lookups, no timezone conversion of what is UTC already)."""
+        iso = _iso
         return {
             "label": self.label,
-            "status": self.status.value,
+            "status": self.status._value_,
             "version": self.version,
-            "source": self.source.value,
+            "source": self.source._value_,
             "business_id": self.provenance.business_id,
             "system_user_id": self.provenance.system_user_id,
             "app_id": self.provenance.app_id,

@@ -6,9 +6,7 @@ what it uses (``--help`` imports none of hvac, httpx or SQLAlchemy).
 
 from __future__ import annotations
 
-import getpass
 import os
-import socket
 from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -31,11 +29,22 @@ def default_actor() -> str:
     explicit = os.environ.get("TOKENVAULT_ACTOR")
     if explicit:
         return explicit
+    import getpass
+
     try:
         user = getpass.getuser()
     except (KeyError, OSError):
         user = str(os.getuid())
-    return f"{user}@{socket.gethostname()}"
+    return f"{user}@{_hostname()}"
+
+
+def _hostname() -> str:
+    """socket.gethostname() without importing socket where POSIX has it: uname's node name is what it returns."""
+    if hasattr(os, "uname"):
+        return os.uname().nodename
+    import socket
+
+    return socket.gethostname()
 
 
 def build_key_provider(settings: Settings, name: str, environ: Mapping[str, str] | None = None, *,

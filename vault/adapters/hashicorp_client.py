@@ -17,6 +17,7 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from ..errors import AlreadyExists, InvalidInput, NotFound, VaultError, VaultUnavailable
+from ..fallback import FastPathUnavailable
 
 if TYPE_CHECKING:
     from ..config import Settings
@@ -238,15 +239,24 @@ def translating(
     policy: str | None = None,
     on_bad_request: BadRequestHook | None = None,
 ) -> Iterator[None]:
-    """Run a block of hvac calls; re-raise hvac/requests errors through :func:`translate_error`."""
-    import hvac.exceptions as hx
-    import requests.exceptions as rx
+    """Run a block of hvac calls; re-raise hvac/requests errors through :func:`translate_error`.
 
+    hvac is imported only when something was raised: the fast read path runs
+    :class:`~meta_tokenvault.adapters.secrets_hashicorp.HashicorpBackend` on a client without hvac
+    (:mod:`~meta_tokenvault.adapters.hashicorp_light`), whose own signal passes through untouched.
+    """
     try:
         yield
-    except (hx.VaultError, rx.RequestException) as exc:
-        raise translate_error(exc, addr=addr, path=path, action=action, policy=policy,
-                              on_bad_request=on_bad_request) from exc
+    except (VaultError, FastPathUnavailable):
+        raise
+    except Exception as exc:
+        import hvac.exceptions as hx
+        import requests.exceptions as rx
+
+        if isinstance(exc, (hx.VaultError, rx.RequestException)):
+            raise translate_error(exc, addr=addr, path=path, action=action, policy=policy,
+                                  on_bad_request=on_bad_request) from exc
+        raise
 
 
 __all__ = ["DEFAULT_TIMEOUT", "build_client", "client_from_settings", "translate_error", "translating"]
