@@ -10,6 +10,8 @@ from __future__ import annotations
 import os
 import socket
 import uuid
+from datetime import datetime, timedelta
+from typing import Protocol
 
 _HOST = socket.gethostname()
 
@@ -36,4 +38,28 @@ def lease_is_stale(owner: str) -> bool:
     return False
 
 
-__all__ = ["lease_is_stale", "lease_owner"]
+class LeaseStore(Protocol):
+    """What :func:`take_lease` needs of the metadata store."""
+
+    def acquire_lease(self, resource: str, owner: str, now: datetime, ttl: timedelta) -> bool: ...
+    def lease_holder(self, resource: str) -> tuple[str, datetime] | None: ...
+    def release_lease(self, resource: str, owner: str) -> None: ...
+
+
+def take_lease(store: LeaseStore, resource: str, owner: str, now: datetime,
+               ttl: timedelta) -> tuple[bool, tuple[str, datetime] | None]:
+    """Take ``resource``'s lease for ``owner``: when it is free or expired (the store's compare-and-set), or
+    held by a process that died on this host (taken over at once, no need to wait for it to expire).
+
+    Returns ``(True, None)``, or ``(False, (holder, until))`` naming who holds it (None if it vanished)."""
+    if store.acquire_lease(resource, owner, now, ttl):
+        return True, None
+    holder = store.lease_holder(resource)
+    if holder is not None and lease_is_stale(holder[0]):
+        store.release_lease(resource, holder[0])
+        if store.acquire_lease(resource, owner, now, ttl):
+            return True, None
+    return False, holder
+
+
+__all__ = ["LeaseStore", "lease_is_stale", "lease_owner", "take_lease"]

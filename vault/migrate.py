@@ -159,16 +159,12 @@ class BackendMigrator:
             self.store.release_lease(LEASE, owner)
 
     def _lock(self) -> str:
-        from .leases import lease_is_stale, lease_owner
+        from .leases import lease_owner, take_lease
 
         owner = lease_owner()
-        if self.store.acquire_lease(LEASE, owner, self.manager.now(), LEASE_TTL):
+        taken, holder = take_lease(self.store, LEASE, owner, self.manager.now(), LEASE_TTL)
+        if taken:
             return owner
-        holder = self.store.lease_holder(LEASE)
-        if holder is not None and lease_is_stale(holder[0]):  # its process died on this host (a crash, a kill)
-            self.store.release_lease(LEASE, holder[0])
-            if self.store.acquire_lease(LEASE, owner, self.manager.now(), LEASE_TTL):
-                return owner
         raise Conflict(f"Another backend migration is running ({holder[0] if holder else 'unknown'}).",
                        hint="Wait for it to finish; one abandoned on another host can be resumed after its lease "
                             "expires.")

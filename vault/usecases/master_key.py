@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from .. import crypto
 from ..context import FINGERPRINT_PURPOSE, FP_AAD, test_crash
 from ..errors import Conflict, IntegrityError, InvalidInput, VaultError
-from ..leases import lease_is_stale, lease_owner
+from ..leases import lease_owner, take_lease
 from ..types import SecretKind, SecretRef
 
 if TYPE_CHECKING:
@@ -83,13 +83,9 @@ def rotate_master_key(ctx: VaultContext, *, progress: Callable[[int, int], None]
 
 def _lock_key_rotation(ctx: VaultContext) -> str:
     owner = lease_owner()
-    if ctx.store.acquire_lease(KEY_ROTATION_LEASE, owner, ctx.now(), KEY_ROTATION_LEASE_TTL):
+    taken, holder = take_lease(ctx.store, KEY_ROTATION_LEASE, owner, ctx.now(), KEY_ROTATION_LEASE_TTL)
+    if taken:
         return owner
-    holder = ctx.store.lease_holder(KEY_ROTATION_LEASE)
-    if holder is not None and lease_is_stale(holder[0]):  # its process died on this host
-        ctx.store.release_lease(KEY_ROTATION_LEASE, holder[0])
-        if ctx.store.acquire_lease(KEY_ROTATION_LEASE, owner, ctx.now(), KEY_ROTATION_LEASE_TTL):
-            return owner
     until = f" (lease until {holder[1]:%H:%M:%S} UTC)" if holder else ""
     raise Conflict(f"Another `tokenvault keys rotate` is under way{until}; nothing was changed.",
                    hint="Wait for it to finish; if it crashed on another host, run `tokenvault keys rotate` "

@@ -40,7 +40,7 @@ from ..errors import (
     SevenDayWindow,
     VaultError,
 )
-from ..leases import lease_is_stale, lease_owner
+from ..leases import lease_is_stale, lease_owner, take_lease
 from ..types import (
     BusinessRecord,
     ProvisioningRecord,
@@ -402,14 +402,9 @@ class Provisioner:
 
     # ------------------------------------------------------------------ lease
     def _lock(self, record: ProvisioningRecord) -> str:
-        owner, resource = lease_owner(), _resource(record)
-        if self.ctx.store.acquire_lease(resource, owner, self.ctx.now(), LEASE_TTL):
+        owner = lease_owner()
+        if take_lease(self.ctx.store, _resource(record), owner, self.ctx.now(), LEASE_TTL)[0]:
             return owner
-        holder = self.ctx.store.lease_holder(resource)
-        if holder is not None and lease_is_stale(holder[0]):
-            self.ctx.store.release_lease(resource, holder[0])
-            if self.ctx.store.acquire_lease(resource, owner, self.ctx.now(), LEASE_TTL):
-                return owner
         raise RotationInProgress(f"Another run is provisioning system user {record.name} of {record.business_name}; "
                                  "nothing was done.", hint="Wait for it to finish; `tokenvault run-due` resumes it if "
                                                            "it died.")
