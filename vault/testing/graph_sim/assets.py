@@ -13,8 +13,6 @@ permissions error (200), an unknown id Meta's "does not exist" (100/33, from the
 
 from __future__ import annotations
 
-import json
-
 from . import wire
 from .auth import Caller
 from .handlers import Payload, _acts_on, _fields
@@ -71,16 +69,7 @@ def _tasks(call: Call) -> list[str]:
     raw = call.params.get("tasks", "").strip()
     if not raw:
         raise wire.param_required("tasks")
-    if raw.startswith("["):
-        try:
-            value = json.loads(raw)
-        except ValueError:
-            raise wire.invalid_param("Param tasks must be an array") from None
-        if not isinstance(value, list) or not all(isinstance(t, str) for t in value):
-            raise wire.invalid_param("Param tasks must be an array of strings")
-        tasks = value
-    else:
-        tasks = [raw]
+    tasks = wire.string_list("tasks", raw)
     if not tasks:
         raise wire.param_required("tasks")
     allowed = ", ".join(WABA_TASKS)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 from collections.abc import Sequence
 from dataclasses import replace
 from datetime import datetime
@@ -311,18 +310,7 @@ def mint(sim: SimState, call: Call, su: SimSystemUser) -> Payload:
 
 def _scopes(raw: str) -> tuple[str, ...]:
     """``scope``: comma-separated ([TOK]), or the JSON list Meta's SDK sends for a ``list<string>`` param."""
-    items: list[str] = []
-    if raw.lstrip().startswith("["):
-        try:
-            parsed = json.loads(raw)
-        except ValueError:
-            raise wire.invalid_param("Param scope must be a comma-separated list or a JSON array") from None
-        if not isinstance(parsed, list) or not all(isinstance(x, str) for x in parsed):
-            raise wire.invalid_param("Param scope must be an array of strings")
-        items = parsed
-    else:
-        items = raw.split(",")
-    return tuple(dict.fromkeys(s.strip() for s in items if s.strip()))
+    return tuple(dict.fromkeys(wire.string_list("scope", raw)))
 
 
 def _flag(call: Call, name: str) -> bool:

@@ -233,6 +233,22 @@ def invalid_param(message: str) -> GraphFailure:
     return GraphFailure(100, f"(#100) {message}")
 
 
+def string_list(name: str, raw: str) -> list[str]:
+    """A ``list<string>`` parameter: the JSON array Meta's SDK sends, or comma-separated values ([TOK]'s
+    ``scope``); blanks dropped. A malformed array is Meta's (#100)."""
+    if raw.lstrip().startswith("["):
+        try:
+            parsed = json.loads(raw)
+        except ValueError:
+            raise invalid_param(f"Param {name} must be a comma-separated list or a JSON array") from None
+        if not isinstance(parsed, list) or not all(isinstance(x, str) for x in parsed):
+            raise invalid_param(f"Param {name} must be an array of strings")
+        items: list[str] = parsed
+    else:
+        items = raw.split(",")
+    return [s.strip() for s in items if s.strip()]
+
+
 def nonexisting_field(name: str, node_type: str) -> GraphFailure:
     return GraphFailure(100, f"(#100) Tried accessing nonexisting field ({name}) on node type ({node_type})")
 
