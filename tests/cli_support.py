@@ -99,3 +99,61 @@ def imports_of(args: list[str], env: dict[str, str], watch: tuple[str, ...]) -> 
     assert len(marker) == 2, proc.stderr
     data = json.loads(marker[1])
     return data["code"], data["loaded"], proc.stdout
+
+
+#: A deployment under ``exec``: prints ``serving <sha256(token)[:16]>`` at start, exits 0 on SIGTERM.
+SERVING_CHILD = """
+import hashlib, os, signal, sys, time
+token = os.environ["WHATSAPP_TOKEN"]
+signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+print("serving", hashlib.sha256(token.encode()).hexdigest()[:16], flush=True)
+while True:
+    time.sleep(0.05)
+"""
+
+
+def short_sha(value: str) -> str:
+    """What :data:`SERVING_CHILD` prints of its token."""
+    import hashlib
+
+    return hashlib.sha256(value.encode()).hexdigest()[:16]
+
+
+class SupervisedChild:
+    """``tokenvault exec --token LABEL --restart-on-rotate -- python -c SERVING_CHILD`` as a subprocess, its stdout
+    read line by line in a thread. Use as a context manager; :meth:`serving` waits for the next start and returns
+    the short hash of the token it got; :meth:`stop` sends SIGTERM and returns (exit code, stderr)."""
+
+    def __init__(self, label: str, env: dict[str, str], cwd: Path) -> None:
+        import queue
+        import threading
+
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "meta_tokenvault.cli.main", "exec", "--token", label, "--restart-on-rotate",
+             "--poll", "0.2", "--grace", "5", "--", sys.executable, "-c", SERVING_CHILD],
+            env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL)
+        self._lines: queue.Queue[str] = queue.Queue()
+        self._reader = threading.Thread(target=lambda: [self._lines.put(x) for x in self.proc.stdout or []],
+                                        daemon=True)
+        self._reader.start()
+
+    def serving(self, timeout: float = 30) -> str:
+        words = self._lines.get(timeout=timeout).split()
+        assert words[0] == "serving", words
+        return words[1]
+
+    def stop(self) -> tuple[int, str]:
+        import signal
+
+        self.proc.send_signal(signal.SIGTERM)  # forwarded by exec: the child exits 0, and so does exec
+        _, err = self.proc.communicate(timeout=30)
+        return self.proc.returncode, err
+
+    def __enter__(self) -> SupervisedChild:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.communicate()
+        self._reader.join(timeout=5)

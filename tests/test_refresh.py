@@ -22,6 +22,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from cli_support import SupervisedChild, short_sha
 from graph_world import SCOPES, World, make_world, valid_minted
 from plugins.webhook import Webhook
 
@@ -218,54 +219,24 @@ def test_sigkill_after_each_reissue_step_then_run_due_finishes(served: tuple[Wor
     m.close()
 
 
-CHILD = """
-import hashlib, os, signal, sys, time
-token = os.environ["WHATSAPP_TOKEN"]
-signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-print("serving", hashlib.sha256(token.encode()).hexdigest()[:16], flush=True)
-while True:
-    time.sleep(0.05)
-"""
-
-
 @pytest.mark.slow
 def test_exec_restart_on_rotate_picks_up_a_refreshed_version(served: tuple[World, str]) -> None:
-    import hashlib
-    import queue
-    import threading
-
-    def short_sha(value: str) -> str:
-        return hashlib.sha256(value.encode()).hexdigest()[:16]
-
     world, url = served
     ids = world.ids
     old = world.sim.issue_token(ids.app_id, ids.old_admin_id, SCOPES, expiring=True)
     world.sim.clock.set(datetime.now(UTC))
     assert tokenvault(world, url, "token", "import", "exp", "--business", "acme", stdin=old).returncode == 0
-    proc = subprocess.Popen([sys.executable, "-m", "meta_tokenvault.cli.main", "exec", "--token", "exp",
-                             "--restart-on-rotate", "--poll", "0.2", "--grace", "5", "--", sys.executable, "-c", CHILD],
-                            env=world.env(url), cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            stdin=subprocess.DEVNULL)
-    lines: queue.Queue[str] = queue.Queue()
-    reader = threading.Thread(target=lambda: [lines.put(line) for line in proc.stdout or []], daemon=True)
-    reader.start()
-    try:
-        assert lines.get(timeout=30).split() == ["serving", short_sha(old)]
+    with SupervisedChild("exp", world.env(url), ROOT) as child:
+        assert child.serving() == short_sha(old)
         ran = tokenvault(world, url, "run-due", "--json")
         assert json.loads(ran.stdout)["refreshed"] == ["exp"], ran.stderr
         m = world.manager()
         new = m.reveal("exp").reveal()
         m.close()
-        assert lines.get(timeout=30).split() == ["serving", short_sha(new)]  # restarted with the refreshed token
-        proc.send_signal(signal.SIGTERM)
-        _, err = proc.communicate(timeout=30)
-        assert proc.returncode == 0, err
+        assert child.serving() == short_sha(new)  # restarted with the refreshed token
+        code, err = child.stop()
+        assert code == 0, err
         assert old not in err and new not in err
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
-        reader.join(timeout=5)
 
 
 def test_an_interrupted_pass_never_refreshes_twice(tmp_path: Path) -> None:

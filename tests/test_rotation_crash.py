@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from cli_support import SupervisedChild, short_sha
 from graph_world import SCOPES, World, make_world, valid_minted
 
 from meta_tokenvault.types import TokenStatus
@@ -121,54 +122,23 @@ def test_two_processes_rotating_one_token_mint_exactly_once(tmp_path: Path, shar
         server.close()
 
 
-CHILD = """
-import hashlib, os, signal, sys, time
-token = os.environ["WHATSAPP_TOKEN"]
-signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-print("serving", hashlib.sha256(token.encode()).hexdigest()[:16], flush=True)
-while True:
-    time.sleep(0.05)
-"""
-
-
 @pytest.mark.slow
 def test_exec_restart_on_rotate_follows_a_real_token_rotate(served: tuple[World, str]) -> None:
     """A deployment under `exec --restart-on-rotate` gets the new token after `token rotate` (another process)."""
-    import hashlib
-    import queue
-    import threading
-
-    def short_sha(value: str) -> str:
-        return hashlib.sha256(value.encode()).hexdigest()[:16]
-
     world, url = served
     m = world.manager()
     m.generate_token("prod", business="acme", scopes=SCOPES)
     first_token = m.reveal("prod").reveal()
     m.store.close()
-    proc = subprocess.Popen([sys.executable, "-m", "meta_tokenvault.cli.main", "exec", "--token", "prod",
-                             "--restart-on-rotate",
-                             "--poll", "0.2", "--grace", "5", "--", sys.executable, "-c", CHILD],
-                            env=world.env(url), cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            stdin=subprocess.DEVNULL)
-    lines: queue.Queue[str] = queue.Queue()
-    reader = threading.Thread(target=lambda: [lines.put(line) for line in proc.stdout or []], daemon=True)
-    reader.start()
-    try:
-        assert lines.get(timeout=30).split() == ["serving", short_sha(first_token)]
+    with SupervisedChild("prod", world.env(url), ROOT) as child:
+        assert child.serving() == short_sha(first_token)
         rotated = tokenvault(world, url, "token", "rotate", "prod")
         assert rotated.returncode == 0, rotated.stderr
         m = world.manager()
         second_token = m.reveal("prod").reveal()
         m.close()
-        assert lines.get(timeout=30).split() == ["serving", short_sha(second_token)]  # restarted, new token
+        assert child.serving() == short_sha(second_token)  # restarted, new token
         assert world.sim.token_state(first_token) == "revoked" and world.sim.token_state(second_token) == "valid"
-        proc.send_signal(signal.SIGTERM)  # forwarded: the child exits 0, and so does exec
-        _, err = proc.communicate(timeout=30)
-        assert proc.returncode == 0, err
+        code, err = child.stop()
+        assert code == 0, err
         assert "restarting the command" in err and first_token not in err and second_token not in err
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
-        reader.join(timeout=5)
