@@ -8,6 +8,8 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -157,3 +159,27 @@ class SupervisedChild:
             self.proc.kill()
             self.proc.communicate()
         self._reader.join(timeout=5)
+
+
+@contextmanager
+def served_business(cli: CliRunner, monkeypatch: pytest.MonkeyPatch, *,
+                    realtime: bool = False) -> Iterator[tuple[Any, Any]]:
+    """The simulator's demo world served over HTTP on 127.0.0.1 (its clock at the real time now; following it
+    with ``realtime``), ``TOKENVAULT_GRAPH_URL`` pointing there, and through the CLI: ``init``, the business
+    ``acme`` added with its app secret and admin token, its system users synced. Yields ``(sim, world)``."""
+    from datetime import UTC, datetime
+
+    from meta_tokenvault.testing.graph_sim import GraphSimulator, SimClock
+
+    sim, world = GraphSimulator.demo_world(clock=SimClock(datetime.now(UTC), realtime=realtime))
+    server = sim.serve()
+    monkeypatch.setenv("TOKENVAULT_GRAPH_URL", server.url)
+    try:
+        assert cli("init").code == 0
+        added = cli("business", "add", "acme", "--business-id", world.business_id, "--app-id", world.app_id,
+                    stdin=f"{world.app_secret}\n{world.admin_token}\n")
+        assert added.code == 0, added.err
+        assert cli("system-users", "sync").code == 0
+        yield sim, world
+    finally:
+        server.close()

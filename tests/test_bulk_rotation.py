@@ -14,7 +14,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from cli_support import CliRunner
+from cli_support import CliRunner, served_business
 
 from meta_tokenvault.adapters.graph_httpx import RatePacer
 from meta_tokenvault.adapters.store_sql import SqlStore
@@ -32,21 +32,12 @@ LABELS = [f"bulk-{i}" for i in range(8)]
 def limited(env_home: Path, monkeypatch: pytest.MonkeyPatch, cli: CliRunner) -> Iterator[GraphSimulator]:
     """The demo world served over HTTP on a clock that follows real time (so its rate-limit window reopens),
     a business with LABELS generated through the CLI, then a rate limit of 10 calls in any second."""
-    sim, world = GraphSimulator.demo_world(clock=SimClock(datetime.now(UTC), realtime=True))
-    server = sim.serve()
-    monkeypatch.setenv("TOKENVAULT_GRAPH_URL", server.url)
-    try:
-        assert cli("init").code == 0
-        assert cli("business", "add", "acme", "--business-id", world.business_id, "--app-id", world.app_id,
-                   stdin=f"{world.app_secret}\n{world.admin_token}\n").code == 0
-        assert cli("system-users", "sync").code == 0
+    with served_business(cli, monkeypatch, realtime=True) as (sim, _world):
         for label in LABELS:
             res = cli("token", "generate", label, "--business", "acme", "--scopes", SCOPES)
             assert res.code == 0, res.err
         sim.rate_limit = (10, 1.0)
         yield sim
-    finally:
-        server.close()
 
 
 def values(cli: CliRunner) -> dict[str, str]:

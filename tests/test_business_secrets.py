@@ -3,31 +3,20 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from cli_support import CliRunner
+from cli_support import CliRunner, served_business
 
-from meta_tokenvault.testing.graph_sim import GraphSimulator, SimClock
+from meta_tokenvault.testing.graph_sim import GraphSimulator
 
 SCOPES = "whatsapp_business_management,whatsapp_business_messaging"
 
 
 @pytest.fixture
 def served(env_home: Path, monkeypatch: pytest.MonkeyPatch, cli: CliRunner) -> Iterator[tuple[GraphSimulator, object]]:
-    sim, world = GraphSimulator.demo_world(clock=SimClock(datetime.now(UTC)))
-    server = sim.serve()
-    monkeypatch.setenv("TOKENVAULT_GRAPH_URL", server.url)
-    try:
-        assert cli("init").code == 0
-        res = cli("business", "add", "acme", "--business-id", world.business_id, "--app-id", world.app_id,  # type: ignore[attr-defined]
-                  stdin=f"{world.app_secret}\n{world.admin_token}\n")  # type: ignore[attr-defined]
-        assert res.code == 0, res.err
-        assert cli("system-users", "sync").code == 0
+    with served_business(cli, monkeypatch) as (sim, world):
         yield sim, world
-    finally:
-        server.close()
 
 
 def test_a_new_admin_token_is_used_for_minting_and_the_old_one_can_be_revoked(

@@ -9,9 +9,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from cli_support import CliRunner
+from cli_support import CliRunner, served_business
 
-from meta_tokenvault.testing.graph_sim import GraphSimulator, SimClock
+from meta_tokenvault.testing.graph_sim import GraphSimulator
 from meta_tokenvault.types import AgeSource, Provenance, SystemUserRecord, TokenRecord, TokenSource, TokenStatus
 from meta_tokenvault.usecases.review import CODES, ReviewPolicy, is_generic_name, markdown, review
 
@@ -148,17 +148,8 @@ def test_markdown_is_a_table_to_paste_into_a_ticket() -> None:
 # ---------------------------------------------------------------------------------------------- the command
 @pytest.fixture
 def served(env_home: Path, monkeypatch: pytest.MonkeyPatch, cli: CliRunner) -> Iterator[tuple[GraphSimulator, object]]:
-    sim, world = GraphSimulator.demo_world(clock=SimClock(datetime.now(UTC)))
-    server = sim.serve()
-    monkeypatch.setenv("TOKENVAULT_GRAPH_URL", server.url)
-    try:
-        assert cli("init").code == 0
-        assert cli("business", "add", "acme", "--business-id", world.business_id, "--app-id", world.app_id,
-                   stdin=f"{world.app_secret}\n{world.admin_token}\n").code == 0
-        assert cli("system-users", "sync").code == 0
+    with served_business(cli, monkeypatch) as (sim, world):
         yield sim, world
-    finally:
-        server.close()
 
 
 def test_review_json_reports_broad_scopes_and_never_verified(cli: CliRunner,

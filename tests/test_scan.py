@@ -12,14 +12,13 @@ import stat
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from cli_support import CliRunner, Result
+from cli_support import CliRunner, Result, served_business
 
 import meta_tokenvault.usecases.scan as scan_module
-from meta_tokenvault.testing.graph_sim import GraphSimulator, SimClock
+from meta_tokenvault.testing.graph_sim import GraphSimulator
 
 SCOPES = "whatsapp_business_management,whatsapp_business_messaging"
 
@@ -45,19 +44,10 @@ class Vault:
 
 @pytest.fixture
 def vault(env_home: Path, monkeypatch: pytest.MonkeyPatch, cli: CliRunner) -> Iterator[Vault]:
-    sim, world = GraphSimulator.demo_world(clock=SimClock(datetime.now(UTC)))
-    server = sim.serve()
-    monkeypatch.setenv("TOKENVAULT_GRAPH_URL", server.url)
-    try:
-        assert cli("init").code == 0
-        assert cli("business", "add", "acme", "--business-id", world.business_id, "--app-id", world.app_id,
-                   stdin=f"{world.app_secret}\n{world.admin_token}\n").code == 0
-        assert cli("system-users", "sync").code == 0
+    with served_business(cli, monkeypatch) as (sim, world):
         res = cli("token", "generate", "prod", "--business", "acme", "--scopes", SCOPES)
         assert res.code == 0, res.err
         yield Vault(sim, world, cli("token", "reveal", "prod").out.strip())
-    finally:
-        server.close()
 
 
 def scan(cli: CliRunner, *args: str, stdin: str = "", secrets: tuple[str, ...] = ()) -> Result:

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cli_support import CliRunner
+from cli_support import CliRunner, served_business
 from graph_world import SCOPES, World, make_world
 
 from meta_tokenvault import migrations, policy
@@ -21,7 +21,6 @@ from meta_tokenvault.api import TokenVault
 from meta_tokenvault.config import Settings, parse_duration
 from meta_tokenvault.errors import InvalidInput
 from meta_tokenvault.service import TokenManager
-from meta_tokenvault.testing.graph_sim import GraphSimulator, SimClock
 from meta_tokenvault.types import TokenSource, TokenStatus
 
 
@@ -294,18 +293,8 @@ SCOPES_CSV = ",".join(SCOPES)
 @pytest.fixture
 def served_cli(env_home: Path, monkeypatch: pytest.MonkeyPatch, cli: CliRunner) -> Iterator[tuple[CliRunner, Any]]:
     """The CLI in-process, over HTTP to a simulator on the real clock, with acme registered and synced."""
-    sim, demo = GraphSimulator.demo_world(clock=SimClock(datetime.now(UTC)))
-    server = sim.serve()
-    monkeypatch.setenv("TOKENVAULT_GRAPH_URL", server.url)
-    try:
-        assert cli("init").code == 0
-        added = cli("business", "add", "acme", "--business-id", demo.business_id, "--app-id", demo.app_id,
-                    stdin=f"{demo.app_secret}\n{demo.admin_token}\n")
-        assert added.code == 0, added.err
-        assert cli("system-users", "sync").code == 0
+    with served_business(cli, monkeypatch) as (sim, _world):
         yield cli, sim
-    finally:
-        server.close()
 
 
 def test_cli_refresh_on_invalid_and_usage_errors(served_cli: tuple[CliRunner, Any]) -> None:
