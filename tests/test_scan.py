@@ -158,6 +158,9 @@ def test_rotate_prints_progress_and_a_summary(cli: CliRunner, vault: Vault, tmp_
     assert res.code == 9
     assert "[1/1] prod: done" in res.err and "Rotation: 1 token(s)" in res.err and "1 done" in res.err
     assert vault.sim.token_state(vault.token) == "revoked"
+    # what was rotated is said so, not the advice to rotate it (`Rotate them now`, `run this scan again`)
+    assert "found and rotated as compromised" in res.err and "prod" in res.err
+    assert "Rotate them now" not in res.err and "again with --rotate" not in res.err
 
 
 def test_an_older_version_is_named_after_a_normal_rotation(cli: CliRunner, vault: Vault, tmp_path: Path) -> None:

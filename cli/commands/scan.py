@@ -48,6 +48,7 @@ def scan(
         if meter is not None:
             meter.done()
     rotation = None
+    rotated: set[str] = set()
     if rotate and report.live_labels:
         from .tokens import _bulk
 
@@ -58,13 +59,14 @@ def scan(
         counts = {s: sum(o.state == s for o in outcomes) for s in ("done", "deferred", "failed", "skipped")}
         rotation = {"total": len(outcomes), **counts, "seconds": round(time.monotonic() - started, 1),
                     "outcomes": [o.as_json() for o in outcomes]}
+        rotated = {o.label for o in outcomes if o.state == "done"}
     if json_out:
         data = report.as_json()
         if rotate:
             data["rotation"] = rotation
         render.emit_json(data)
     else:
-        _show(report)
+        _show(report, rotated)
         if rotation is not None:
             render.info(f"Rotation: {rotation['total']} token(s) in {rotation['seconds']} s: "
                         + ", ".join(f"{rotation[s]} {s}" for s in ("done", "deferred", "failed", "skipped")
@@ -87,7 +89,7 @@ def _stdin_bytes() -> IO[bytes]:
 SHOWN = 200  # rows of each table for people; --json lists up to meta_tokenvault.usecases.scan.MAX_LISTED
 
 
-def _show(report: ScanReport) -> None:
+def _show(report: ScanReport, rotated: set[str]) -> None:
     from meta_tokenvault.usecases.scan import MAX_LISTED
 
     if report.findings:
@@ -108,8 +110,10 @@ def _show(report: ScanReport) -> None:
         more = f" (the tables list the first {SHOWN}; --json lists up to {MAX_LISTED:,})"
     render.info(f"Scanned {report.files} file(s), {_size(report.scanned_bytes)} in {report.seconds:.1f} s: "
                 f"{report.findings_total} stored token(s) found, {report.unknown_total} unknown{more}.")
-    if report.live_labels:
-        render.info(f"warning: live token(s) found: {', '.join(report.live_labels)}. Rotate them now: "
+    if done := [label for label in report.live_labels if label in rotated]:
+        render.info(f"leaked token(s) found and rotated as compromised (revoked at Meta first): {', '.join(done)}.")
+    if left := [label for label in report.live_labels if label not in rotated]:
+        render.info(f"warning: live token(s) found: {', '.join(left)}. Rotate them now: "
                     "`tokenvault token rotate LABEL --compromised`, or run this scan again with --rotate.")
 
 
