@@ -21,6 +21,7 @@ from ..state import state
 
 app = typer.Typer(help="Tokens: capture, mint, inspect, rotate, revoke.", no_args_is_help=True)
 JsonOpt = Annotated[bool, typer.Option("--json", help="One JSON document on stdout.")]
+LabelArg = Annotated[str, typer.Argument(help="The token's label.")]
 OnInvalidOpt = Annotated[str, typer.Option(
     "--on-invalid", metavar="reissue|alert",
     help="When Meta invalidates the token: run-due mints a new one (reissue), or only notifies (alert).")]
@@ -133,7 +134,7 @@ def list_(json_out: JsonOpt = False) -> None:
 
 
 @app.command("show")
-def show(label: str, json_out: JsonOpt = False) -> None:
+def show(label: LabelArg, json_out: JsonOpt = False) -> None:
     """Metadata, provenance and version history of LABEL; never the secret."""
     manager = state.manager()
     show_record(manager.show_token(label), json_out, manager.now())
@@ -141,7 +142,7 @@ def show(label: str, json_out: JsonOpt = False) -> None:
 
 @app.command("reveal")
 def reveal(
-    label: str,
+    label: LabelArg,
     version: Annotated[Optional[int], typer.Option("--version", help="An older version.")] = None,  # noqa: UP045
 ) -> None:
     """Print the secret alone on stdout (audited). Prefer `tokenvault exec` or `inject`."""
@@ -232,7 +233,8 @@ def _verify_all(manager: TokenManager, concurrency: int, json_out: bool) -> None
 
 
 @app.command("refresh")
-def refresh(label: str, json_out: JsonOpt = False) -> None:
+def refresh(label: Annotated[str, typer.Argument(help="The token to refresh (a 60-day one).")],
+            json_out: JsonOpt = False) -> None:
     """Exchange LABEL's 60-day token for a new one (Meta's fb_exchange_token; the old one keeps working until it
     expires). Falls back to a rotation through an eligible admin when Meta refuses. Exit 7 when deferred."""
     outcome = state.manager().refresh(label)
@@ -243,7 +245,7 @@ def refresh(label: str, json_out: JsonOpt = False) -> None:
 
 
 @app.command("revoke")
-def revoke(label: str, json_out: JsonOpt = False) -> None:
+def revoke(label: LabelArg, json_out: JsonOpt = False) -> None:
     """Revoke LABEL's current token at Meta and mark it revoked."""
     record = state.manager().revoke(label)
     if json_out:
