@@ -23,7 +23,7 @@ def list_(
     all_: Annotated[bool, typer.Option("--all", help="Include done and failed reminders.")] = False,
     json_out: Annotated[bool, typer.Option("--json", help="One JSON document on stdout.")] = False,
 ) -> None:
-    """Deferred work (generate/rotate/refresh), its due date and status."""
+    """Deferred work (generate, rotate, create_system_user, provision), its due date and status."""
     manager = state.manager()
     now = manager.now()
     items = [r.as_json(now) for r in manager.reminders(open_only=not all_)]

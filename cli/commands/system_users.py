@@ -14,7 +14,8 @@ if TYPE_CHECKING:
     from meta_tokenvault.usecases.provision import ProvisionOutcome
     from meta_tokenvault.usecases.system_users import SystemUserView
 
-app = typer.Typer(help="System users: sync from Meta, eligibility, creation dates.", no_args_is_help=True)
+app = typer.Typer(help="System users: sync from Meta, eligibility, creation dates; create them at Meta.",
+                  no_args_is_help=True)
 
 
 def register(root: typer.Typer) -> None:

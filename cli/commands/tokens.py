@@ -267,7 +267,7 @@ def generate(
     on_invalid: OnInvalidOpt = "reissue",
     json_out: JsonOpt = False,
 ) -> None:
-    """Mint through an eligible admin system user. Exit 7 with the date when Meta's seven-day window is closed."""
+    """Mint through an admin system user (the oldest first). Exit 7 with the date if Meta refuses (seven-day rule)."""
     from meta_tokenvault.validation import validate_on_invalid
 
     validate_on_invalid(on_invalid)
