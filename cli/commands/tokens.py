@@ -240,8 +240,11 @@ def refresh(label: Annotated[str, typer.Argument(help="The token to refresh (a 6
     outcome = state.manager().refresh(label)
     if json_out:
         render.emit_json(outcome.as_json())
-    else:
+    elif outcome.kind == "refresh":
         render.ok(f"Refreshed {label}: v{outcome.from_version} → v{outcome.to_version} active.")
+    else:  # Meta refused the exchange
+        render.ok(f"Meta refused to refresh {label}; rotated it through an admin system user instead: "
+                  f"v{outcome.to_version} active, v{outcome.from_version} revoked.")
 
 
 @app.command("revoke")
