@@ -307,3 +307,21 @@ def test_token_refresh_that_fell_back_to_a_rotation_is_not_announced_as_refreshe
     titles = webhook.titles()
     assert "tokenvault: exp refreshed" not in titles, titles
     assert titles[-1] == "tokenvault: exp rotated instead of refreshed", titles
+
+
+def test_an_unverified_import_has_an_unknown_expiry_not_never(served: tuple[World, str]) -> None:
+    """Imported with --no-verify, a 60-day token's expiry was never read: shown as not known (not "never"), and
+    `token refresh` says to verify it first instead of calling it a never-expiring token."""
+    world, url = served
+    ids = world.ids
+    expiring = world.sim.issue_token(ids.app_id, ids.old_admin_id, SCOPES, expiring=True)
+    imported = tokenvault(world, url, "token", "import", "exp", "--business", "acme", "--system-user",
+                          ids.old_admin_id, "--scopes", ",".join(SCOPES), "--no-verify", stdin=expiring)
+    assert imported.returncode == 0, imported.stderr
+    assert "expires              not known" in tokenvault(world, url, "token", "show", "exp").stdout
+    assert "never" not in tokenvault(world, url, "token", "list").stdout
+    refused = tokenvault(world, url, "token", "refresh", "exp")
+    assert refused.returncode == 2 and "never expires" not in refused.stderr
+    assert "`tokenvault token verify exp`" in refused.stderr
+    assert tokenvault(world, url, "token", "verify", "exp").returncode == 0
+    assert tokenvault(world, url, "token", "refresh", "exp").returncode == 0

@@ -31,12 +31,13 @@ def split_csv(value: str | None) -> list[str]:
     return [part.strip() for part in (value or "").split(",") if part.strip()]
 
 
-def expiry(value: datetime | None, now: datetime, *, table: bool = False) -> str:
-    """An expiry for people: the date and a countdown ("in 12 days"); "never" for a token that does not expire."""
+def expiry(value: datetime | None, now: datetime, *, table: bool = False, checked: bool = True) -> str:
+    """An expiry for people: the date and a countdown ("in 12 days"); "never" for a token that does not expire,
+    "not known" for one never checked with Meta (imported with --no-verify: its expiry was never read)."""
     from meta_tokenvault.policy import countdown
 
     if value is None:
-        return "never"
+        return "never" if checked else "not known"
     return f"{countdown(value, now=now)} ({render.stamp(value) if table else render.when(value)})"
 
 
@@ -59,7 +60,7 @@ def show_record(record: TokenRecord, json_out: bool, now: datetime | None = None
         ("source", record.source.value), ("business", f"{record.business_name} ({p.business_id})"),
         ("system user", p.system_user_id), ("app", p.app_id), ("scopes", ", ".join(p.scopes)),
         ("WABAs", ", ".join(p.waba_ids) or "-"), ("created", render.when(record.created_at)),
-        ("expires", expiry(record.expires_at, now)),
+        ("expires", expiry(record.expires_at, now, checked=record.verified_at is not None)),
         ("data access expires", expiry(record.data_access_expires_at, now) if record.data_access_expires_at
          else "not known" if record.verified_at is None else "never"),
         ("verified", render.when(record.verified_at, "not yet")), ("on invalid", record.on_invalid),
@@ -128,7 +129,8 @@ def list_(json_out: JsonOpt = False) -> None:
                  ["label", "status", "v", "business", "system user", "scopes", "expires (UTC)", "data access",
                   "verified (UTC)", "last4"],
                  [(r.label, r.status.value, r.version, r.business_name, r.provenance.system_user_id,
-                   ", ".join(r.provenance.scopes), expiry(r.expires_at, now, table=True),
+                   ", ".join(r.provenance.scopes),
+                   expiry(r.expires_at, now, table=True, checked=r.verified_at is not None),
                    render.stamp(r.data_access_expires_at, "-"), render.stamp(r.verified_at, "-"),
                    r.last4) for r in records], wrap=("scopes",))
 

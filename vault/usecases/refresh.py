@@ -118,6 +118,9 @@ def refresh(ctx: VaultContext, label: str) -> RotationOutcome:
     from ..errors import InvalidInput
 
     record = ctx.store.get_token(label)
+    if record.expires_at is None and record.verified_at is None:
+        raise InvalidInput(f"{label}'s expiry is not known: it was never checked with Meta (--no-verify).",
+                           hint=f"Run `tokenvault token verify {label}` (it records the expiry), then refresh it.")
     if record.expires_at is None:
         raise InvalidInput(f"{label} never expires; refreshing it would turn it into a 60-day token.",
                            hint="Rotate it instead (`tokenvault token rotate`).")
