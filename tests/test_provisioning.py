@@ -129,6 +129,10 @@ def test_young_admin_mints_but_creating_an_admin_waits_for_meta_then_run_due_fin
     messages = [json.loads(r["body"]) for r in webhook.requests]
     assert any("completed" in m["title"] and f"system user ops_whatsapp ({su.id}) created" in m["message"]
                and f"WABA {YOUNG_WABA} assigned" in m["message"] for m in messages), messages
+    # one "completed" message, saying what was done (not a second, generic one pointing at `token show`)
+    assert [m["title"] for m in messages if "completed" in m["title"]] == [
+        "tokenvault: creating system user ops_whatsapp completed"], messages
+    assert not any("token show" in m["message"] for m in messages), messages
 
     again = json.loads(s.tv("run-due", "--json").stdout)
     assert again["completed"] == [] and again["resumed"] == []
