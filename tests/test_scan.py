@@ -445,3 +445,18 @@ def test_rotate_revokes_a_leaked_older_version_that_still_works_and_leaves_the_c
     assert [(h["version"], h["status"]) for h in shown["history"]] == [(2, "active"), (1, "compromised")]
     again = scan(cli, str(tmp_path / "leak.log"), "--json", secrets=(old, current))
     assert again.code == 0, again.err
+
+
+def test_token_revoke_version_kills_a_leaked_older_version(cli: CliRunner, vault: Vault) -> None:
+    """Without --rotate, the warning's way to kill a leaked older version: `token revoke LABEL --version N`."""
+    w = vault.world
+    old = vault.sim.issue_token(w.app_id, w.old_admin_id, SCOPES.split(","), expiring=True)  # type: ignore[attr-defined]
+    assert cli("token", "import", "exp", "--business", "acme", stdin=old).code == 0
+    assert cli("token", "refresh", "exp").code == 0
+    found = scan(cli, "-", stdin=f"{old}\n", secrets=(old,))
+    assert found.code == 9 and "token revoke LABEL --version N" in found.err
+    res = cli("token", "revoke", "exp", "--version", "1")
+    assert res.code == 0, res.err
+    assert vault.sim.token_state(old) == "revoked"
+    assert cli("token", "show", "exp", "--json").json()["status"] == "active"
+    assert scan(cli, "-", stdin=f"{old}\n", secrets=(old,)).code == 0

@@ -156,7 +156,8 @@ def _show(report: ScanReport, rotated: set[str]) -> None:
                     f"{', '.join(done)}.")
     if left := [label for label in report.live_labels if label not in rotated]:
         render.info(f"warning: live token(s) found: {', '.join(left)}. Rotate them now: "
-                    "`tokenvault token rotate LABEL --compromised`, or run this scan again with --rotate.")
+                    "`tokenvault token rotate LABEL --compromised` (an older version: `tokenvault token revoke "
+                    "LABEL --version N`), or run this scan again with --rotate.")
 
 
 def _size(count: int) -> str:

@@ -250,13 +250,19 @@ def refresh(label: Annotated[str, typer.Argument(help="The token to refresh (a 6
 
 
 @app.command("revoke")
-def revoke(label: LabelArg, json_out: JsonOpt = False) -> None:
-    """Revoke LABEL's current token at Meta and mark it revoked."""
-    record = state.manager().revoke(label)
+def revoke(
+    label: LabelArg,
+    version: Annotated[Optional[int], typer.Option(  # noqa: UP045
+        "--version", min=1, help="An older version instead (e.g. one a refresh retired: Meta keeps it valid "
+                                 "until its own expiry).")] = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Revoke LABEL's current token (or --version N) at Meta and mark it revoked."""
+    record = state.manager().revoke(label, version=version)
     if json_out:
         render.emit_json(record.as_json())
     else:
-        render.ok(f"Revoked {label} v{record.version} at Meta.")
+        render.ok(f"Revoked {label} v{version or record.version} at Meta.")
 
 
 @app.command("generate")
