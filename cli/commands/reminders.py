@@ -94,6 +94,9 @@ def run_due(
                     render.info(f"{key.replace('_', ' ')}: {values} token(s)")
             elif isinstance(values, list) and values:
                 render.info(f"{key.replace('_', ' ')}: {', '.join(str(v) for v in values)}")
-        render.ok("run-due pass finished.")
+        if report.failed:
+            render.info(f"run-due pass finished with {len(report.failed)} failure(s) (above).")
+        else:
+            render.ok("run-due pass finished.")
     if report.failed:
         raise typer.Exit(6)
