@@ -357,3 +357,13 @@ def test_the_client_sends_tasks_as_a_json_list_form_encoded(graph: tuple[GraphSi
     assert api.assigned_wabas(su, app, admin) == [ids.second_waba_id]
     users = api.waba_assigned_users(ids.second_waba_id, ids.business_id, app, admin)
     assert [(u.user_id, u.tasks) for u in users] == [(su, ("MANAGE", "MESSAGING"))]
+
+
+def test_create_warns_about_every_name_review_calls_generic() -> None:
+    """`system-users create api_bot` must not pass silently only for the next `review` to flag generic-name."""
+    from meta_tokenvault.usecases.provision import generic_name_warning
+    from meta_tokenvault.usecases.review import is_generic_name
+
+    for name in ("api_bot", "my_admin", "Admin System User", "test-api", "whatsapp bot", "main_service"):
+        assert is_generic_name(name), name
+        assert generic_name_warning(name), name
