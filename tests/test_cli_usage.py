@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from cli_support import CliRunner
 
@@ -29,3 +31,30 @@ def test_init_takes_the_key_provider_named_in_the_hint(cli: CliRunner, home: obj
     assert res.code == 0, res.err
     assert res.json()["key_provider"] == "file"
     assert cli("init", "--key-provider", "bogus").code == 2
+
+
+def _leaf_commands() -> list[tuple[str, Any]]:
+    import typer.main
+
+    from meta_tokenvault.cli.app import app
+
+    found: list[tuple[str, Any]] = []
+
+    def walk(command: Any, path: str) -> None:  # typer vendors click: its classes are not `click`'s
+        if hasattr(command, "commands"):
+            for name, sub in command.commands.items():
+                walk(sub, f"{path} {name}".strip())
+        else:
+            found.append((path, command))
+
+    walk(typer.main.get_command(app), "")
+    return found
+
+
+def test_every_option_and_argument_of_every_command_says_what_it_is_for() -> None:
+    """`--help` is the first documentation people read: no option (`--json` included) or argument left blank."""
+    blank = [f"{path} {param.name}" for path, command in _leaf_commands()
+             for param in command.params
+             if not (getattr(param, "help", None) or "").strip() and param.name != "help"]
+    assert len(_leaf_commands()) > 30
+    assert not blank, f"options or arguments without help: {blank}"

@@ -129,6 +129,10 @@ def test_young_admin_mints_but_creating_an_admin_waits_for_meta_then_run_due_fin
     messages = [json.loads(r["body"]) for r in webhook.requests]
     assert any("completed" in m["title"] and f"system user ops_whatsapp ({su.id}) created" in m["message"]
                and f"WABA {YOUNG_WABA} assigned" in m["message"] for m in messages), messages
+    # one "completed" message, saying what was done (not a second, generic one pointing at `token show`)
+    assert [m["title"] for m in messages if "completed" in m["title"]] == [
+        "tokenvault: creating system user ops_whatsapp completed"], messages
+    assert not any("token show" in m["message"] for m in messages), messages
 
     again = json.loads(s.tv("run-due", "--json").stdout)
     assert again["completed"] == [] and again["resumed"] == []
@@ -353,3 +357,13 @@ def test_the_client_sends_tasks_as_a_json_list_form_encoded(graph: tuple[GraphSi
     assert api.assigned_wabas(su, app, admin) == [ids.second_waba_id]
     users = api.waba_assigned_users(ids.second_waba_id, ids.business_id, app, admin)
     assert [(u.user_id, u.tasks) for u in users] == [(su, ("MANAGE", "MESSAGING"))]
+
+
+def test_create_warns_about_every_name_review_calls_generic() -> None:
+    """`system-users create api_bot` must not pass silently only for the next `review` to flag generic-name."""
+    from meta_tokenvault.usecases.provision import generic_name_warning
+    from meta_tokenvault.usecases.review import is_generic_name
+
+    for name in ("api_bot", "my_admin", "Admin System User", "test-api", "whatsapp bot", "main_service"):
+        assert is_generic_name(name), name
+        assert generic_name_warning(name), name

@@ -257,3 +257,42 @@ def test_an_interrupted_pass_never_refreshes_twice(tmp_path: Path) -> None:
     assert len([t for t in world.sim.tokens if t.via == "fb_exchange_token"]) == 1
     assert m.show_token("exp").source is TokenSource.REFRESHED
     m.close()
+
+
+@pytest.mark.slow
+def test_token_refresh_that_fell_back_to_a_rotation_is_not_announced_as_refreshed(
+        served: tuple[World, str], webhook: Webhook) -> None:
+    """Meta refuses the exchange: `token refresh` rotates instead, and the notifications say so (not "refreshed")."""
+    world, url = served
+    ids = world.ids
+    expiring = world.sim.issue_token(ids.app_id, ids.old_admin_id, SCOPES, expiring=True)
+    world.sim.clock.set(datetime.now(UTC))
+    assert tokenvault(world, url, "token", "import", "exp", "--business", "acme", stdin=expiring).returncode == 0
+    world.sim.fail_next(1, kind="code100", path_contains="oauth/access_token")
+    ran = tokenvault(world, url, "token", "refresh", "exp", extra={"TOKENVAULT_NOTIFY_URLS": webhook.url()})
+    assert ran.returncode == 0, ran.stderr
+    assert "Refreshed" not in ran.stderr and "rotated it through an admin system user instead" in ran.stderr
+    shown = json.loads(tokenvault(world, url, "token", "show", "exp", "--json").stdout)
+    assert shown["version"] == 2 and shown["source"] == "rotated"
+    assert world.sim.token_state(expiring) == "revoked"  # a rotation: the old one revoked
+    titles = webhook.titles()
+    assert "tokenvault: exp refreshed" not in titles, titles
+    assert titles[-1] == "tokenvault: exp rotated instead of refreshed", titles
+
+
+def test_an_unverified_import_has_an_unknown_expiry_not_never(served: tuple[World, str]) -> None:
+    """Imported with --no-verify, a 60-day token's expiry was never read: shown as not known (not "never"), and
+    `token refresh` says to verify it first instead of calling it a never-expiring token."""
+    world, url = served
+    ids = world.ids
+    expiring = world.sim.issue_token(ids.app_id, ids.old_admin_id, SCOPES, expiring=True)
+    imported = tokenvault(world, url, "token", "import", "exp", "--business", "acme", "--system-user",
+                          ids.old_admin_id, "--scopes", ",".join(SCOPES), "--no-verify", stdin=expiring)
+    assert imported.returncode == 0, imported.stderr
+    assert "expires              not known" in tokenvault(world, url, "token", "show", "exp").stdout
+    assert "never" not in tokenvault(world, url, "token", "list").stdout
+    refused = tokenvault(world, url, "token", "refresh", "exp")
+    assert refused.returncode == 2 and "never expires" not in refused.stderr
+    assert "`tokenvault token verify exp`" in refused.stderr
+    assert tokenvault(world, url, "token", "verify", "exp").returncode == 0
+    assert tokenvault(world, url, "token", "refresh", "exp").returncode == 0

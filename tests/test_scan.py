@@ -148,6 +148,9 @@ def test_rotate_prints_progress_and_a_summary(cli: CliRunner, vault: Vault, tmp_
     assert res.code == 9
     assert "[1/1] prod: done" in res.err and "Rotation: 1 token(s)" in res.err and "1 done" in res.err
     assert vault.sim.token_state(vault.token) == "revoked"
+    # what was rotated is said so, not the advice to rotate it (`Rotate them now`, `run this scan again`)
+    assert "leaked token(s) found and revoked at Meta" in res.err and "prod" in res.err
+    assert "Rotate them now" not in res.err and "again with --rotate" not in res.err
 
 
 def test_an_older_version_is_named_after_a_normal_rotation(cli: CliRunner, vault: Vault, tmp_path: Path) -> None:
@@ -407,3 +410,43 @@ def test_many_hits_tables_are_capped_and_json_counts_them_all(cli: CliRunner, va
     doc = scan(cli, str(tmp_path / "many.log"), "--json").json()
     assert doc["unknown_total"] == len(doc["unknown"]) == 250
     assert [u["line"] for u in doc["unknown"]] == list(range(1, 251))
+
+
+def test_rotate_revokes_a_leaked_older_version_that_still_works_and_leaves_the_current_one(
+        cli: CliRunner, vault: Vault, tmp_path: Path) -> None:
+    """A refresh leaves the previous token valid at Meta until its own expiry (status retired). When THAT one
+    leaks, --rotate must kill it; rotating the label would revoke the current token (which did not leak) and
+    leave the leaked one working."""
+    w = vault.world
+    old = vault.sim.issue_token(w.app_id, w.old_admin_id, SCOPES.split(","), expiring=True)  # type: ignore[attr-defined]
+    assert cli("token", "import", "exp", "--business", "acme", stdin=old).code == 0
+    assert cli("token", "refresh", "exp").code == 0
+    current = cli("token", "reveal", "exp").out.strip()
+    assert vault.sim.token_state(old) == "valid" and current != old
+    (tmp_path / "leak.log").write_text(f"Authorization: Bearer {old}\n")
+    res = scan(cli, str(tmp_path / "leak.log"), "--rotate", "--json", secrets=(old, current))
+    assert res.code == 9, res.err
+    assert res.json()["rotation"]["revoked_versions"] == [
+        {"label": "exp", "version": 1, "state": "done", "message": ""}]
+    assert vault.sim.token_state(old) == "revoked"  # the leaked one is dead at Meta
+    assert vault.sim.token_state(current) == "valid"  # the current one, which did not leak, still works
+    shown = cli("token", "show", "exp", "--json").json()
+    assert shown["version"] == 2 and shown["status"] == "active"
+    assert [(h["version"], h["status"]) for h in shown["history"]] == [(2, "active"), (1, "compromised")]
+    again = scan(cli, str(tmp_path / "leak.log"), "--json", secrets=(old, current))
+    assert again.code == 0, again.err
+
+
+def test_token_revoke_version_kills_a_leaked_older_version(cli: CliRunner, vault: Vault) -> None:
+    """Without --rotate, the warning's way to kill a leaked older version: `token revoke LABEL --version N`."""
+    w = vault.world
+    old = vault.sim.issue_token(w.app_id, w.old_admin_id, SCOPES.split(","), expiring=True)  # type: ignore[attr-defined]
+    assert cli("token", "import", "exp", "--business", "acme", stdin=old).code == 0
+    assert cli("token", "refresh", "exp").code == 0
+    found = scan(cli, "-", stdin=f"{old}\n", secrets=(old,))
+    assert found.code == 9 and "token revoke LABEL --version N" in found.err
+    res = cli("token", "revoke", "exp", "--version", "1")
+    assert res.code == 0, res.err
+    assert vault.sim.token_state(old) == "revoked"
+    assert cli("token", "show", "exp", "--json").json()["status"] == "active"
+    assert scan(cli, "-", stdin=f"{old}\n", secrets=(old,)).code == 0

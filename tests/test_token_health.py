@@ -329,3 +329,14 @@ def test_cli_run_due_reports_what_it_found_and_did(served_cli: tuple[CliRunner, 
     assert value not in ran.out + ran.err
     again = cli("token", "verify", "--all", "--json")
     assert again.code == 0 and again.json()["valid"] == 1
+
+
+def test_cli_run_due_with_failures_does_not_say_it_finished_well(served_cli: tuple[CliRunner, Any]) -> None:
+    cli, sim = served_cli
+    value = sim.issue_token(sim.demo.app_id, sim.demo.old_admin_id, SCOPES)
+    assert cli("token", "import", "prod", "--business", "acme", "--system-user", sim.demo.old_admin_id,
+               "--scopes", SCOPES_CSV, "--no-verify", stdin=value).code == 0  # never checked: due for a check
+    sim.fail_next(20, kind="http503", path_contains="debug_token")
+    ran = cli("run-due")
+    assert ran.code == 6, ran.err
+    assert "failed: prod" in ran.err and "✓" not in ran.err and "1 failure(s)" in ran.err

@@ -16,7 +16,7 @@ app = typer.Typer(help="The tamper-evident audit trail.", no_args_is_help=True)
 def list_(
     limit: Annotated[Optional[int], typer.Option("--limit", help="Only the newest N events.")] = None,  # noqa: UP045
     label: Annotated[Optional[str], typer.Option("--label", help="Only events about this label.")] = None,  # noqa: UP045
-    json_out: Annotated[bool, typer.Option("--json")] = False,
+    json_out: Annotated[bool, typer.Option("--json", help="One JSON document on stdout.")] = False,
 ) -> None:
     """Audit events, oldest first."""
     events = state.manager().audit_events(limit=limit, label=label)
@@ -32,7 +32,7 @@ def list_(
 
 @app.command("verify")
 def verify(
-    json_out: Annotated[bool, typer.Option("--json")] = False,
+    json_out: Annotated[bool, typer.Option("--json", help="One JSON document on stdout.")] = False,
     key_head: Annotated[bool, typer.Option("--key-head", help="Once, after an upgrade: give an unkeyed head "
                                            "(older tokenvault) its MAC if every event verifies.")] = False,
 ) -> None:

@@ -18,7 +18,7 @@ def add(
     name: Annotated[str, typer.Argument(help="A short name for the business, e.g. acme.")],
     business_id: Annotated[str, typer.Option("--business-id", help="The Business Manager id.")],
     app_id: Annotated[str, typer.Option("--app-id", help="The Meta app id.")],
-    json_out: Annotated[bool, typer.Option("--json")] = False,
+    json_out: Annotated[bool, typer.Option("--json", help="One JSON document on stdout.")] = False,
 ) -> None:
     """Register a business. Reads the app secret, then an admin access token, one per line from stdin."""
     app_secret = read_secret("app secret")
@@ -36,7 +36,7 @@ def set_admin_token(
     name: Annotated[str, typer.Argument(help="The registered business name.")],
     revoke_old: Annotated[bool, typer.Option("--revoke-old", help="Revoke the previous admin token at Meta.")] = False,
     no_verify: Annotated[bool, typer.Option("--no-verify", help="Do not check the token with debug_token.")] = False,
-    json_out: Annotated[bool, typer.Option("--json")] = False,
+    json_out: Annotated[bool, typer.Option("--json", help="One JSON document on stdout.")] = False,
 ) -> None:
     """Replace the admin access token used for minting (read from stdin or a hidden prompt).
 
@@ -59,7 +59,7 @@ def set_admin_token(
 def set_app_secret(
     name: Annotated[str, typer.Argument(help="The registered business name.")],
     no_verify: Annotated[bool, typer.Option("--no-verify", help="Do not check the secret with Meta.")] = False,
-    json_out: Annotated[bool, typer.Option("--json")] = False,
+    json_out: Annotated[bool, typer.Option("--json", help="One JSON document on stdout.")] = False,
 ) -> None:
     """Replace the app secret (after "Reset" in the app dashboard), read from stdin or a hidden prompt.
 
@@ -76,7 +76,7 @@ def set_app_secret(
 
 
 @app.command("list")
-def list_(json_out: Annotated[bool, typer.Option("--json")] = False) -> None:
+def list_(json_out: Annotated[bool, typer.Option("--json", help="One JSON document on stdout.")] = False) -> None:
     """The registered businesses."""
     rows = state.manager().list_businesses()
     if json_out:

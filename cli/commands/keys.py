@@ -13,7 +13,7 @@ app = typer.Typer(help="Master key management.", no_args_is_help=True)
 
 
 @app.command("rotate")
-def rotate(json_out: Annotated[bool, typer.Option("--json")] = False) -> None:
+def rotate(json_out: Annotated[bool, typer.Option("--json", help="One JSON document on stdout.")] = False) -> None:
     """New master key; every data key re-wrapped. Safe to interrupt: run it again to finish."""
     manager = state.manager()
 

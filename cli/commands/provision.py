@@ -27,7 +27,7 @@ def provision(
     tasks: Annotated[str, typer.Option("--tasks", help="Tasks on each WABA (MANAGE = full control).")] = "MANAGE",
     expiring: Annotated[bool, typer.Option("--expiring", help="A 60-day token (refreshable) instead of a "
                                                                "never-expiring one.")] = False,
-    json_out: Annotated[bool, typer.Option("--json")] = False,
+    json_out: Annotated[bool, typer.Option("--json", help="One JSON document on stdout.")] = False,
 ) -> None:
     """Find or create the system user, install the app, assign the WABAs, mint its token and store it as LABEL
     (source: provisioned). Resumable; deferred as a whole (exit 7, reminder) when Meta's seven-day rule refuses."""

@@ -21,9 +21,9 @@ def register(root: typer.Typer) -> None:
 @app.command("list")
 def list_(
     all_: Annotated[bool, typer.Option("--all", help="Include done and failed reminders.")] = False,
-    json_out: Annotated[bool, typer.Option("--json")] = False,
+    json_out: Annotated[bool, typer.Option("--json", help="One JSON document on stdout.")] = False,
 ) -> None:
-    """Deferred work (generate/rotate/refresh), its due date and status."""
+    """Deferred work (generate, rotate, create_system_user, provision), its due date and status."""
     manager = state.manager()
     now = manager.now()
     items = [r.as_json(now) for r in manager.reminders(open_only=not all_)]
@@ -37,7 +37,7 @@ def list_(
 
 @app.command("ics")
 def ics(
-    reminder_id: Annotated[int, typer.Argument(metavar="ID")],
+    reminder_id: Annotated[int, typer.Argument(metavar="ID", help="The reminder's # (`reminders list`).")],
     output: Annotated[Optional[Path], typer.Option("-o", "--output", help="Write to a file (0600).")] = None,  # noqa: UP045
 ) -> None:
     """Export a reminder as an iCalendar event (for a team calendar)."""
@@ -63,7 +63,7 @@ def run_due(
     rate_limit: Annotated[Optional[str], typer.Option(  # noqa: UP045
         "--rate-limit", metavar="CALLS/SECONDS",
         help="The app's Graph API limit, kept by pacing the calls (default: TOKENVAULT_GRAPH_RATE_LIMIT).")] = None,
-    json_out: Annotated[bool, typer.Option("--json")] = False,
+    json_out: Annotated[bool, typer.Option("--json", help="One JSON document on stdout.")] = False,
 ) -> None:
     """One pass for cron/systemd/CronJob: due reminders, deferred work, interrupted rotations; checks tokens not
     verified lately (debug_token), refreshes expiring ones, reissues invalidated ones, rotates by max age.
@@ -94,6 +94,9 @@ def run_due(
                     render.info(f"{key.replace('_', ' ')}: {values} token(s)")
             elif isinstance(values, list) and values:
                 render.info(f"{key.replace('_', ' ')}: {', '.join(str(v) for v in values)}")
-        render.ok("run-due pass finished.")
+        if report.failed:
+            render.info(f"run-due pass finished with {len(report.failed)} failure(s) (above).")
+        else:
+            render.ok("run-due pass finished.")
     if report.failed:
         raise typer.Exit(6)

@@ -13,6 +13,7 @@ from .. import render
 from ..state import state
 
 if TYPE_CHECKING:
+    from meta_tokenvault.service import TokenManager
     from meta_tokenvault.usecases.scan import ScanReport
 
 ROTATE_REASON = "found by tokenvault scan"
@@ -48,33 +49,75 @@ def scan(
         if meter is not None:
             meter.done()
     rotation = None
+    rotated: set[str] = set()
+    revoked: list[dict[str, object]] = []
     if rotate and report.live_labels:
         from .tokens import _bulk
 
         started = time.monotonic()
-        if not json_out:
-            render.info(f"Rotating {len(report.live_labels)} leaked token(s) as compromised (revoked first)...")
-        outcomes = _bulk(manager, report.live_labels, True, ROTATE_REASON, concurrency, json_out)
+        labels, older = _kill_plan(manager, report)
+        revoked = _revoke_older(manager, older, quiet=json_out)
+        if labels and not json_out:
+            render.info(f"Rotating {len(labels)} leaked token(s) as compromised (revoked first)...")
+        outcomes = _bulk(manager, labels, True, ROTATE_REASON, concurrency, json_out) if labels else []
         counts = {s: sum(o.state == s for o in outcomes) for s in ("done", "deferred", "failed", "skipped")}
         rotation = {"total": len(outcomes), **counts, "seconds": round(time.monotonic() - started, 1),
-                    "outcomes": [o.as_json() for o in outcomes]}
+                    "outcomes": [o.as_json() for o in outcomes], "revoked_versions": revoked}
+        rotated = {o.label for o in outcomes if o.state == "done"}
+        rotated |= {str(r["label"]) for r in revoked if r["state"] == "done"}
     if json_out:
         data = report.as_json()
         if rotate:
             data["rotation"] = rotation
         render.emit_json(data)
     else:
-        _show(report)
+        _show(report, rotated)
         if rotation is not None:
             render.info(f"Rotation: {rotation['total']} token(s) in {rotation['seconds']} s: "
                         + ", ".join(f"{rotation[s]} {s}" for s in ("done", "deferred", "failed", "skipped")
                                     if rotation[s] or s == "done") + ".")
-    if rotation is not None and rotation["failed"]:
+    if rotation is not None and (rotation["failed"] or any(r["state"] != "done" for r in revoked)):
         raise typer.Exit(6)
     if rotation is not None and rotation["deferred"]:
         raise typer.Exit(7)
     if report.attention:
         raise typer.Exit(9)
+
+
+def _kill_plan(manager: TokenManager, report: ScanReport) -> tuple[list[str], list[tuple[str, int]]]:
+    """What --rotate does for each live label: rotate it when its current version leaked (or when the listed
+    findings do not say which version did), and revoke at Meta each OLDER version that leaked and still works
+    there (a refresh leaves the previous token valid until its own expiry): rotating the label would revoke the
+    current token, which did not leak, and leave the leaked one alive."""
+    current = {label: manager.show_token(label).version for label in report.live_labels}
+    leaked: dict[str, set[int]] = {}
+    for finding in report.findings:
+        if finding.live and finding.label in current:
+            leaked.setdefault(finding.label, set()).add(finding.version)
+    labels = [label for label in report.live_labels
+              if current[label] in leaked.get(label, {current[label]})]
+    older = sorted((label, version) for label, versions in leaked.items() for version in versions
+                   if version != current[label])
+    return labels, older
+
+
+def _revoke_older(manager: TokenManager, older: list[tuple[str, int]], *, quiet: bool) -> list[dict[str, object]]:
+    """Revoke each leaked older version at Meta, marked compromised; one entry per version, failures kept."""
+    from meta_tokenvault.errors import VaultError
+    from meta_tokenvault.types import TokenStatus
+
+    done: list[dict[str, object]] = []
+    for label, version in older:
+        try:
+            manager.revoke(label, version=version, status=TokenStatus.COMPROMISED)
+            done.append({"label": label, "version": version, "state": "done", "message": ""})
+        except VaultError as exc:
+            done.append({"label": label, "version": version, "state": "failed", "message": exc.message})
+        if not quiet:
+            render.info(f"{label} v{version} (an older version, still valid at Meta): "
+                        + ("revoked at Meta, marked compromised" if done[-1]["state"] == "done"
+                           else f"not revoked: {done[-1]['message']}"))
+    return done
 
 
 def _stdin_bytes() -> IO[bytes]:
@@ -87,7 +130,7 @@ def _stdin_bytes() -> IO[bytes]:
 SHOWN = 200  # rows of each table for people; --json lists up to meta_tokenvault.usecases.scan.MAX_LISTED
 
 
-def _show(report: ScanReport) -> None:
+def _show(report: ScanReport, rotated: set[str]) -> None:
     from meta_tokenvault.usecases.scan import MAX_LISTED
 
     if report.findings:
@@ -108,9 +151,13 @@ def _show(report: ScanReport) -> None:
         more = f" (the tables list the first {SHOWN}; --json lists up to {MAX_LISTED:,})"
     render.info(f"Scanned {report.files} file(s), {_size(report.scanned_bytes)} in {report.seconds:.1f} s: "
                 f"{report.findings_total} stored token(s) found, {report.unknown_total} unknown{more}.")
-    if report.live_labels:
-        render.info(f"warning: live token(s) found: {', '.join(report.live_labels)}. Rotate them now: "
-                    "`tokenvault token rotate LABEL --compromised`, or run this scan again with --rotate.")
+    if done := [label for label in report.live_labels if label in rotated]:
+        render.info(f"leaked token(s) found and revoked at Meta (current versions rotated as compromised): "
+                    f"{', '.join(done)}.")
+    if left := [label for label in report.live_labels if label not in rotated]:
+        render.info(f"warning: live token(s) found: {', '.join(left)}. Rotate them now: "
+                    "`tokenvault token rotate LABEL --compromised` (an older version: `tokenvault token revoke "
+                    "LABEL --version N`), or run this scan again with --rotate.")
 
 
 def _size(count: int) -> str:

@@ -14,7 +14,8 @@ if TYPE_CHECKING:
     from meta_tokenvault.usecases.provision import ProvisionOutcome
     from meta_tokenvault.usecases.system_users import SystemUserView
 
-app = typer.Typer(help="System users: sync from Meta, eligibility, creation dates.", no_args_is_help=True)
+app = typer.Typer(help="System users: sync from Meta, eligibility, creation dates; create them at Meta.",
+                  no_args_is_help=True)
 
 
 def register(root: typer.Typer) -> None:
@@ -43,7 +44,7 @@ def _show(views: list[SystemUserView], json_out: bool) -> None:
 @app.command("sync")
 def sync(
     business: Annotated[Optional[str], typer.Option("--business", help="Only this business.")] = None,  # noqa: UP045
-    json_out: Annotated[bool, typer.Option("--json")] = False,
+    json_out: Annotated[bool, typer.Option("--json", help="One JSON document on stdout.")] = False,
 ) -> None:
     """Pull system users (id, name, role, age) from the Graph API."""
     _show(state.manager().sync_system_users(business), json_out)
@@ -52,7 +53,7 @@ def sync(
 @app.command("list")
 def list_(
     business: Annotated[Optional[str], typer.Option("--business", help="Only this business.")] = None,  # noqa: UP045
-    json_out: Annotated[bool, typer.Option("--json")] = False,
+    json_out: Annotated[bool, typer.Option("--json", help="One JSON document on stdout.")] = False,
 ) -> None:
     """Each system user, its assigned WABAs, and the date its seven-day window is predicted to open."""
     _show(state.manager().system_users(business), json_out)
@@ -60,9 +61,9 @@ def list_(
 
 @app.command("set-created")
 def set_created(
-    system_user_id: Annotated[str, typer.Argument(metavar="ID")],
+    system_user_id: Annotated[str, typer.Argument(metavar="ID", help="The system user's id.")],
     date: Annotated[str, typer.Argument(metavar="DATE", help="YYYY-MM-DD or an ISO 8601 time (UTC if no offset).")],
-    json_out: Annotated[bool, typer.Option("--json")] = False,
+    json_out: Annotated[bool, typer.Option("--json", help="One JSON document on stdout.")] = False,
 ) -> None:
     """Record a system user's creation date by hand (from Business Settings) when Meta does not tell it."""
     from meta_tokenvault.errors import InvalidInput
@@ -112,7 +113,7 @@ def create(
                                                                      "(repeatable).")] = None,
     tasks: Annotated[str, typer.Option("--tasks", help="Tasks on each WABA, comma-separated (MANAGE = full "
                                                         "control).")] = "MANAGE",
-    json_out: Annotated[bool, typer.Option("--json")] = False,
+    json_out: Annotated[bool, typer.Option("--json", help="One JSON document on stdout.")] = False,
 ) -> None:
     """Create a system user at Meta, install the business's app for it and assign WABAs. Resumable: a re-run
     (or `run-due`) finishes what is missing. Exit 7 with a reminder when Meta's seven-day rule refuses."""
@@ -124,7 +125,7 @@ def create(
 @app.command("journal")
 def journal(
     business: Annotated[Optional[str], typer.Option("--business", help="Only this business.")] = None,  # noqa: UP045
-    json_out: Annotated[bool, typer.Option("--json")] = False,
+    json_out: Annotated[bool, typer.Option("--json", help="One JSON document on stdout.")] = False,
 ) -> None:
     """The provisioning journal: each `system-users create` / `provision` run, its state and what it did at Meta."""
     records = state.manager().provisionings(business)

@@ -21,6 +21,7 @@ from ..state import state
 
 app = typer.Typer(help="Tokens: capture, mint, inspect, rotate, revoke.", no_args_is_help=True)
 JsonOpt = Annotated[bool, typer.Option("--json", help="One JSON document on stdout.")]
+LabelArg = Annotated[str, typer.Argument(help="The token's label.")]
 OnInvalidOpt = Annotated[str, typer.Option(
     "--on-invalid", metavar="reissue|alert",
     help="When Meta invalidates the token: run-due mints a new one (reissue), or only notifies (alert).")]
@@ -30,12 +31,13 @@ def split_csv(value: str | None) -> list[str]:
     return [part.strip() for part in (value or "").split(",") if part.strip()]
 
 
-def expiry(value: datetime | None, now: datetime, *, table: bool = False) -> str:
-    """An expiry for people: the date and a countdown ("in 12 days"); "never" for a token that does not expire."""
+def expiry(value: datetime | None, now: datetime, *, table: bool = False, checked: bool = True) -> str:
+    """An expiry for people: the date and a countdown ("in 12 days"); "never" for a token that does not expire,
+    "not known" for one never checked with Meta (imported with --no-verify: its expiry was never read)."""
     from meta_tokenvault.policy import countdown
 
     if value is None:
-        return "never"
+        return "never" if checked else "not known"
     return f"{countdown(value, now=now)} ({render.stamp(value) if table else render.when(value)})"
 
 
@@ -58,7 +60,7 @@ def show_record(record: TokenRecord, json_out: bool, now: datetime | None = None
         ("source", record.source.value), ("business", f"{record.business_name} ({p.business_id})"),
         ("system user", p.system_user_id), ("app", p.app_id), ("scopes", ", ".join(p.scopes)),
         ("WABAs", ", ".join(p.waba_ids) or "-"), ("created", render.when(record.created_at)),
-        ("expires", expiry(record.expires_at, now)),
+        ("expires", expiry(record.expires_at, now, checked=record.verified_at is not None)),
         ("data access expires", expiry(record.data_access_expires_at, now) if record.data_access_expires_at
          else "not known" if record.verified_at is None else "never"),
         ("verified", render.when(record.verified_at, "not yet")), ("on invalid", record.on_invalid),
@@ -127,13 +129,14 @@ def list_(json_out: JsonOpt = False) -> None:
                  ["label", "status", "v", "business", "system user", "scopes", "expires (UTC)", "data access",
                   "verified (UTC)", "last4"],
                  [(r.label, r.status.value, r.version, r.business_name, r.provenance.system_user_id,
-                   ", ".join(r.provenance.scopes), expiry(r.expires_at, now, table=True),
+                   ", ".join(r.provenance.scopes),
+                   expiry(r.expires_at, now, table=True, checked=r.verified_at is not None),
                    render.stamp(r.data_access_expires_at, "-"), render.stamp(r.verified_at, "-"),
                    r.last4) for r in records], wrap=("scopes",))
 
 
 @app.command("show")
-def show(label: str, json_out: JsonOpt = False) -> None:
+def show(label: LabelArg, json_out: JsonOpt = False) -> None:
     """Metadata, provenance and version history of LABEL; never the secret."""
     manager = state.manager()
     show_record(manager.show_token(label), json_out, manager.now())
@@ -141,7 +144,7 @@ def show(label: str, json_out: JsonOpt = False) -> None:
 
 @app.command("reveal")
 def reveal(
-    label: str,
+    label: LabelArg,
     version: Annotated[Optional[int], typer.Option("--version", help="An older version.")] = None,  # noqa: UP045
 ) -> None:
     """Print the secret alone on stdout (audited). Prefer `tokenvault exec` or `inject`."""
@@ -232,24 +235,34 @@ def _verify_all(manager: TokenManager, concurrency: int, json_out: bool) -> None
 
 
 @app.command("refresh")
-def refresh(label: str, json_out: JsonOpt = False) -> None:
+def refresh(label: Annotated[str, typer.Argument(help="The token to refresh (a 60-day one).")],
+            json_out: JsonOpt = False) -> None:
     """Exchange LABEL's 60-day token for a new one (Meta's fb_exchange_token; the old one keeps working until it
     expires). Falls back to a rotation through an eligible admin when Meta refuses. Exit 7 when deferred."""
     outcome = state.manager().refresh(label)
     if json_out:
         render.emit_json(outcome.as_json())
-    else:
+    elif outcome.kind == "refresh":
         render.ok(f"Refreshed {label}: v{outcome.from_version} → v{outcome.to_version} active.")
+    else:  # Meta refused the exchange
+        render.ok(f"Meta refused to refresh {label}; rotated it through an admin system user instead: "
+                  f"v{outcome.to_version} active, v{outcome.from_version} revoked.")
 
 
 @app.command("revoke")
-def revoke(label: str, json_out: JsonOpt = False) -> None:
-    """Revoke LABEL's current token at Meta and mark it revoked."""
-    record = state.manager().revoke(label)
+def revoke(
+    label: LabelArg,
+    version: Annotated[Optional[int], typer.Option(  # noqa: UP045
+        "--version", min=1, help="An older version instead (e.g. one a refresh retired: Meta keeps it valid "
+                                 "until its own expiry).")] = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Revoke LABEL's current token (or --version N) at Meta and mark it revoked."""
+    record = state.manager().revoke(label, version=version)
     if json_out:
         render.emit_json(record.as_json())
     else:
-        render.ok(f"Revoked {label} v{record.version} at Meta.")
+        render.ok(f"Revoked {label} v{version or record.version} at Meta.")
 
 
 @app.command("generate")
@@ -265,7 +278,7 @@ def generate(
     on_invalid: OnInvalidOpt = "reissue",
     json_out: JsonOpt = False,
 ) -> None:
-    """Mint through an eligible admin system user. Exit 7 with the date when Meta's seven-day window is closed."""
+    """Mint through an admin system user (the oldest first). Exit 7 with the date if Meta refuses (seven-day rule)."""
     from meta_tokenvault.validation import validate_on_invalid
 
     validate_on_invalid(on_invalid)

@@ -73,9 +73,11 @@ SUGGESTED_NAME = "whatsapp_prod_sender"
 
 def generic_name_warning(name: str) -> str | None:
     """A warning when ``name`` says nothing of the system user's purpose ("admin", "test", "system user 2"...)."""
+    from .review import is_generic_name  # the rule `review` applies (generic-name): warned at creation too
+
     core = re.sub(r"[\s_\-.]+", " ", name.strip().lower())
     core = re.sub(r"\s*\d+$", "", core).strip()
-    if core in GENERIC_NAMES:
+    if core in GENERIC_NAMES or is_generic_name(name):
         return (f"{name!r} does not say what the system user is for; a purpose name (e.g. {SUGGESTED_NAME!r}, "
                 "'crm_whatsapp_sync') tells, in Business Settings and in audits, which server holds its token.")
     return None

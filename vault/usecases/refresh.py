@@ -118,12 +118,19 @@ def refresh(ctx: VaultContext, label: str) -> RotationOutcome:
     from ..errors import InvalidInput
 
     record = ctx.store.get_token(label)
+    if record.expires_at is None and record.verified_at is None:
+        raise InvalidInput(f"{label}'s expiry is not known: it was never checked with Meta (--no-verify).",
+                           hint=f"Run `tokenvault token verify {label}` (it records the expiry), then refresh it.")
     if record.expires_at is None:
         raise InvalidInput(f"{label} never expires; refreshing it would turn it into a 60-day token.",
                            hint="Rotate it instead (`tokenvault token rotate`).")
     outcome = Rotator(ctx).rotate(label, kind="refresh", reason="refresh: asked")
-    if outcome.state == "done":
+    if outcome.state == "done" and outcome.kind == "refresh":
         say(ctx, "refreshed", [label], lambda _: f"{label} was refreshed: version {outcome.to_version} is active.")
+    elif outcome.state == "done":  # Meta refused the exchange: rotated through an admin instead
+        say(ctx, "rotated instead of refreshed", [label],
+            lambda _: f"Meta refused to refresh {label}, so it was rotated through an eligible admin system user: "
+                      f"version {outcome.to_version} is active, version {outcome.from_version} revoked.")
     return outcome
 
 

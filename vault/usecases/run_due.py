@@ -181,8 +181,9 @@ class DueRunner:
             return
         self.ctx.store.update_reminder(reminder.id, status="done", done_at=self.ctx.now(), last_error=None)
         self.ctx.audit("reminder.done", reminder.label, reminder=reminder.id, work=reminder.action)
-        self.ctx.notifier.notify(f"tokenvault: {reminder.action} of {reminder.label} completed",
-                               "The deferred work is done; check with `tokenvault token show`.")
+        if reminder.action not in ("create_system_user", "provision"):  # those notify what they did themselves
+            self.ctx.notifier.notify(f"tokenvault: {reminder.action} of {reminder.label} completed",
+                                   "The deferred work is done; check with `tokenvault token show`.")
         report.completed.append(reminder.label)
 
     def _perform(self, reminder: ReminderRecord) -> None:
