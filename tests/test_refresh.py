@@ -139,6 +139,9 @@ def test_a_token_invalidated_at_meta_is_found_by_verify_all_and_reissued_by_run_
     assert event.details["subcode"] == 460
     m.close()
     assert webhook.titles() == ["tokenvault: prod invalidated"]
+    # checked again before run-due reissued it: still dead, still exit 6 (a monitor keeps alerting)
+    again = tokenvault(world, url, "token", "verify", "--all", "--json")
+    assert again.returncode == 6 and json.loads(again.stdout)["still_invalidated"] == ["prod"]
 
     before = len(world.sim.requests)
     ran = tokenvault(world, url, "run-due", "--json", extra=notify)

@@ -199,7 +199,8 @@ def verify(
 
 def _verify_all(manager: TokenManager, concurrency: int, json_out: bool) -> None:
     """`token verify --all`: progress on stderr (a line per token, none with --json), a summary; exit 6 if any
-    token is not valid or could not be checked."""
+    token is not valid or could not be checked, or is still `invalidated` from an earlier check (not reissued
+    yet, or its policy is on-invalid alert): a monitor built on this command keeps alerting until it is fixed."""
     import threading
 
     from meta_tokenvault.usecases.verify import Check
@@ -219,9 +220,12 @@ def _verify_all(manager: TokenManager, concurrency: int, json_out: bool) -> None
     checks = manager.verify_all(concurrency=concurrency, progress=tick)
     invalid = [c for c in checks if c.valid is False]
     unchecked = [c for c in checks if c.valid is None]
+    checked = {c.label for c in checks}
+    still_dead = sorted(t.label for t in manager.list_tokens()
+                        if t.status.value == "invalidated" and t.label not in checked)
     if json_out:
         render.emit_json({"total": len(checks), "valid": sum(c.valid is True for c in checks),
-                          "invalid": len(invalid), "unchecked": len(unchecked),
+                          "invalid": len(invalid), "unchecked": len(unchecked), "still_invalidated": still_dead,
                           "seconds": round(time.monotonic() - started, 1), "checks": [c.as_json() for c in checks]})
     else:
         render.info(f"{len(checks)} token(s) checked in {time.monotonic() - started:.1f} s: "
@@ -230,7 +234,10 @@ def _verify_all(manager: TokenManager, concurrency: int, json_out: bool) -> None
         if invalid:
             render.info("invalidated: " + ", ".join(c.label for c in invalid)
                         + " (`tokenvault run-due` reissues them unless their policy is on-invalid alert)")
-    if invalid or unchecked:
+        if still_dead:
+            render.info("still invalidated from an earlier check: " + ", ".join(still_dead)
+                        + " (`tokenvault run-due` reissues them; on-invalid alert ones: `tokenvault token rotate`)")
+    if invalid or unchecked or still_dead:
         raise typer.Exit(6)
 
 
