@@ -42,6 +42,16 @@ def test_generate_through_a_young_admin_asks_meta_first_and_mints(world: World) 
     assert [t.system_user_id for t in world.sim.minted] == [world.ids.new_admin_id]
 
 
+def test_generate_through_a_named_employee_system_user_asks_meta(world: World) -> None:
+    """Not refused locally for its role: Meta mints for an employee system user when the business admin token is
+    the caller (what `provision --role employee` relies on too)."""
+    m = world.manager()
+    record = m.generate_token("emp", business="acme", scopes=SCOPES, system_user_id=world.ids.employee_id)
+    assert record.provenance.system_user_id == world.ids.employee_id
+    assert world.sim.token_state(m.reveal("emp").reveal()) == "valid"
+    m.close()
+
+
 def test_generate_through_a_young_admin_is_deferred_with_a_reminder_when_meta_refuses(world: World) -> None:
     world.sim.mint_requires_old_admin = True  # the seed's reading: Meta refuses minting through a young admin
     m = world.manager()

@@ -38,7 +38,8 @@ def eligibility(user: SystemUserRecord, *, now: datetime) -> Eligibility:
     """
     opens = window_opens_at(user.created_at)
     if user.role.upper() != "ADMIN":
-        return Eligibility(False, f"role {user.role.lower()}: only an admin system user can mint", opens)
+        return Eligibility(False, f"role {user.role.lower()}: tokenvault mints through admins unless this one is "
+                                  "named (--system-user)", opens)
     if as_utc(now) < opens:
         return Eligibility(False, f"predicted: younger than seven days (age counted from {user.age_source.value}); "
                                   "Meta may refuse creating admins (and, some say, minting) until then", opens)

@@ -40,25 +40,23 @@ class Minter:
         self.ctx = ctx
 
     def candidates(self, biz: BusinessRecord, system_user_id: str | None) -> list[SystemUserRecord]:
-        """The admins to mint through, oldest first (the named one only, when named).
+        """The system users to mint through: the named one (any role), else the admins, oldest first.
 
-        Ask Meta first: an admin younger than seven days is a candidate too. Its age only *predicts* when
-        the window opens; tokenvault defers (:meth:`mint`) only when Meta refuses with the seven-day error.
+        Ask Meta first: an admin younger than seven days is a candidate too (its age only *predicts* when the
+        window opens; tokenvault defers, in :meth:`mint`, only when Meta refuses with the seven-day error), and
+        a named employee system user too (Meta mints for one when the business admin token is the caller, as
+        `provision --role employee` does; a refusal is Meta's, exit 6).
         """
         users = self.ctx.store.list_system_users(biz.name)
         if system_user_id is not None:
-            users = [u for u in users if u.id == system_user_id]
-            if not users:
+            named = [u for u in users if u.id == system_user_id]
+            if not named:
                 raise NotFound(f"System user {system_user_id} is not known for {biz.name}.",
                                hint="Run `tokenvault system-users sync` (or check the id in Business Settings).")
+            return named
         admins = sorted((u for u in users if u.role.upper() == "ADMIN"), key=lambda u: u.created_at)
         if admins:
             return admins
-        if system_user_id is not None:
-            raise PermissionMissing(f"System user {system_user_id} is not an admin system user; "
-                                    "only an admin system user can mint here.",
-                                    hint="Name an admin system user, or create one with "
-                                         "`tokenvault system-users create NAME --role admin`.")
         raise NotFound(f"{biz.name} has no admin system user known to tokenvault.",
                        hint="Create one (`tokenvault system-users create NAME --business "
                             f"{biz.name} --role admin`, or in Business Settings), then `tokenvault system-users sync`.")
