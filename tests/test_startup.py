@@ -69,6 +69,52 @@ def test_fast_commands_import_neither_typer_nor_sqlalchemy(store: Path, args: li
     assert loaded == [], f"`tokenvault {' '.join(args)}` imported {loaded}"
 
 
+#: Modules the fast commands must not import: use cases other than the reads (the service imports them when
+#: a method needs them), what they pull (leases: socket, uuid), the typer path's state.
+NOT_ON_FAST_PATH = ("meta_tokenvault.usecases.master_key", "meta_tokenvault.usecases.doctor",
+                    "meta_tokenvault.usecases.system_users", "meta_tokenvault.usecases.businesses",
+                    "meta_tokenvault.usecases.capture", "meta_tokenvault.leases", "meta_tokenvault.cli.state",
+                    "meta_tokenvault.api", "socket", "uuid")
+_MODULES_PROBE = """
+import json, sys
+from meta_tokenvault.cli.main import run
+code = run(json.loads(sys.argv[1]))
+sys.stderr.write("\\nMODULES " + json.dumps({"code": code, "modules": sorted(sys.modules)}) + "\\n")
+"""
+
+
+def _modules_of(args: list[str], env: dict[str, str]) -> tuple[int, set[str]]:
+    """Run ``tokenvault ARGS`` in a fresh interpreter: its exit code and every module it imported (full names)."""
+    import subprocess
+
+    proc = subprocess.run([sys.executable, "-c", _MODULES_PROBE, json.dumps(args)], env=env, capture_output=True,
+                          text=True, timeout=120, cwd=ROOT)
+    marker = proc.stderr.rsplit("MODULES ", 1)
+    assert len(marker) == 2, proc.stderr
+    data = json.loads(marker[1])
+    return data["code"], set(data["modules"])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("args", [["token", "reveal", "prod"], ["exec", "--token", "prod", "--", "true"],
+                                  ["token", "list", "--json"]], ids=["reveal", "exec", "list-json"])
+def test_fast_commands_import_only_the_read_use_case(store: Path, args: list[str]) -> None:
+    code, modules = _modules_of(args, _env(store))
+    assert code == 0
+    assert "meta_tokenvault.usecases.tokens" in modules  # the probe sees the fast path's imports
+    assert sorted(modules & set(NOT_ON_FAST_PATH)) == []
+
+
+def test_the_use_cases_the_service_defers_still_load_when_used() -> None:
+    import meta_tokenvault.service as service
+    from meta_tokenvault.usecases.doctor import DoctorCheck
+    from meta_tokenvault.usecases.master_key import KeyRotationResult
+
+    assert service.DoctorCheck is DoctorCheck and service.KeyRotationResult is KeyRotationResult
+    with pytest.raises(AttributeError):
+        _ = service.NoSuchThing  # type: ignore[attr-defined]
+
+
 # --------------------------------------------------------------------------- the fast path = the typer path
 _both = both_paths
 

@@ -202,6 +202,8 @@ class TokenRecord:
 
 @dataclass(frozen=True, slots=True)
 class BusinessRecord:
+    """A business: its name, Meta business id and app id (the app secret and admin token are sealed apart)."""
+
     id: int
     name: str
     business_id: str
@@ -217,6 +219,8 @@ class AgeSource(str, enum.Enum):
 
 @dataclass(frozen=True, slots=True)
 class SystemUserRecord:
+    """A system user of a business, and how its age (the seven-day rule) is known."""
+
     id: str
     name: str
     role: str
@@ -228,6 +232,8 @@ class SystemUserRecord:
 
 @dataclass(frozen=True, slots=True)
 class AuditEventRecord:
+    """One event of the hash-chained audit trail."""
+
     id: int
     at: datetime
     actor: str
@@ -240,6 +246,8 @@ class AuditEventRecord:
 
 @dataclass(frozen=True, slots=True)
 class ReminderRecord:
+    """A reminder of something to do by hand (an action Meta allows only later, or only in the UI)."""
+
     id: int
     label: str
     action: str
@@ -306,6 +314,8 @@ class ProvisioningRecord:
 
 @dataclass(frozen=True, slots=True)
 class RotationRecord:
+    """One rotation, refresh or reissue in the rotation journal: its step and state."""
+
     id: int
     token_id: int
     label: str
