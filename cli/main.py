@@ -43,9 +43,14 @@ def run(argv: list[str] | None = None, *, fast: bool | None = None) -> int:
     try:
         handled = None
         if use_fast and not os.environ.get(COMPLETE_VAR):
-            from .fast import dispatch
+            from .help import serve
 
-            handled = dispatch(args)
+            if serve(args):  # the top-level help, rendered ahead by typer (see meta_tokenvault.cli.help)
+                handled = 0
+            else:
+                from .fast import dispatch
+
+                handled = dispatch(args)
         code = handled if handled is not None else _run_app(args)
     except VaultError as exc:
         from .render import error
