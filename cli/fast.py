@@ -162,9 +162,11 @@ def dispatch(args: list[str]) -> int | None:
                 return 0
             if cmd.name == "list":
                 records = reader.list_tokens()
+                from meta_tokenvault.types import TokenRecord
+
                 from . import render
 
-                render.emit_json_array(r.as_json() for r in records)
+                render.emit_json_array(map(TokenRecord.as_json, records))
                 return 0
             return _run_exec(reader, cmd)
     except FastPathUnavailable:

@@ -182,7 +182,8 @@ def token_record(row: Sequence[Any], history: Sequence[TokenVersionRecord] = ())
     return TokenRecord(
         token_id, label, business_name, _STATUS[status], version, _SOURCE[source],
         Provenance(business_id, system_user_id, app_id, _strings(scopes), _strings(waba_ids)),
-        _when_req(created_at), None if expires_at is None else when(expires_at), fingerprint, last4,
+        _utc_text(created_at) if type(created_at) is str else _when_req(created_at),
+        None if expires_at is None else when(expires_at), fingerprint, last4,
         None if verified_at is None else when(verified_at), backend, max_age_days, tuple(history),
         on_invalid or "reissue", None if data_access_expires_at is None else when(data_access_expires_at),
     )

@@ -177,25 +177,31 @@ class TokenRecord:
 
     def as_json(self) -> dict[str, object]:
         """The contract's ``token show --json`` object (``token list --json`` builds 100,000 of these: no
-        closure, no enum property lookups, no timezone conversion of what is UTC already)."""
-        iso = _iso
+        closure, no enum property lookups, no timezone conversion of what is UTC already, no call per time
+        when it is UTC or None - the stores hand out UTC)."""
+        utc, iso = UTC, _iso
+        prov = self.provenance
+        created, expires, verified, data_access = (self.created_at, self.expires_at, self.verified_at,
+                                                   self.data_access_expires_at)
         return {
             "label": self.label,
             "status": self.status._value_,
             "version": self.version,
             "source": self.source._value_,
-            "business_id": self.provenance.business_id,
-            "system_user_id": self.provenance.system_user_id,
-            "app_id": self.provenance.app_id,
-            "scopes": list(self.provenance.scopes),
-            "waba_ids": list(self.provenance.waba_ids),
-            "created_at": iso(self.created_at),
-            "expires_at": iso(self.expires_at),
+            "business_id": prov.business_id,
+            "system_user_id": prov.system_user_id,
+            "app_id": prov.app_id,
+            "scopes": list(prov.scopes),
+            "waba_ids": list(prov.waba_ids),
+            "created_at": created.isoformat() if created.tzinfo is utc else iso(created),
+            "expires_at": None if expires is None else expires.isoformat() if expires.tzinfo is utc else iso(expires),
             "fingerprint": self.fingerprint,
             "last4": self.last4,
-            "verified_at": iso(self.verified_at),
+            "verified_at": (None if verified is None else verified.isoformat() if verified.tzinfo is utc
+                            else iso(verified)),
             "backend": self.backend,
-            "data_access_expires_at": iso(self.data_access_expires_at),
+            "data_access_expires_at": (None if data_access is None else data_access.isoformat()
+                                       if data_access.tzinfo is utc else iso(data_access)),
             "on_invalid": self.on_invalid,
         }
 
