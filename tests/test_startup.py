@@ -88,6 +88,7 @@ def _modules_of(args: list[str], env: dict[str, str]) -> tuple[int, set[str]]:
     import subprocess
 
     proc = subprocess.run([sys.executable, "-c", _MODULES_PROBE, json.dumps(args)], env=env, capture_output=True,
+                          stdin=subprocess.DEVNULL,
                           text=True, timeout=120, cwd=ROOT)
     marker = proc.stderr.rsplit("MODULES ", 1)
     assert len(marker) == 2, proc.stderr
@@ -318,6 +319,9 @@ def test_the_top_level_help_is_served_without_typer_only_where_typer_prints_the_
     env = {k: v for k, v in _env(tmp_path / "home").items() if k != "COLUMNS"}
     code, loaded, out = _imports(["--help"], env, TYPER)
     assert (code, loaded, out) == (0, [], TOP_LEVEL_HELP)
+    code, modules = _modules_of(["--help"], env)  # nor the record types: `import meta_tokenvault` defers them
+    assert code == 0 and "meta_tokenvault.cli.help_text" in modules
+    assert sorted(modules & {"meta_tokenvault.types", "dataclasses", "inspect", "meta_tokenvault.cli.app"}) == []
     code, loaded, out = _imports(["--help"], {**env, "COLUMNS": "100"}, TYPER)  # another width: typer's
     assert code == 0 and loaded == sorted(TYPER) and out != TOP_LEVEL_HELP and "Usage" in out
     code, loaded, out = _imports(["--help"], {**env, "TOKENVAULT_FAST_PATH": "0"}, TYPER)
