@@ -106,6 +106,14 @@ def test_fast_commands_import_only_the_read_use_case(store: Path, args: list[str
     assert sorted(modules & set(NOT_ON_FAST_PATH)) == []
 
 
+@pytest.mark.slow
+def test_the_command_modules_import_neither_the_service_nor_the_record_types(tmp_path: Path) -> None:
+    # typer's help of a subcommand loads every command module: their signatures need only light types
+    code, modules = _modules_of(["token", "--help"], {**_env(tmp_path / "home"), "COLUMNS": "80"})
+    assert code == 0 and "meta_tokenvault.cli.commands.tokens" in modules
+    assert sorted(modules & {"meta_tokenvault.service", "meta_tokenvault.types", "meta_tokenvault.context"}) == []
+
+
 def test_the_use_cases_the_service_defers_still_load_when_used() -> None:
     import meta_tokenvault.service as service
     from meta_tokenvault.usecases.doctor import DoctorCheck
