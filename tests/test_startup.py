@@ -70,11 +70,12 @@ def test_fast_commands_import_neither_typer_nor_sqlalchemy(store: Path, args: li
 
 
 #: Modules the fast commands must not import: use cases other than the reads (the service imports them when
-#: a method needs them), what they pull (leases: socket, uuid), the typer path's state.
+#: a method needs them), what they pull (leases: socket, uuid), the typer path's state, and dataclasses (the
+#: records are meta_tokenvault.records' @record; dataclasses imports inspect, ast, dis, tokenize).
 NOT_ON_FAST_PATH = ("meta_tokenvault.usecases.master_key", "meta_tokenvault.usecases.doctor",
                     "meta_tokenvault.usecases.system_users", "meta_tokenvault.usecases.businesses",
                     "meta_tokenvault.usecases.capture", "meta_tokenvault.leases", "meta_tokenvault.cli.state",
-                    "meta_tokenvault.api", "socket", "uuid")
+                    "meta_tokenvault.api", "socket", "uuid", "dataclasses", "inspect")
 _MODULES_PROBE = """
 import json, sys
 from meta_tokenvault.cli.main import run

@@ -22,12 +22,12 @@ import gc
 import json
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
 from typing import Any
 
 from .errors import NotFound
+from .records import record
 from .types import Provenance, TokenRecord, TokenSource, TokenStatus, TokenVersionRecord, as_utc
 
 #: The schema version these statements are written for (:data:`meta_tokenvault.migrations.LATEST`; a test checks).
@@ -104,7 +104,7 @@ AUDIT_INSERT = (f"INSERT INTO {TABLES['a']} ({_names(AUDIT_COLUMNS)}) "
                 f"VALUES ({', '.join(':' + name for _alias, name in AUDIT_COLUMNS)})")
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True, slots=True)
 class BlobRecord:
     """A sealed secret as stored by the local backend."""
 

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
+
+from .records import field, record
 
 
 def utcnow() -> datetime:
@@ -35,7 +36,7 @@ def _iso(value: datetime | None) -> str | None:
     return as_utc(value).isoformat()
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True, slots=True)
 class Secret:
     """A secret string that will not print.
 
@@ -83,7 +84,7 @@ class SecretKind(str, enum.Enum):
     ADMIN_TOKEN = "admin_token"
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True, slots=True)
 class SecretRef:
     """Where a secret belongs: the record it is bound to (kind, owner id, version).
 
@@ -123,7 +124,7 @@ class TokenSource(str, enum.Enum):
     REFRESHED = "refreshed"  # a 60-day token exchanged for a new one (fb_exchange_token)
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True, slots=True)
 class Provenance:
     """Who produced a token: business, system user, app, scopes, WABAs."""
 
@@ -134,7 +135,7 @@ class Provenance:
     waba_ids: tuple[str, ...] = ()
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True, slots=True)
 class TokenVersionRecord:
     """One version of a token (the current one or an older one)."""
 
@@ -153,7 +154,7 @@ class TokenVersionRecord:
     waba_ids: tuple[str, ...]
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True, slots=True)
 class TokenRecord:
     """A labelled token and its current version's metadata (never the value)."""
 
@@ -206,7 +207,7 @@ class TokenRecord:
         }
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True, slots=True)
 class BusinessRecord:
     """A business: its name, Meta business id and app id (the app secret and admin token are sealed apart)."""
 
@@ -223,7 +224,7 @@ class AgeSource(str, enum.Enum):
     MANUAL = "manual"
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True, slots=True)
 class SystemUserRecord:
     """A system user of a business, and how its age (the seven-day rule) is known."""
 
@@ -236,7 +237,7 @@ class SystemUserRecord:
     app_installed: bool
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True, slots=True)
 class AuditEventRecord:
     """One event of the hash-chained audit trail."""
 
@@ -250,7 +251,7 @@ class AuditEventRecord:
     hash: str
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True, slots=True)
 class ReminderRecord:
     """A reminder of something to do by hand (an action Meta allows only later, or only in the UI)."""
 
@@ -285,7 +286,7 @@ class ReminderRecord:
         }
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True, slots=True)
 class ProvisioningRecord:
     """One ``system-users create`` / ``provision`` run in the provisioning journal: what was asked, what is done."""
 
@@ -318,7 +319,7 @@ class ProvisioningRecord:
                 "started_at": as_utc(self.started_at).isoformat(), "updated_at": as_utc(self.updated_at).isoformat()}
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True, slots=True)
 class RotationRecord:
     """One rotation, refresh or reissue in the rotation journal: its step and state."""
 
