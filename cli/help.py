@@ -1,7 +1,7 @@
 """``tokenvault --help`` without typer, when typer would print exactly the stored text.
 
 typer's rich help imports typer, click, rich, ``rich.markdown`` (markdown-it), pygments and every command
-module: ~5x the bare interpreter before anything is printed. The top-level help is the same text every time
+module: ~8x the bare interpreter before anything is printed. The top-level help is the same text every time
 for a given width and terminal, so it is rendered ahead (:mod:`meta_tokenvault.cli.help_text`, by typer itself:
 ``python tests/test_startup.py --write-help``) and ``tests/test_startup.py`` renders it again with typer and
 fails when the two differ, as it checks the fast parser against typer's options.
