@@ -35,8 +35,6 @@ def run(argv: list[str] | None = None, *, fast: bool | None = None) -> int:
     """
     from meta_tokenvault.errors import VaultError
 
-    from .state import state
-
     use_fast = fast if fast is not None else os.environ.get(FAST_PATH_ENV, "1") != "0"
     args = sys.argv[1:] if argv is None else list(argv)
     if len(args) == 1 and args[0] in _COMPLETION_OPTIONS:  # bare: the shell is detected (typer's options need
@@ -45,9 +43,14 @@ def run(argv: list[str] | None = None, *, fast: bool | None = None) -> int:
     try:
         handled = None
         if use_fast and not os.environ.get(COMPLETE_VAR):
-            from .fast import dispatch
+            from .help import serve
 
-            handled = dispatch(args)
+            if serve(args):  # the top-level help, rendered ahead by typer (see meta_tokenvault.cli.help)
+                handled = 0
+            else:
+                from .fast import dispatch
+
+                handled = dispatch(args)
         code = handled if handled is not None else _run_app(args)
     except VaultError as exc:
         from .render import error
@@ -76,7 +79,9 @@ def run(argv: list[str] | None = None, *, fast: bool | None = None) -> int:
             sys.stderr.write(safe(redact_url("".join(traceback.format_exception(type(exc), exc, None)))))
         code = 1
     finally:
-        state.reset()
+        state = sys.modules.get(f"{__package__}.state")  # only the typer path builds a manager there
+        if state is not None:
+            state.state.reset()
     try:
         sys.stdout.flush()
     except BrokenPipeError:

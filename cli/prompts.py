@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import sys
+from typing import TYPE_CHECKING
 
 from meta_tokenvault.errors import InvalidInput
-from meta_tokenvault.service import clean_token
-from meta_tokenvault.types import Secret
+from meta_tokenvault.validation import clean_token
+
+if TYPE_CHECKING:
+    from meta_tokenvault.types import Secret
 
 
 def read_secret(what: str) -> Secret:

@@ -12,6 +12,8 @@ if TYPE_CHECKING:
 
 @dataclass
 class State:
+    """The global options of this command and what is built from them, once."""
+
     flags: dict[str, Any] = field(default_factory=dict)
     json: bool = False
     _settings: Settings | None = None

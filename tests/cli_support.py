@@ -96,7 +96,8 @@ def imports_of(args: list[str], env: dict[str, str], watch: tuple[str, ...]) -> 
     """Run ``tokenvault ARGS`` in a fresh interpreter; its exit code and which of ``watch`` it imported."""
     root = Path(__file__).resolve().parent.parent
     proc = subprocess.run([sys.executable, "-c", _PROBE, json.dumps(args), json.dumps(list(watch))], env=env,
-                          capture_output=True, text=True, timeout=120, cwd=root)
+                          capture_output=True, text=True, timeout=120, cwd=root,
+                          stdin=subprocess.DEVNULL)  # no terminal at all: rich's width is then 80 everywhere
     marker = proc.stderr.rsplit("LOADED ", 1)
     assert len(marker) == 2, proc.stderr
     data = json.loads(marker[1])

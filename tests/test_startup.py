@@ -69,6 +69,62 @@ def test_fast_commands_import_neither_typer_nor_sqlalchemy(store: Path, args: li
     assert loaded == [], f"`tokenvault {' '.join(args)}` imported {loaded}"
 
 
+#: Modules the fast commands must not import: use cases other than the reads (the service imports them when
+#: a method needs them), what they pull (leases: socket, uuid), the typer path's state, and dataclasses (the
+#: records are meta_tokenvault.records' @record; dataclasses imports inspect, ast, dis, tokenize).
+NOT_ON_FAST_PATH = ("meta_tokenvault.usecases.master_key", "meta_tokenvault.usecases.doctor",
+                    "meta_tokenvault.usecases.system_users", "meta_tokenvault.usecases.businesses",
+                    "meta_tokenvault.usecases.capture", "meta_tokenvault.leases", "meta_tokenvault.cli.state",
+                    "meta_tokenvault.api", "socket", "uuid", "dataclasses", "inspect")
+_MODULES_PROBE = """
+import json, sys
+from meta_tokenvault.cli.main import run
+code = run(json.loads(sys.argv[1]))
+sys.stderr.write("\\nMODULES " + json.dumps({"code": code, "modules": sorted(sys.modules)}) + "\\n")
+"""
+
+
+def _modules_of(args: list[str], env: dict[str, str]) -> tuple[int, set[str]]:
+    """Run ``tokenvault ARGS`` in a fresh interpreter: its exit code and every module it imported (full names)."""
+    import subprocess
+
+    proc = subprocess.run([sys.executable, "-c", _MODULES_PROBE, json.dumps(args)], env=env, capture_output=True,
+                          stdin=subprocess.DEVNULL,
+                          text=True, timeout=120, cwd=ROOT)
+    marker = proc.stderr.rsplit("MODULES ", 1)
+    assert len(marker) == 2, proc.stderr
+    data = json.loads(marker[1])
+    return data["code"], set(data["modules"])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("args", [["token", "reveal", "prod"], ["exec", "--token", "prod", "--", "true"],
+                                  ["token", "list", "--json"]], ids=["reveal", "exec", "list-json"])
+def test_fast_commands_import_only_the_read_use_case(store: Path, args: list[str]) -> None:
+    code, modules = _modules_of(args, _env(store))
+    assert code == 0
+    assert "meta_tokenvault.usecases.tokens" in modules  # the probe sees the fast path's imports
+    assert sorted(modules & set(NOT_ON_FAST_PATH)) == []
+
+
+@pytest.mark.slow
+def test_the_command_modules_import_neither_the_service_nor_the_record_types(tmp_path: Path) -> None:
+    # typer's help of a subcommand loads every command module: their signatures need only light types
+    code, modules = _modules_of(["token", "--help"], {**_env(tmp_path / "home"), "COLUMNS": "80"})
+    assert code == 0 and "meta_tokenvault.cli.commands.tokens" in modules
+    assert sorted(modules & {"meta_tokenvault.service", "meta_tokenvault.types", "meta_tokenvault.context"}) == []
+
+
+def test_the_use_cases_the_service_defers_still_load_when_used() -> None:
+    import meta_tokenvault.service as service
+    from meta_tokenvault.usecases.doctor import DoctorCheck
+    from meta_tokenvault.usecases.master_key import KeyRotationResult
+
+    assert service.DoctorCheck is DoctorCheck and service.KeyRotationResult is KeyRotationResult
+    with pytest.raises(AttributeError):
+        _ = service.NoSuchThing  # type: ignore[attr-defined]
+
+
 # --------------------------------------------------------------------------- the fast path = the typer path
 _both = both_paths
 
@@ -224,3 +280,91 @@ def test_the_fast_parser_only_accepts_options_typer_has() -> None:
     assert set(meta_tokenvault.cli.fast.REVEAL_OPTIONS) <= _opts(_click_command("token", "reveal"))
     exec_opts = _opts(_click_command("exec"))
     assert set(meta_tokenvault.cli.fast.EXEC_VALUE_OPTIONS) | set(meta_tokenvault.cli.fast.EXEC_FLAGS) <= exec_opts
+
+
+# --------------------------------------------------------------------------- the top-level help, rendered ahead
+def typer_top_level_help(*args: str) -> str:
+    """What typer prints for ``tokenvault ARGS`` with stdout a pipe, no terminal at all and none of the variables
+    that change its output: the conditions under which :mod:`meta_tokenvault.cli.help` serves the stored text."""
+    import subprocess
+
+    from meta_tokenvault.cli.help import CHANGES_OUTPUT
+
+    env = {k: v for k, v in os.environ.items() if k not in CHANGES_OUTPUT and not k.startswith("TOKENVAULT_")}
+    env["PYTHONIOENCODING"] = "utf-8"
+    proc = subprocess.run([sys.executable, "-c", "import sys; from meta_tokenvault.cli.main import run; "
+                           "sys.exit(run(sys.argv[1:], fast=False))", *args], env=env, stdin=subprocess.DEVNULL,
+                          capture_output=True, text=True, encoding="utf-8", timeout=120, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout
+
+
+def write_help_text() -> None:
+    """Regenerate cli/help_text.py from typer: ``python tests/test_startup.py --write-help``."""
+    text = typer_top_level_help("--help")
+    (ROOT / "cli" / "help_text.py").write_text(
+        '"""``tokenvault --help`` as typer prints it (see :mod:`meta_tokenvault.cli.help`). Generated by\n'
+        '``python tests/test_startup.py --write-help``; tests/test_startup.py fails when it differs from typer\'s."""\n'
+        "\n"
+        "WIDTH = 80\n"
+        "TOP_LEVEL_HELP = (\n" + "".join(f"    {line!r}\n" for line in text.splitlines(keepends=True)) + ")\n",
+        encoding="utf-8")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("flag", ["--help", "-h"])
+def test_the_stored_top_level_help_is_what_typer_prints(flag: str) -> None:
+    from meta_tokenvault.cli.help_text import TOP_LEVEL_HELP, WIDTH
+
+    typer_text = typer_top_level_help(flag)
+    assert typer_text == TOP_LEVEL_HELP, "run `python tests/test_startup.py --write-help`"
+    assert max(len(line) for line in typer_text.splitlines()) == WIDTH
+
+
+@pytest.mark.slow
+def test_the_top_level_help_is_served_without_typer_only_where_typer_prints_the_same(tmp_path: Path) -> None:
+    from meta_tokenvault.cli.help_text import TOP_LEVEL_HELP
+
+    env = {k: v for k, v in _env(tmp_path / "home").items() if k != "COLUMNS"}
+    code, loaded, out = _imports(["--help"], env, TYPER)
+    assert (code, loaded, out) == (0, [], TOP_LEVEL_HELP)
+    code, modules = _modules_of(["--help"], env)  # nor the record types: `import meta_tokenvault` defers them
+    assert code == 0 and "meta_tokenvault.cli.help_text" in modules
+    assert sorted(modules & {"meta_tokenvault.types", "dataclasses", "inspect", "meta_tokenvault.cli.app"}) == []
+    code, loaded, out = _imports(["--help"], {**env, "COLUMNS": "100"}, TYPER)  # another width: typer's
+    assert code == 0 and loaded == sorted(TYPER) and out != TOP_LEVEL_HELP and "Usage" in out
+    code, loaded, out = _imports(["--help"], {**env, "TOKENVAULT_FAST_PATH": "0"}, TYPER)
+    assert code == 0 and loaded == sorted(TYPER) and out == TOP_LEVEL_HELP
+
+
+@pytest.mark.parametrize("name", ["COLUMNS", "FORCE_COLOR", "TTY_COMPATIBLE", "TYPER_USE_RICH", "TERMINAL_WIDTH"])
+def test_the_stored_help_is_not_served_when_a_variable_changes_typers_output(name: str) -> None:
+    import meta_tokenvault.cli.help as help_
+
+    assert name in help_.CHANGES_OUTPUT
+    assert not help_.can_serve({name: "1"})
+
+
+def test_the_stored_help_is_not_served_to_a_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
+    import io
+
+    import meta_tokenvault.cli.help as help_
+
+    class Tty(io.StringIO):
+        encoding = "utf-8"
+
+        def isatty(self) -> bool:
+            return True
+
+    monkeypatch.setattr(sys, "stdout", Tty())
+    assert not help_.serve(["--help"])
+    monkeypatch.setattr(help_, "rich_width", lambda: 80)
+    monkeypatch.setattr(sys, "stdout", io.TextIOWrapper(io.BytesIO(), encoding="utf-8"))
+    assert help_.can_serve({})
+    monkeypatch.setattr(help_, "rich_width", lambda: 120)  # a terminal on stdin or stderr, 120 columns wide
+    assert not help_.can_serve({})
+
+
+if __name__ == "__main__":
+    if sys.argv[1:] == ["--write-help"]:
+        write_help_text()

@@ -27,21 +27,28 @@ from .errors import (
     UsageError,
     VaultError,
 )
-from .types import Secret, TokenRecord, TokenStatus
 
 if TYPE_CHECKING:
     from .api import TokenVault
+    from .types import Secret, TokenRecord, TokenStatus
 
 __version__ = "0.1.0"
 
 
 def __getattr__(name: str) -> Any:
-    """``TokenVault`` on first use: ``tokenvault token reveal`` imports this package, and never needs it."""
+    """``TokenVault`` and the record types on first use: every ``tokenvault`` command imports this package
+    (``tokenvault --help`` needs neither; :mod:`meta_tokenvault.types` costs ~10 ms of dataclasses)."""
     if name == "TokenVault":
         from .api import TokenVault
 
         globals()["TokenVault"] = TokenVault
         return TokenVault
+    if name in ("Secret", "TokenRecord", "TokenStatus"):
+        from . import types
+
+        value = getattr(types, name)
+        globals()[name] = value
+        return value
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 __all__ = [

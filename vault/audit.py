@@ -19,11 +19,11 @@ import hashlib
 import hmac
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from .errors import AuditChainBroken
+from .records import record
 from .types import as_utc
 
 GENESIS = "0" * 64
@@ -98,7 +98,7 @@ def missing_head(last_seq: int) -> AuditChainBroken:
                             "outside tokenvault.", event_id=last_seq, hint=HEAD_HINT)
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True, slots=True)
 class AuditLink:
     """The next event of the chain, ready to insert (``at`` is aware UTC), and the head value after it."""
 

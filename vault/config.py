@@ -7,12 +7,12 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields, replace
 from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .errors import InvalidInput
+from .records import field, record, record_fields, replace
 
 if TYPE_CHECKING:
     from .policy import Renewal
@@ -56,7 +56,7 @@ def default_home() -> Path:
     return Path(platformdirs.user_data_dir("tokenvault", appauthor=False))
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Settings:
     """Everything configurable. Secrets (vault token, master key) are read where used, not kept here."""
 
@@ -110,7 +110,7 @@ class Settings:
 
     @classmethod
     def _coerce(cls, values: Mapping[str, object]) -> Settings:
-        known = {f.name for f in fields(cls)}
+        known = set(record_fields(cls))
         unknown = set(values) - known
         if unknown:
             raise InvalidInput(f"Unknown setting(s) in config: {', '.join(sorted(unknown))}.",
@@ -137,7 +137,7 @@ class Settings:
         return settings
 
     def with_overrides(self, **changes: object) -> Settings:
-        return replace(self, **changes)  # type: ignore[arg-type]
+        return replace(self, **changes)
 
     @property
     def renewal(self) -> Renewal:

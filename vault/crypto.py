@@ -17,10 +17,10 @@ from __future__ import annotations
 import hashlib
 import hmac
 import os
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from .errors import TamperedCiphertext
+from .records import field, record
 
 if TYPE_CHECKING:
     from .ports.keys import KeyProvider
@@ -67,7 +67,7 @@ def open_sealed(key: bytes, blob: bytes, aad: bytes, *, what: str = "ciphertext"
         ) from None
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True, slots=True)
 class SealedSecret:
     """A secret at rest: which master key wrapped the DEK, the wrapped DEK, the ciphertext."""
 

@@ -9,15 +9,15 @@ when Meta refuses with that error. The dates computed here *predict* when the wi
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from .records import record
 from .types import SystemUserRecord, as_utc
 
 SEVEN_DAYS = timedelta(days=7)
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True, slots=True)
 class Eligibility:
     """A prediction: whether a system user is past Meta's seven-day window now (``eligible_from``: when it opens)."""
 
@@ -68,7 +68,7 @@ def rotation_due(
 ON_INVALID = ("reissue", "alert")
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True, slots=True)
 class Renewal:
     """When run-due refreshes an expiring token and checks tokens with debug_token (settings
     ``refresh_margin_days`` and ``verify_interval``)."""

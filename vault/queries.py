@@ -22,12 +22,12 @@ import gc
 import json
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
 from typing import Any
 
 from .errors import NotFound
+from .records import record
 from .types import Provenance, TokenRecord, TokenSource, TokenStatus, TokenVersionRecord, as_utc
 
 #: The schema version these statements are written for (:data:`meta_tokenvault.migrations.LATEST`; a test checks).
@@ -104,7 +104,7 @@ AUDIT_INSERT = (f"INSERT INTO {TABLES['a']} ({_names(AUDIT_COLUMNS)}) "
                 f"VALUES ({', '.join(':' + name for _alias, name in AUDIT_COLUMNS)})")
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True, slots=True)
 class BlobRecord:
     """A sealed secret as stored by the local backend."""
 
@@ -182,7 +182,8 @@ def token_record(row: Sequence[Any], history: Sequence[TokenVersionRecord] = ())
     return TokenRecord(
         token_id, label, business_name, _STATUS[status], version, _SOURCE[source],
         Provenance(business_id, system_user_id, app_id, _strings(scopes), _strings(waba_ids)),
-        _when_req(created_at), None if expires_at is None else when(expires_at), fingerprint, last4,
+        _utc_text(created_at) if type(created_at) is str else _when_req(created_at),
+        None if expires_at is None else when(expires_at), fingerprint, last4,
         None if verified_at is None else when(verified_at), backend, max_age_days, tuple(history),
         on_invalid or "reissue", None if data_access_expires_at is None else when(data_access_expires_at),
     )

@@ -19,12 +19,12 @@ import os
 import stat
 import sys
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from .errors import InvalidInput
+from .records import record
 from .redact import strip_userinfo
 
 if TYPE_CHECKING:
@@ -33,7 +33,7 @@ if TYPE_CHECKING:
 LOOPBACK_NAMES = ("localhost", "localhost.", "ip6-localhost")
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True, slots=True)
 class Problem:
     """Something tokenvault will not trust: a one-line ``message`` and the command that fixes it."""
 

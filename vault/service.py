@@ -15,9 +15,7 @@ from typing import IO, TYPE_CHECKING, Any
 from .context import VaultContext
 from .errors import NotFound
 from .types import TokenStatus
-from .usecases import businesses, capture, doctor, master_key, system_users, tokens
-from .usecases.doctor import DoctorCheck
-from .usecases.master_key import KeyRotationResult
+from .usecases import tokens  # the reads (reveal, resolve, show, list): the fast path's use case
 from .validation import clean_token, validate_label
 
 if TYPE_CHECKING:
@@ -39,6 +37,8 @@ if TYPE_CHECKING:
         SystemUserRecord,
         TokenRecord,
     )
+    from .usecases.doctor import DoctorCheck
+    from .usecases.master_key import KeyRotationResult
     from .usecases.provision import ProvisionOutcome
     from .usecases.review import ReviewReport
     from .usecases.rotate import RotationOutcome
@@ -120,14 +120,20 @@ class TokenManager:
     # ------------------------------------------------------------------ init
     def initialize(self, provider_name: str) -> dict[str, Any]:
         """Create the master key and the fingerprint key; see :func:`meta_tokenvault.usecases.master_key.initialize`."""
+        from .usecases import master_key
+
         return master_key.initialize(self.ctx, provider_name)
 
     # ------------------------------------------------------------------ businesses
     def add_business(self, name: str, business_id: str, app_id: str, app_secret: Secret,
                      admin_token: Secret) -> BusinessRecord:
+        from .usecases import businesses
+
         return businesses.add_business(self.ctx, name, business_id, app_id, app_secret, admin_token)
 
     def list_businesses(self) -> list[BusinessRecord]:
+        from .usecases import businesses
+
         return businesses.list_businesses(self.ctx)
 
     def app_credentials(self, business: BusinessRecord) -> AppCredentials:
@@ -144,12 +150,16 @@ class TokenManager:
 
     def replace_business_secret(self, name: str, kind: SecretKind, secret: Secret, *, verify: bool = True,
                                 revoke_old: bool = False) -> int:
+        from .usecases import businesses
+
         return businesses.replace_business_secret(self.ctx, name, kind, secret, verify=verify, revoke_old=revoke_old)
 
     # ------------------------------------------------------------------ tokens
     def import_token(self, label: str, *, business: str, secret: Secret, system_user_id: str | None = None,
                      scopes: Sequence[str] = (), waba_ids: Sequence[str] = (), verify: bool = True,
                      max_age_days: int | None = None, on_invalid: str = "reissue") -> TokenRecord:
+        from .usecases import capture
+
         return capture.import_token(self.ctx, label, business=business, secret=secret, system_user_id=system_user_id,
                                     scopes=scopes, waba_ids=waba_ids, verify=verify, max_age_days=max_age_days,
                                     on_invalid=on_invalid)
@@ -231,13 +241,19 @@ class TokenManager:
 
     # ------------------------------------------------------------------ system users, reminders
     def sync_system_users(self, business: str | None = None) -> list[SystemUserView]:
+        from .usecases import system_users
+
         system_users.sync(self.ctx, business)
         return system_users.views(self.ctx, business)
 
     def system_users(self, business: str | None = None) -> list[SystemUserView]:
+        from .usecases import system_users
+
         return system_users.views(self.ctx, business)
 
     def set_system_user_created(self, su_id: str, created: datetime) -> SystemUserRecord:
+        from .usecases import system_users
+
         return system_users.set_created(self.ctx, su_id, created)
 
     def create_system_user(self, name: str, *, business: str, role: str = "admin", waba_ids: Sequence[str] = (),
@@ -294,10 +310,26 @@ class TokenManager:
 
     def rotate_master_key(self, *, progress: Callable[[int, int], None] | None = None,
                           stop_after: int | None = None) -> KeyRotationResult:
+        from .usecases import master_key
+
         return master_key.rotate_master_key(self.ctx, progress=progress, stop_after=stop_after)
 
     def doctor(self) -> list[DoctorCheck]:
+        from .usecases import doctor
+
         return doctor.doctor(self.ctx)
+
+
+def __getattr__(name: str) -> Any:  # the use cases load when used: the fast path imports only ``tokens``
+    if name == "DoctorCheck":
+        from .usecases.doctor import DoctorCheck
+
+        return DoctorCheck
+    if name == "KeyRotationResult":
+        from .usecases.master_key import KeyRotationResult
+
+        return KeyRotationResult
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 __all__ = ["DoctorCheck", "KeyRotationResult", "TokenManager", "clean_token", "validate_label"]

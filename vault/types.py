@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
+
+from .records import field, record
 
 
 def utcnow() -> datetime:
@@ -35,7 +36,7 @@ def _iso(value: datetime | None) -> str | None:
     return as_utc(value).isoformat()
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True, slots=True)
 class Secret:
     """A secret string that will not print.
 
@@ -83,7 +84,7 @@ class SecretKind(str, enum.Enum):
     ADMIN_TOKEN = "admin_token"
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True, slots=True)
 class SecretRef:
     """Where a secret belongs: the record it is bound to (kind, owner id, version).
 
@@ -123,7 +124,7 @@ class TokenSource(str, enum.Enum):
     REFRESHED = "refreshed"  # a 60-day token exchanged for a new one (fb_exchange_token)
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True, slots=True)
 class Provenance:
     """Who produced a token: business, system user, app, scopes, WABAs."""
 
@@ -134,7 +135,7 @@ class Provenance:
     waba_ids: tuple[str, ...] = ()
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True, slots=True)
 class TokenVersionRecord:
     """One version of a token (the current one or an older one)."""
 
@@ -153,7 +154,7 @@ class TokenVersionRecord:
     waba_ids: tuple[str, ...]
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True, slots=True)
 class TokenRecord:
     """A labelled token and its current version's metadata (never the value)."""
 
@@ -177,31 +178,39 @@ class TokenRecord:
 
     def as_json(self) -> dict[str, object]:
         """The contract's ``token show --json`` object (``token list --json`` builds 100,000 of these: no
-        closure, no enum property lookups, no timezone conversion of what is UTC already)."""
-        iso = _iso
+        closure, no enum property lookups, no timezone conversion of what is UTC already, no call per time
+        when it is UTC or None - the stores hand out UTC)."""
+        utc, iso = UTC, _iso
+        prov = self.provenance
+        created, expires, verified, data_access = (self.created_at, self.expires_at, self.verified_at,
+                                                   self.data_access_expires_at)
         return {
             "label": self.label,
             "status": self.status._value_,
             "version": self.version,
             "source": self.source._value_,
-            "business_id": self.provenance.business_id,
-            "system_user_id": self.provenance.system_user_id,
-            "app_id": self.provenance.app_id,
-            "scopes": list(self.provenance.scopes),
-            "waba_ids": list(self.provenance.waba_ids),
-            "created_at": iso(self.created_at),
-            "expires_at": iso(self.expires_at),
+            "business_id": prov.business_id,
+            "system_user_id": prov.system_user_id,
+            "app_id": prov.app_id,
+            "scopes": list(prov.scopes),
+            "waba_ids": list(prov.waba_ids),
+            "created_at": created.isoformat() if created.tzinfo is utc else iso(created),
+            "expires_at": None if expires is None else expires.isoformat() if expires.tzinfo is utc else iso(expires),
             "fingerprint": self.fingerprint,
             "last4": self.last4,
-            "verified_at": iso(self.verified_at),
+            "verified_at": (None if verified is None else verified.isoformat() if verified.tzinfo is utc
+                            else iso(verified)),
             "backend": self.backend,
-            "data_access_expires_at": iso(self.data_access_expires_at),
+            "data_access_expires_at": (None if data_access is None else data_access.isoformat()
+                                       if data_access.tzinfo is utc else iso(data_access)),
             "on_invalid": self.on_invalid,
         }
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True, slots=True)
 class BusinessRecord:
+    """A business: its name, Meta business id and app id (the app secret and admin token are sealed apart)."""
+
     id: int
     name: str
     business_id: str
@@ -215,8 +224,10 @@ class AgeSource(str, enum.Enum):
     MANUAL = "manual"
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True, slots=True)
 class SystemUserRecord:
+    """A system user of a business, and how its age (the seven-day rule) is known."""
+
     id: str
     name: str
     role: str
@@ -226,8 +237,10 @@ class SystemUserRecord:
     app_installed: bool
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True, slots=True)
 class AuditEventRecord:
+    """One event of the hash-chained audit trail."""
+
     id: int
     at: datetime
     actor: str
@@ -238,8 +251,10 @@ class AuditEventRecord:
     hash: str
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True, slots=True)
 class ReminderRecord:
+    """A reminder of something to do by hand (an action Meta allows only later, or only in the UI)."""
+
     id: int
     label: str
     action: str
@@ -271,7 +286,7 @@ class ReminderRecord:
         }
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True, slots=True)
 class ProvisioningRecord:
     """One ``system-users create`` / ``provision`` run in the provisioning journal: what was asked, what is done."""
 
@@ -304,8 +319,10 @@ class ProvisioningRecord:
                 "started_at": as_utc(self.started_at).isoformat(), "updated_at": as_utc(self.updated_at).isoformat()}
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True, slots=True)
 class RotationRecord:
+    """One rotation, refresh or reissue in the rotation journal: its step and state."""
+
     id: int
     token_id: int
     label: str

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from .errors import InvalidInput
-from .types import Secret
+
+if TYPE_CHECKING:
+    from .types import Secret
 
 LABEL_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.")
 
@@ -38,6 +42,8 @@ def clean_token(raw: str) -> Secret:
                            hint="Paste exactly one token, on one line.")
     if not value.isprintable():
         raise InvalidInput("The token contains control characters.", hint="Paste exactly one token, on one line.")
+    from .types import Secret  # here: the command modules import this module for their help, without records
+
     return Secret(value)
 
 

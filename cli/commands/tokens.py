@@ -9,10 +9,9 @@ from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
-from meta_tokenvault.types import TokenRecord
-
 if TYPE_CHECKING:
     from meta_tokenvault.service import TokenManager
+    from meta_tokenvault.types import TokenRecord
     from meta_tokenvault.usecases.rotate import RotationOutcome
 
 from .. import render

@@ -11,9 +11,9 @@ import os
 import re
 import secrets as _random
 import stat
-from dataclasses import dataclass
 
 from ..errors import InvalidInput, UsageError
+from ..records import record
 from ..types import Secret, TokenRecord, as_utc
 from .common import DEFAULT_VAR, check_var, write_all
 
@@ -124,7 +124,7 @@ def export_k8s_secret(record: TokenRecord, secret: Secret, var: str = DEFAULT_VA
     return "\n".join(lines) + "\n"
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True, slots=True)
 class GithubEnv:
     """GitHub Actions output: ``mask`` goes to the step's stdout (the runner reads workflow commands
     there and hides the value from every later log line); ``env_block`` is appended to ``$GITHUB_ENV``

@@ -13,9 +13,9 @@ import signal
 import subprocess
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
 
 from ..errors import InvalidInput, UsageError, VaultError
+from ..records import record
 from ..redact import StreamRedactor
 from ..types import Secret, TokenRecord
 from .common import DEFAULT_VAR, LABEL_RE, VAR_RE, TokenSource, write_all
@@ -34,7 +34,7 @@ _FROM_TERMINAL = (signal.SIGINT, signal.SIGQUIT)
 
 
 # ---------------------------------------------------------------------------------------------- token specs
-@dataclass(frozen=True, slots=True)
+@record(frozen=True, slots=True)
 class TokenSpec:
     """``LABEL[:ENVVAR]`` from ``--token``, with the variable name decided."""
 
@@ -83,7 +83,7 @@ def parse_token_specs(raw: Sequence[str]) -> list[TokenSpec]:
     return specs
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True, slots=True)
 class Injected:
     """A resolved token: its spec, the record of the version handed out, and the value (repr-safe)."""
 
@@ -155,7 +155,7 @@ class CommandNotRunnable(UsageError):
         self.exit_code = exit_code
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True, slots=True)
 class ExecOptions:
     """``mask``: child output through :class:`StreamRedactor`. ``restart_on_rotate``: poll the tokens'
     metadata every ``poll_interval`` seconds; on a new version SIGTERM the child, SIGKILL after

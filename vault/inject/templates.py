@@ -19,9 +19,9 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 
 from ..errors import InvalidInput, NotFound
+from ..records import record
 from ..types import Secret, TokenRecord, as_utc
 from .common import LABEL_RE, TokenSource, check_usable
 
@@ -72,7 +72,7 @@ SYNTAX_HINT = ("Write {{ tokenvault://LABEL }} for the token or {{ tokenvault://
                "(fields: " + ", ".join(sorted(FIELDS)) + "); escape a literal one as \\{{ tokenvault://... }}.")
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True, slots=True)
 class Reference:
     """One ``{{ tokenvault://LABEL[/FIELD] }}`` in a template; ``field`` is ``token`` for the value."""
 
@@ -86,7 +86,7 @@ class Reference:
         return self.field == TOKEN_FIELD
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True, slots=True)
 class Template:
     """A parsed template: literal strings and :class:`Reference` objects, in order."""
 
