@@ -14,6 +14,7 @@ import os
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -216,18 +217,32 @@ class SqlStore:
         the write lock until the end: keep network calls out of it."""
         ambient: Session | None = getattr(self._ambient, "session", None)
         if ambient is not None:
+            head = getattr(self._ambient, "head", None)
             try:
                 with ambient.begin_nested():
                     yield
             except sa_exc.SQLAlchemyError as exc:
+                self._ambient.head = head  # the savepoint's audit events are undone: so is what they did to the head
                 raise _translate(exc, self.url) from None
+            except BaseException:
+                self._ambient.head = head
+                raise
             return
         with self.session() as s:
-            self._ambient.session = s
+            self._ambient.session, self._ambient.head = s, None
             try:
                 yield
+                self._write_head(s)
             finally:
-                self._ambient.session = None
+                self._ambient.session = self._ambient.head = None
+
+    def _write_head(self, s: Session) -> None:
+        """Write the audit head that this thread's transaction moved (:meth:`append_audit` writes it once per
+        transaction, at its end, rather than once per event)."""
+        head: _Head | None = getattr(self._ambient, "head", None)
+        if head is not None and head.dirty:
+            s.connection().execute(_W.setting_update, {"b_key": AUDIT_HEAD, "value": head.value})
+            self._ambient.head = _Head(head.value, dirty=False)
 
     def schema_version(self) -> int:
         try:
@@ -239,6 +254,7 @@ class SqlStore:
     # ------------------------------------------------------------------ settings and wrapped keys
     def get_setting(self, key: str) -> str | None:
         with self.session() as s:
+            self._write_head(s)
             row = s.get(models.SettingRow, key)
             return row.value if row else None
 
@@ -401,11 +417,11 @@ class SqlStore:
 
     def add_version(self, token_id: int, version: int, fields: dict[str, Any], *, make_current: bool) -> None:
         with self.session() as s:
-            s.add(_version_row(token_id, version, fields))
+            conn = s.connection()
+            conn.execute(_W.version_insert, _version_values(token_id, version, fields))
             if make_current:
-                token = s.get(models.TokenRow, token_id)
-                assert token is not None
-                token.current_version = version
+                result = conn.execute(_W.current_version_update, {"b_id": token_id, "current_version": version})
+                assert result.rowcount
 
     def update_version(self, token_id: int, version: int, **fields: Any) -> None:
         """Update fields of one version (status, verified_at, debug_summary, revoked_at, expires_at...)."""
@@ -426,15 +442,16 @@ class SqlStore:
 
     def promote(self, token_id: int, new_version: int, old_version: int | None, old_status: TokenStatus) -> None:
         """In one transaction: ``new_version`` becomes current and active, ``old_version`` gets ``old_status``."""
-        with self.session() as s:
-            token = s.get(models.TokenRow, token_id)
-            assert token is not None
-            token.current_version = new_version
-            for row in s.exec(select(models.TokenVersionRow).where(col(models.TokenVersionRow.token_id) == token_id)):
-                if row.version == new_version:
-                    row.status = TokenStatus.ACTIVE.value
-                elif old_version is not None and row.version == old_version and row.status == TokenStatus.ACTIVE.value:
-                    row.status = old_status.value
+        with self.session() as s:  # three UPDATE statements built once (bulk rotation promotes every token)
+            conn = s.connection()
+            result = conn.execute(_W.current_version_update, {"b_id": token_id, "current_version": new_version})
+            assert result.rowcount
+            conn.execute(_W.version_update, {"b_token_id": token_id, "b_version": new_version,
+                                             "status": TokenStatus.ACTIVE.value})
+            if old_version is not None and old_version != new_version:
+                conn.execute(_W.version_status_update, {"b_token_id": token_id, "b_version": old_version,
+                                                        "b_from": [TokenStatus.ACTIVE.value],
+                                                        "status": old_status.value})
 
     def set_max_age(self, token_id: int, days: int | None) -> None:
         with self.session() as s:
@@ -474,17 +491,14 @@ class SqlStore:
 
     def version_record(self, token_id: int, version: int) -> TokenVersionRecord:
         with self.session() as s:
-            row = s.exec(select(models.TokenVersionRow).where(
-                col(models.TokenVersionRow.token_id) == token_id,
-                col(models.TokenVersionRow.version) == version)).first()
+            row = s.connection().execute(_W.version_by_number, {"b_token_id": token_id, "b_version": version}).first()
             if row is None:
                 raise NotFound(f"Token id {token_id} has no version {version}.")
             return _version(row)
 
     def max_version(self, token_id: int) -> int:
         with self.session() as s:
-            value = s.exec(select(func.max(models.TokenVersionRow.version)).where(
-                col(models.TokenVersionRow.token_id) == token_id)).first()
+            value = s.connection().execute(_W.max_version, {"b_token_id": token_id}).scalar()
             return int(value or 0)
 
     def find_by_fingerprint(self, fingerprint: str) -> list[tuple[str, int]]:
@@ -511,14 +525,14 @@ class SqlStore:
     # ------------------------------------------------------------------ secret blobs (local backend)
     def put_blob(self, kind: str, owner_id: int, version: int, key_id: str, wrapped: bytes, ciphertext: bytes) -> None:
         with self.session() as s:
-            exists = s.exec(select(models.SecretBlobRow.id).where(
-                col(models.SecretBlobRow.kind) == kind, col(models.SecretBlobRow.owner_id) == owner_id,
-                col(models.SecretBlobRow.version) == version)).first()
+            conn = s.connection()
+            exists = conn.execute(_W.blob_exists,
+                                  {"b_kind": kind, "b_owner_id": owner_id, "b_version": version}).first()
             if exists is not None:
                 raise AlreadyExists(f"A {kind} secret for record {owner_id} version {version} exists already; "
                                     "it was not overwritten.")
-            s.add(models.SecretBlobRow(kind=kind, owner_id=owner_id, version=version, key_id=key_id,
-                                       wrapped_key=wrapped, ciphertext=ciphertext))
+            conn.execute(_W.blob_insert, {"kind": kind, "owner_id": owner_id, "version": version, "key_id": key_id,
+                                          "wrapped_key": wrapped, "ciphertext": ciphertext})
 
     def get_blob(self, kind: str, owner_id: int, version: int) -> BlobRecord | None:
         with self.session() as s:
@@ -574,27 +588,38 @@ class SqlStore:
             except AlreadyExists:
                 pass
             self._audit_head_missing = False
-        with self.session() as s:  # statements built once: bulk rotation appends several events per token
+        # Statements built once: bulk rotation appends several events per token. Inside transaction(), the
+        # head is read (and locked) by the first event only and written once, when the transaction ends.
+        in_transaction = getattr(self._ambient, "session", None) is not None
+        with self.session() as s:
             conn = s.connection()
-            head = conn.execute(_W.head_for_update, {"b_key": AUDIT_HEAD}).first()
-            if head is None:  # deleted since we looked
-                last = conn.execute(text(queries.AUDIT_LAST_SEQ)).scalar()
-                if last:
-                    raise missing_head(int(last))
-            link = next_link(head[0] if head else None, actor, action, subject, details, now, head_key)
+            cached: _Head | None = getattr(self._ambient, "head", None) if in_transaction else None
+            if cached is not None:
+                value: str | None = cached.value
+            else:
+                head = conn.execute(_W.head_for_update, {"b_key": AUDIT_HEAD}).first()
+                if head is None:  # deleted since we looked
+                    last = conn.execute(text(queries.AUDIT_LAST_SEQ)).scalar()
+                    if last:
+                        raise missing_head(int(last))
+                value = head[0] if head else None
+            link = next_link(value, actor, action, subject, details, now, head_key)
             conn.execute(_W.audit_insert, {"seq": link.seq, "at": link.at, "actor": link.actor, "action": link.action,
                                            "subject": link.subject, "details": link.details,
                                            "prev_hash": link.prev_hash, "hash": link.hash})
-            if head is None:
+            if value is None:
                 conn.execute(_W.setting_insert, {"key": AUDIT_HEAD, "value": link.head})
-            else:
+            elif not in_transaction:
                 conn.execute(_W.setting_update, {"b_key": AUDIT_HEAD, "value": link.head})
+            if in_transaction:
+                self._ambient.head = _Head(link.head, dirty=value is not None)
             return link.seq
 
     def key_audit_head(self, head_key: bytes, expected_seq: int) -> None:
         """Give the head at event ``expected_seq`` its MAC if it has none (a keyed head is checked instead).
         Raises AuditChainBroken when the head moved on since it was verified or its MAC does not match."""
         with self.session() as s:
+            self._write_head(s)
             head = s.connection().execute(_W.head_for_update, {"b_key": AUDIT_HEAD}).first()
             if head is None:
                 return  # an empty trail (verify_audit refused a missing head over events)
@@ -623,6 +648,7 @@ class SqlStore:
         """Check the whole chain, and the head's MAC with ``head_key``; returns the number of events.
         Raises :class:`AuditChainBroken`."""
         with self.session() as s:
+            self._write_head(s)
             head_row = s.get(models.SettingRow, AUDIT_HEAD)
             prev, expected_seq, count = GENESIS, 1, 0
             for row in s.exec(select(models.AuditEventRow).order_by(col(models.AuditEventRow.id))):
@@ -709,13 +735,13 @@ class SqlStore:
     def start_rotation(self, token_id: int, label: str, from_version: int, compromised: bool, reason: str,
                        now: datetime, kind: str = "rotate") -> int:
         with self.session() as s:
-            row = models.RotationRow(token_id=token_id, label=label, from_version=from_version,
-                                     compromised=compromised, step="started", state="running", reason=reason,
-                                     started_at=_db(now), updated_at=_db(now), kind=kind)
-            s.add(row)
-            s.flush()
-            assert row.id is not None
-            return row.id
+            result = s.connection().execute(_W.rotation_insert, {
+                "token_id": token_id, "label": label, "from_version": from_version, "compromised": compromised,
+                "step": "started", "state": "running", "reason": reason, "started_at": _db(now),
+                "updated_at": _db(now), "kind": kind})
+            rotation_id = result.inserted_primary_key[0] if result.inserted_primary_key else None
+            assert rotation_id is not None
+            return int(rotation_id)
 
     def update_rotation(self, rotation_id: int, now: datetime, **fields: Any) -> None:
         with self.session() as s:  # one UPDATE statement: a rotation journals each of its steps
@@ -726,10 +752,7 @@ class SqlStore:
 
     def open_rotation(self, token_id: int) -> RotationRecord | None:
         with self.session() as s:
-            row = s.exec(select(models.RotationRow).where(
-                col(models.RotationRow.token_id) == token_id,
-                col(models.RotationRow.state).in_(["running", "deferred"]))
-                .order_by(col(models.RotationRow.id).desc())).first()
+            row = s.connection().execute(_W.open_rotation, {"b_token_id": token_id}).first()
             return _rotation(row) if row else None
 
     def open_rotations(self) -> list[RotationRecord]:
@@ -740,7 +763,7 @@ class SqlStore:
 
     def get_rotation(self, rotation_id: int) -> RotationRecord:
         with self.session() as s:
-            row = s.get(models.RotationRow, rotation_id)
+            row = s.connection().execute(_W.rotation_by_id, {"b_id": rotation_id}).first()
             if row is None:
                 raise NotFound(f"No rotation #{rotation_id}.")
             return _rotation(row)
@@ -750,7 +773,7 @@ class SqlStore:
         expires = _db(now + ttl)
         try:
             with self.session() as s:
-                s.add(models.LeaseRow(resource=resource, owner=owner, expires_at=expires))
+                s.connection().execute(_W.lease_insert, {"resource": resource, "owner": owner, "expires_at": expires})
             return True
         except AlreadyExists:
             pass
@@ -763,12 +786,11 @@ class SqlStore:
 
     def release_lease(self, resource: str, owner: str) -> None:
         with self.session() as s:
-            s.exec(delete(models.LeaseRow).where(
-                col(models.LeaseRow.resource) == resource, col(models.LeaseRow.owner) == owner))
+            s.connection().execute(_W.lease_delete, {"b_resource": resource, "b_owner": owner})
 
     def lease_holder(self, resource: str) -> tuple[str, datetime] | None:
         with self.session() as s:
-            row = s.get(models.LeaseRow, resource)
+            row = s.connection().execute(_W.lease_by_resource, {"b_resource": resource}).first()
             return (row.owner, _req(row.expires_at)) if row else None
 
 
@@ -846,6 +868,14 @@ class SqlStore:
         return out
 
 
+@dataclass(frozen=True, slots=True)
+class _Head:
+    """The audit head as a transaction left it; ``dirty``: not written yet (see :meth:`SqlStore._write_head`)."""
+
+    value: str
+    dirty: bool
+
+
 class _W:
     """Statements of the writes a rotation repeats, built once (building a statement costs more than running
     it); executed with parameters. The columns an UPDATE sets are the parameters given, other than ``b_*``."""
@@ -860,6 +890,32 @@ class _W:
     version_update = update(_versions).where(_versions.c.token_id == bindparam("b_token_id"),
                                              _versions.c.version == bindparam("b_version"))
     rotation_update = update(_rotations).where(_rotations.c.id == bindparam("b_id"))
+    _tokens = models.TokenRow.__table__  # type: ignore[attr-defined]
+    _leases = models.LeaseRow.__table__  # type: ignore[attr-defined]
+    _blobs = models.SecretBlobRow.__table__  # type: ignore[attr-defined]
+    # ... and the statements a rotation's reads and inserts repeat (the ORM cost more than the statement)
+    rotation_insert = insert(_rotations)
+    rotation_by_id = sa_select(_rotations).where(_rotations.c.id == bindparam("b_id"))
+    open_rotation = (sa_select(_rotations).where(_rotations.c.token_id == bindparam("b_token_id"),
+                                              _rotations.c.state.in_(["running", "deferred"]))
+                     .order_by(_rotations.c.id.desc()).limit(1))
+    version_by_number = sa_select(_versions).where(_versions.c.token_id == bindparam("b_token_id"),
+                                                _versions.c.version == bindparam("b_version"))
+    max_version = sa_select(func.max(_versions.c.version)).where(_versions.c.token_id == bindparam("b_token_id"))
+    version_insert = insert(_versions)
+    current_version_update = update(_tokens).where(_tokens.c.id == bindparam("b_id"))
+    version_status_update = update(_versions).where(_versions.c.token_id == bindparam("b_token_id"),
+                                                    _versions.c.version == bindparam("b_version"),
+                                                    _versions.c.status.in_(bindparam("b_from", expanding=True)))
+    lease_by_resource = sa_select(_leases.c.owner, _leases.c.expires_at).where(
+        _leases.c.resource == bindparam("b_resource"))
+    lease_insert = insert(_leases)
+    lease_delete = delete(_leases).where(_leases.c.resource == bindparam("b_resource"),
+                                         _leases.c.owner == bindparam("b_owner"))
+    blob_exists = sa_select(_blobs.c.id).where(_blobs.c.kind == bindparam("b_kind"),
+                                            _blobs.c.owner_id == bindparam("b_owner_id"),
+                                            _blobs.c.version == bindparam("b_version"))
+    blob_insert = insert(_blobs)
 
 
 def _make_engine(url: str) -> Engine:
@@ -906,6 +962,11 @@ def _system_user(row: models.SystemUserRow, business: models.BusinessRow) -> Sys
 
 
 def _version_row(token_id: int, version: int, fields: dict[str, Any]) -> models.TokenVersionRow:
+    return models.TokenVersionRow(**_version_values(token_id, version, fields))
+
+
+def _version_values(token_id: int, version: int, fields: dict[str, Any]) -> dict[str, Any]:
+    """A version's column values, as stored (JSON lists, enum values, UTC datetimes)."""
     data = dict(fields)
     for key in ("scopes", "waba_ids"):
         data[key] = json.dumps(list(data.get(key, ())))
@@ -917,10 +978,10 @@ def _version_row(token_id: int, version: int, fields: dict[str, Any]) -> models.
     for key in ("created_at", "expires_at", "verified_at", "revoked_at", "data_access_expires_at"):
         if key in data:
             data[key] = _db_opt(data[key])
-    return models.TokenVersionRow(token_id=token_id, version=version, **data)
+    return {**data, "token_id": token_id, "version": version}
 
 
-def _version(row: models.TokenVersionRow) -> TokenVersionRecord:
+def _version(row: Any) -> TokenVersionRecord:  # an ORM row or a Core row
     return TokenVersionRecord(
         version=row.version, status=TokenStatus(row.status), source=TokenSource(row.source),
         fingerprint=row.fingerprint, last4=row.last4, created_at=_req(row.created_at),
@@ -962,7 +1023,7 @@ def _provisioning(row: models.ProvisioningRow) -> ProvisioningRecord:
         updated_at=_req(row.updated_at))
 
 
-def _rotation(row: models.RotationRow) -> RotationRecord:
+def _rotation(row: Any) -> RotationRecord:  # an ORM row or a Core row
     assert row.id is not None
     return RotationRecord(id=row.id, token_id=row.token_id, label=row.label, from_version=row.from_version,
                           to_version=row.to_version, compromised=row.compromised, step=row.step, state=row.state,
