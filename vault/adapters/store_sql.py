@@ -19,7 +19,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, bindparam, create_engine, delete, event, func, insert, text, update
+from sqlalchemy import Connection, Engine, bindparam, create_engine, delete, event, func, insert, text, update
 from sqlalchemy import exc as sa_exc
 from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, select
@@ -200,7 +200,8 @@ class SqlStore:
             if ambient is not None:
                 yield ambient
                 ambient.flush()
-                ambient.expunge_all()  # the next call reads rows afresh, as in a session of its own
+                if ambient.identity_map:
+                    ambient.expunge_all()  # the next call reads rows afresh, as in a session of its own
                 return
             with self._serial or nullcontext(), Session(self.engine, expire_on_commit=False) as session, \
                     session.begin():
@@ -229,19 +230,29 @@ class SqlStore:
                 raise
             return
         with self.session() as s:
-            self._ambient.session, self._ambient.head = s, None
+            self._ambient.session, self._ambient.head, self._ambient.conn = s, None, None
             try:
                 yield
                 self._write_head(s)
             finally:
-                self._ambient.session = self._ambient.head = None
+                self._ambient.session = self._ambient.head = self._ambient.conn = None
+
+    def _conn(self, s: Session) -> Connection:
+        """``s.connection()``; inside :meth:`transaction`, the one connection it runs on, looked up once (savepoints
+        run on the same connection)."""
+        if s is not getattr(self._ambient, "session", None):
+            return s.connection()
+        conn: Connection | None = getattr(self._ambient, "conn", None)
+        if conn is None:
+            conn = self._ambient.conn = s.connection()
+        return conn
 
     def _write_head(self, s: Session) -> None:
         """Write the audit head that this thread's transaction moved (:meth:`append_audit` writes it once per
         transaction, at its end, rather than once per event)."""
         head: _Head | None = getattr(self._ambient, "head", None)
         if head is not None and head.dirty:
-            s.connection().execute(_W.setting_update, {"b_key": AUDIT_HEAD, "value": head.value})
+            self._conn(s).execute(_W.setting_update, {"b_key": AUDIT_HEAD, "value": head.value})
             self._ambient.head = _Head(head.value, dirty=False)
 
     def schema_version(self) -> int:
@@ -417,7 +428,7 @@ class SqlStore:
 
     def add_version(self, token_id: int, version: int, fields: dict[str, Any], *, make_current: bool) -> None:
         with self.session() as s:
-            conn = s.connection()
+            conn = self._conn(s)
             conn.execute(_W.version_insert, _version_values(token_id, version, fields))
             if make_current:
                 result = conn.execute(_W.current_version_update, {"b_id": token_id, "current_version": version})
@@ -435,7 +446,7 @@ class SqlStore:
                 value = value.value
             values[key] = value
         with self.session() as s:  # one UPDATE statement (bulk rotation runs this a few times per token)
-            result = s.connection().execute(_W.version_update, {**values, "b_token_id": token_id,
+            result = self._conn(s).execute(_W.version_update, {**values, "b_token_id": token_id,
                                                                 "b_version": version})
             if not result.rowcount:
                 raise NotFound(f"Token id {token_id} has no version {version}.")
@@ -443,7 +454,7 @@ class SqlStore:
     def promote(self, token_id: int, new_version: int, old_version: int | None, old_status: TokenStatus) -> None:
         """In one transaction: ``new_version`` becomes current and active, ``old_version`` gets ``old_status``."""
         with self.session() as s:  # three UPDATE statements built once (bulk rotation promotes every token)
-            conn = s.connection()
+            conn = self._conn(s)
             result = conn.execute(_W.current_version_update, {"b_id": token_id, "current_version": new_version})
             assert result.rowcount
             conn.execute(_W.version_update, {"b_token_id": token_id, "b_version": new_version,
@@ -478,7 +489,7 @@ class SqlStore:
 
         The statements are :mod:`meta_tokenvault.queries`', shared with the fast read path. Raises NotFound."""
         with self.session() as s:
-            conn = s.connection()
+            conn = self._conn(s)
             row = conn.execute(text(queries.TOKEN_BY_LABEL), {"label": label}).first()
             versions = (conn.execute(text(queries.VERSIONS_OF_TOKEN), {"token_id": row[0]}).all()
                         if with_history and row is not None else ())
@@ -487,18 +498,18 @@ class SqlStore:
     def list_tokens(self) -> list[TokenRecord]:
         """Every token with a current version, by label: one query, rows straight to records (no ORM objects)."""
         with self.session() as s:
-            return queries.token_records(s.connection().execute(text(queries.ALL_TOKENS)))
+            return queries.token_records(self._conn(s).execute(text(queries.ALL_TOKENS)))
 
     def version_record(self, token_id: int, version: int) -> TokenVersionRecord:
         with self.session() as s:
-            row = s.connection().execute(_W.version_by_number, {"b_token_id": token_id, "b_version": version}).first()
+            row = self._conn(s).execute(_W.version_by_number, {"b_token_id": token_id, "b_version": version}).first()
             if row is None:
                 raise NotFound(f"Token id {token_id} has no version {version}.")
             return _version(row)
 
     def max_version(self, token_id: int) -> int:
         with self.session() as s:
-            value = s.connection().execute(_W.max_version, {"b_token_id": token_id}).scalar()
+            value = self._conn(s).execute(_W.max_version, {"b_token_id": token_id}).scalar()
             return int(value or 0)
 
     def find_by_fingerprint(self, fingerprint: str) -> list[tuple[str, int]]:
@@ -515,7 +526,7 @@ class SqlStore:
         `tokenvault scan` matches candidates against (one query, no secret read)."""
         with self.session() as s:
             t, v = models.TokenRow, models.TokenVersionRow
-            rows = s.connection().execute(
+            rows = self._conn(s).execute(
                 sa_select(col(t.label), col(v.version), col(v.status), col(v.fingerprint), col(v.last4),
                           col(v.revoked_at)).join(t, col(t.id) == col(v.token_id))
             ).all()
@@ -525,7 +536,7 @@ class SqlStore:
     # ------------------------------------------------------------------ secret blobs (local backend)
     def put_blob(self, kind: str, owner_id: int, version: int, key_id: str, wrapped: bytes, ciphertext: bytes) -> None:
         with self.session() as s:
-            conn = s.connection()
+            conn = self._conn(s)
             exists = conn.execute(_W.blob_exists,
                                   {"b_kind": kind, "b_owner_id": owner_id, "b_version": version}).first()
             if exists is not None:
@@ -536,7 +547,7 @@ class SqlStore:
 
     def get_blob(self, kind: str, owner_id: int, version: int) -> BlobRecord | None:
         with self.session() as s:
-            row = s.connection().execute(text(queries.BLOB),
+            row = self._conn(s).execute(text(queries.BLOB),
                                          {"kind": kind, "owner_id": owner_id, "version": version}).first()
             return queries.blob_record(row)
 
@@ -581,7 +592,7 @@ class SqlStore:
             try:
                 with self.session() as s:
                     if s.get(models.SettingRow, AUDIT_HEAD) is None:
-                        last = s.connection().execute(text(queries.AUDIT_LAST_SEQ)).scalar()
+                        last = self._conn(s).execute(text(queries.AUDIT_LAST_SEQ)).scalar()
                         if last:
                             raise missing_head(int(last))
                         s.add(models.SettingRow(key=AUDIT_HEAD, value=encode_head(0, GENESIS)))
@@ -592,7 +603,7 @@ class SqlStore:
         # head is read (and locked) by the first event only and written once, when the transaction ends.
         in_transaction = getattr(self._ambient, "session", None) is not None
         with self.session() as s:
-            conn = s.connection()
+            conn = self._conn(s)
             cached: _Head | None = getattr(self._ambient, "head", None) if in_transaction else None
             if cached is not None:
                 value: str | None = cached.value
@@ -620,7 +631,7 @@ class SqlStore:
         Raises AuditChainBroken when the head moved on since it was verified or its MAC does not match."""
         with self.session() as s:
             self._write_head(s)
-            head = s.connection().execute(_W.head_for_update, {"b_key": AUDIT_HEAD}).first()
+            head = self._conn(s).execute(_W.head_for_update, {"b_key": AUDIT_HEAD}).first()
             if head is None:
                 return  # an empty trail (verify_audit refused a missing head over events)
             seq, digest = read_head(head[0])
@@ -631,7 +642,7 @@ class SqlStore:
                 read_head(head[0], head_key)
                 return
             keyed = encode_head(seq, digest, head_key)
-            s.connection().execute(_W.setting_update, {"b_key": AUDIT_HEAD, "value": keyed})
+            self._conn(s).execute(_W.setting_update, {"b_key": AUDIT_HEAD, "value": keyed})
 
     def list_audit(self, limit: int | None = None, subject: str | None = None) -> list[AuditEventRecord]:
         with self.session() as s:
@@ -735,7 +746,7 @@ class SqlStore:
     def start_rotation(self, token_id: int, label: str, from_version: int, compromised: bool, reason: str,
                        now: datetime, kind: str = "rotate") -> int:
         with self.session() as s:
-            result = s.connection().execute(_W.rotation_insert, {
+            result = self._conn(s).execute(_W.rotation_insert, {
                 "token_id": token_id, "label": label, "from_version": from_version, "compromised": compromised,
                 "step": "started", "state": "running", "reason": reason, "started_at": _db(now),
                 "updated_at": _db(now), "kind": kind})
@@ -745,14 +756,14 @@ class SqlStore:
 
     def update_rotation(self, rotation_id: int, now: datetime, **fields: Any) -> None:
         with self.session() as s:  # one UPDATE statement: a rotation journals each of its steps
-            result = s.connection().execute(_W.rotation_update, {**fields, "updated_at": _db(now),
+            result = self._conn(s).execute(_W.rotation_update, {**fields, "updated_at": _db(now),
                                                                  "b_id": rotation_id})
             if not result.rowcount:
                 raise NotFound(f"No rotation #{rotation_id}.")
 
     def open_rotation(self, token_id: int) -> RotationRecord | None:
         with self.session() as s:
-            row = s.connection().execute(_W.open_rotation, {"b_token_id": token_id}).first()
+            row = self._conn(s).execute(_W.open_rotation, {"b_token_id": token_id}).first()
             return _rotation(row) if row else None
 
     def open_rotations(self) -> list[RotationRecord]:
@@ -763,7 +774,7 @@ class SqlStore:
 
     def get_rotation(self, rotation_id: int) -> RotationRecord:
         with self.session() as s:
-            row = s.connection().execute(_W.rotation_by_id, {"b_id": rotation_id}).first()
+            row = self._conn(s).execute(_W.rotation_by_id, {"b_id": rotation_id}).first()
             if row is None:
                 raise NotFound(f"No rotation #{rotation_id}.")
             return _rotation(row)
@@ -773,7 +784,7 @@ class SqlStore:
         expires = _db(now + ttl)
         try:
             with self.session() as s:
-                s.connection().execute(_W.lease_insert, {"resource": resource, "owner": owner, "expires_at": expires})
+                self._conn(s).execute(_W.lease_insert, {"resource": resource, "owner": owner, "expires_at": expires})
             return True
         except AlreadyExists:
             pass
@@ -786,11 +797,11 @@ class SqlStore:
 
     def release_lease(self, resource: str, owner: str) -> None:
         with self.session() as s:
-            s.connection().execute(_W.lease_delete, {"b_resource": resource, "b_owner": owner})
+            self._conn(s).execute(_W.lease_delete, {"b_resource": resource, "b_owner": owner})
 
     def lease_holder(self, resource: str) -> tuple[str, datetime] | None:
         with self.session() as s:
-            row = s.connection().execute(_W.lease_by_resource, {"b_resource": resource}).first()
+            row = self._conn(s).execute(_W.lease_by_resource, {"b_resource": resource}).first()
             return (row.owner, _req(row.expires_at)) if row else None
 
 

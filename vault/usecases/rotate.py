@@ -46,7 +46,16 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 from ..context import debug_summary
 from ..errors import Deferred, InvalidRequest, NotFound, PermissionMissing, RotationInProgress, TokenInvalid, VaultError
 from ..leases import lease_is_stale, lease_owner
-from ..types import BusinessRecord, Secret, SecretKind, SecretRef, TokenRecord, TokenSource, TokenStatus
+from ..types import (
+    BusinessRecord,
+    Secret,
+    SecretKind,
+    SecretRef,
+    SystemUserRecord,
+    TokenRecord,
+    TokenSource,
+    TokenStatus,
+)
 from .mint import Minter, MintResult
 
 if TYPE_CHECKING:
@@ -269,6 +278,7 @@ class Rotator:
         self.minter = Minter(ctx)
         self.group = GroupCommit(ctx.store)
         self._businesses: dict[str, _Business] = {}
+        self._admins: dict[str, list[SystemUserRecord]] = {}  # business name -> Minter.candidates
         self._businesses_lock = threading.Lock()
         self._bulk = False  # inside rotate_many: each rotation's write-behind is settled at the end, not by it
 
@@ -545,6 +555,24 @@ class Rotator:
                 self._businesses.setdefault(name, cached)
         return cached
 
+    def _mint(self, biz: _Business, scopes: tuple[str, ...], *, expiring: bool) -> MintResult:
+        """Mint through the business's admins, listed once per Rotator (again after one had the app installed:
+        the list says who still needs it)."""
+        name = biz.record.name
+        with self._businesses_lock:
+            admins = self._admins.get(name)
+        if admins is None:
+            admins = self.minter.candidates(biz.record, None)
+            with self._businesses_lock:
+                self._admins[name] = admins
+        try:
+            return self.minter.mint(biz.record, scopes, expiring=expiring, app=biz.app, caller=biz.admin,
+                                    admins=admins)
+        finally:
+            if not all(su.app_installed for su in admins):
+                with self._businesses_lock:
+                    self._admins.pop(name, None)
+
     def _refs(self, rotation: RotationRecord) -> tuple[SecretRef, SecretRef | None]:
         old = SecretRef(SecretKind.TOKEN, rotation.token_id, rotation.from_version, rotation.label)
         new = (SecretRef(SecretKind.TOKEN, rotation.token_id, rotation.to_version, rotation.label)
@@ -613,8 +641,7 @@ class Rotator:
                     nxt.changes["kind"] = "rotate"
                     rotation = replace(rotation, kind="rotate")
                 try:
-                    minted = self.minter.mint(biz.record, tuple(old.scopes), expiring=old.expires_at is not None,
-                                              app=biz.app, caller=biz.admin)
+                    minted = self._mint(biz, tuple(old.scopes), expiring=old.expires_at is not None)
                 except Deferred as exc:
                     raise self._defer(rotation, record, exc) from None
             secret, system_user_id = minted.secret, minted.system_user_id
