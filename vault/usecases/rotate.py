@@ -565,11 +565,15 @@ class Rotator:
             admins = self.minter.candidates(biz.record, None)
             with self._businesses_lock:
                 self._admins[name] = admins
+        minted: MintResult | None = None
         try:
-            return self.minter.mint(biz.record, scopes, expiring=expiring, app=biz.app, caller=biz.admin,
-                                    admins=admins)
+            minted = self.minter.mint(biz.record, scopes, expiring=expiring, app=biz.app, caller=biz.admin,
+                                      admins=admins)
+            return minted
         finally:
-            if not all(su.app_installed for su in admins):
+            tried = admins if minted is None else \
+                admins[:next(i for i, su in enumerate(admins) if su.id == minted.system_user_id) + 1]
+            if not all(su.app_installed for su in tried):  # mint installed the app for one of them
                 with self._businesses_lock:
                     self._admins.pop(name, None)
 
