@@ -116,8 +116,9 @@ class GroupCommit:
 
     :meth:`run` hands a function doing store calls (never network calls) to whichever thread is committing;
     every function that arrives while a commit is under way goes into the next one, so N rotations at the
-    same step pay one commit (one fsync) instead of N. Each function runs in a savepoint: its error (raised
-    in its own thread) undoes only its writes. :meth:`run` returns once the commit holding the function is
+    same step pay one commit (one fsync) instead of N. A function's error (raised in its own thread) undoes
+    only its writes: the batch is first run without savepoints; if one fails, nothing of it is written and it
+    is run again with each function in a savepoint. :meth:`run` returns once the commit holding the function is
     durable, so "recorded before the next step is taken" still holds per rotation.
 
     ``behind=True`` (write-behind) returns at once instead, for writes nothing waits on (a rotation's last
@@ -133,6 +134,7 @@ class GroupCommit:
         self._leading = False
         self.commits = 0  # transactions committed (for reports and tests)
         self.writes = 0  # functions run in them
+        self.retried = 0  # batches run again one savepoint each (one of their functions failed)
 
     def run(self, work: Callable[[], _T]) -> _T:
         """Run ``work`` in the next commit; returns its result once that commit is durable."""
@@ -199,15 +201,16 @@ class GroupCommit:
 
     def _commit(self, batch: list[_Pending[Any]]) -> None:
         try:
-            with self._store.transaction():
-                if len(batch) == 1:  # alone: its error rolls back the transaction, no savepoint needed
-                    batch[0].result = batch[0].work()
-                for item in batch if len(batch) > 1 else ():
-                    try:
-                        with self._store.transaction():  # a savepoint
-                            item.result = item.work()
-                    except Exception as exc:  # noqa: BLE001 - delivered to the thread that asked
-                        item.error = exc
+            if len(batch) == 1 or not self._together(batch):
+                with self._store.transaction():
+                    if len(batch) == 1:  # alone: its error rolls back the transaction, no savepoint needed
+                        batch[0].result = batch[0].work()
+                    for item in batch if len(batch) > 1 else ():
+                        try:
+                            with self._store.transaction():  # a savepoint
+                                item.result = item.work()
+                        except Exception as exc:  # noqa: BLE001 - delivered to the thread that asked
+                            item.error = exc
             self.commits += 1
             self.writes += len(batch)
         except BaseException as exc:  # the commit failed: nothing of this batch was written
@@ -219,6 +222,22 @@ class GroupCommit:
         for item in batch:
             if item.error is None and item.after is not None:
                 item.after()
+
+    def _together(self, batch: list[_Pending[Any]]) -> bool:
+        """The usual case, first: the whole batch in one transaction without a savepoint each (a savepoint
+        costs more than most of the writes in it). If any function fails, nothing of the batch is written and
+        this returns False: the batch is run again, each function in its own savepoint (the functions are
+        store work only, so running them again is safe)."""
+        try:
+            with self._store.transaction():
+                for item in batch:
+                    item.result = item.work()
+        except Exception:  # noqa: BLE001 - rolled back; the savepoint path finds whose error it is
+            for item in batch:
+                item.result = None
+            self.retried += 1
+            return False
+        return True
 
 
 @dataclass(frozen=True)
