@@ -744,12 +744,15 @@ class SqlStore:
 
     # ------------------------------------------------------------------ rotation journal and leases
     def start_rotation(self, token_id: int, label: str, from_version: int, compromised: bool, reason: str,
-                       now: datetime, kind: str = "rotate") -> int:
+                       now: datetime, kind: str = "rotate", *, step: str = "started",
+                       to_version: int | None = None) -> int:
+        """Journal a new rotation (``step``/``to_version``: where it is already, when the caller journals its
+        first steps in the same transaction)."""
         with self.session() as s:
             result = self._conn(s).execute(_W.rotation_insert, {
                 "token_id": token_id, "label": label, "from_version": from_version, "compromised": compromised,
-                "step": "started", "state": "running", "reason": reason, "started_at": _db(now),
-                "updated_at": _db(now), "kind": kind})
+                "step": step, "state": "running", "reason": reason, "started_at": _db(now),
+                "updated_at": _db(now), "kind": kind, "to_version": to_version})
             rotation_id = result.inserted_primary_key[0] if result.inserted_primary_key else None
             assert rotation_id is not None
             return int(rotation_id)

@@ -48,6 +48,7 @@ from ..errors import Deferred, InvalidRequest, NotFound, PermissionMissing, Rota
 from ..leases import lease_is_stale, lease_owner
 from ..types import (
     BusinessRecord,
+    RotationRecord,
     Secret,
     SecretKind,
     SecretRef,
@@ -55,6 +56,7 @@ from ..types import (
     TokenRecord,
     TokenSource,
     TokenStatus,
+    as_utc,
 )
 from .mint import Minter, MintResult
 
@@ -62,7 +64,7 @@ if TYPE_CHECKING:
     from ..adapters.store_sql import SqlStore
     from ..context import VaultContext
     from ..ports.graph import AppCredentials
-    from ..types import RotationRecord, TokenVersionRecord
+    from ..types import TokenVersionRecord
 
 LEASE_TTL = timedelta(minutes=10)
 KINDS = ("rotate", "refresh", "reissue")
@@ -385,15 +387,20 @@ class Rotator:
                 return _Begun(record, open_rotation, new=False)
             if expected_version is not None and record.version != expected_version:
                 return _Begun(record, None, new=False)
-            rotation_id = store.start_rotation(record.id, label, record.version, compromised, reason, now, kind=kind)
+            # "started" needs no call to Meta: unless compromised, the row is written at "minting" in the same
+            # commit (both steps audited), and the record built here rather than read back
+            step, to_version = ("started", None) if compromised else ("minting", store.max_version(record.id) + 1)
+            rotation_id = store.start_rotation(record.id, label, record.version, compromised, reason, now, kind=kind,
+                                               step=step, to_version=to_version)
             self.ctx.audit("rotation.start", label, rotation=rotation_id, from_version=record.version,
                          compromised=compromised, reason=reason, kind=kind)
             old = store.version_record(record.id, record.version)
-            if not compromised:  # "started" needs no call to Meta: journal "minting" in the same commit
-                to_version = store.max_version(record.id) + 1
-                store.update_rotation(rotation_id, now, step="minting", to_version=to_version)
+            if not compromised:
                 self.ctx.audit("rotation.minting", label, rotation=rotation_id, to_version=to_version)
-            rotation = store.get_rotation(rotation_id)
+            rotation = RotationRecord(id=rotation_id, token_id=record.id, label=label, from_version=record.version,
+                                      to_version=to_version, compromised=compromised, step=step, state="running",
+                                      reason=reason, started_at=as_utc(now), updated_at=as_utc(now), error=None,
+                                      kind=kind)
             return _Begun(record, rotation, new=True, old=old, old_secret=self._prefetch(rotation))
         return begin
 
@@ -684,10 +691,12 @@ class Rotator:
             "fingerprint": self.ctx.fingerprint(secret), "last4": secret.last4, "created_at": self.ctx.now(),
             "backend": self.ctx.secrets.name}
 
+        fresh = work.fresh  # begun by this call, under its lease: no version to_version can exist yet
+
         def write() -> None:  # the token, its pending version and the journal: one commit, before anything else
             if put is not None:
                 put()
-            if self.ctx.store.max_version(rotation.token_id) < to_version:
+            if fresh or self.ctx.store.max_version(rotation.token_id) < to_version:
                 self.ctx.store.add_version(rotation.token_id, to_version, fields, make_current=False)
         nxt.write = write
         return nxt
