@@ -5,8 +5,10 @@ rate limit, reported as a ratio to the floor no client can beat.
 
 ``calls`` is what the rotations needed, read from the simulator's request log (mint, debug_token, revoke,
 and an install if one was needed; calls the simulator refused for the rate limit are not needed, so they
-are left out). Goal: wall time <= 1.3 x the floor, every outcome ``done`` (a rate limit never surfaces as a
-failure), one new version per token, every old token revoked at the simulator.
+are left out). Goal: wall time <= 1.3 x the floor (latency-bound: 1.15 x), and <= 5 ms of tokenvault's own
+CPU per rotation (over the transport, the in-process simulator's CPU is measured and taken out), every outcome
+``done`` (a rate limit never surfaces as a failure), one new version per token, every old token revoked at the
+simulator.
 
 Scenarios, each in a fresh worker process (so its peak RSS is its own):
 
@@ -44,6 +46,7 @@ SECTION = "bulk_rotation"
 LATENCY = 0.05
 SCOPES = ("whatsapp_business_management", "whatsapp_business_messaging")
 GOAL = 1.3
+LATENCY_GOAL = 1.15  # latency-bound: the margin is tokenvault's own CPU per rotation (issue 16)
 
 
 def scenarios(quick: bool) -> list[dict[str, Any]]:
@@ -51,7 +54,8 @@ def scenarios(quick: bool) -> list[dict[str, Any]]:
     if quick:
         base = {"tokens": 50, "concurrency": 8, "latency": LATENCY, "rate_limit": [40, 1.0]}
         return [{**base, "name": "transport, rate-bound", "via": "transport", "paced": True}]
-    latency_bound = {"tokens": 1000, "concurrency": 8, "latency": LATENCY, "rate_limit": [300, 1.0]}
+    latency_bound = {"tokens": 1000, "concurrency": 8, "latency": LATENCY, "rate_limit": [300, 1.0],
+                     "goal": LATENCY_GOAL}
     rate_bound = {"tokens": 1000, "concurrency": 16, "latency": LATENCY, "rate_limit": [150, 1.0]}
     return [
         {**latency_bound, "name": "transport, latency-bound", "via": "transport", "paced": True},
@@ -89,24 +93,27 @@ def _figures(figure: Any, scenario: dict[str, Any], r: dict[str, Any]) -> list[A
     label = f"{n:,} tokens, {scenario['concurrency']} at a time, {name}"
     ratio = r["wall_s"] / r["floor_s"]
     failures = n - r["outcomes"].get("done", 0)
-    detail = {k: r[k] for k in ("calls", "calls_per_rotation", "latency_floor_s", "rate_floor_s", "binding",
-                                "refused_by_rate_limit", "rate_limited_answers", "retries", "paced_wait_s",
-                                "commits", "writes_per_commit", "outcomes", "seed_s", "cpu_s", "checks")}
+    detail = {k: r.get(k) for k in ("calls", "calls_per_rotation", "latency_floor_s", "rate_floor_s", "binding",
+                                    "refused_by_rate_limit", "rate_limited_answers", "retries", "paced_wait_s",
+                                    "commits", "writes_per_commit", "outcomes", "seed_s", "cpu_s", "sim_cpu_s",
+                                    "checks")}
     detail.update(latency_s=scenario["latency"], rate_limit=f"{calls_s} calls / {per:g} s", paced=paced)
-    goal = f"<= {GOAL}x" if paced else ""
+    target = scenario.get("goal", GOAL)
+    goal = f"<= {target}x" if paced else ""
     return [
         figure(SECTION, f"wall, {label}", round(r["wall_s"], 2), "s", round(ratio, 3), "floor", goal,
-               (ratio <= GOAL) if paced else None, detail=detail),
+               (ratio <= target) if paced else None, detail=detail),
         figure(SECTION, f"failures (rate-limit hits {r['refused_by_rate_limit']}, retries {r['retries']}), {name}",
                failures, "rotations", goal="0", ok=failures == 0 and r["checks"]["ok"],
                detail={"checks": r["checks"], "outcomes": r["outcomes"]}),
-        # over HTTP the simulator runs in its own process: this process's CPU is tokenvault's alone (issue 16:
-        # <= 5 ms per rotation); over the transport it includes the in-process simulator's (reference)
+        # tokenvault's own CPU (issue 16: <= 5 ms per rotation). Over HTTP the simulator runs in its own process:
+        # this process's CPU time is tokenvault's. Over the transport the simulator runs in tokenvault's threads:
+        # the CPU time of its requests (time.thread_time around each) is taken out and shown apart.
         figure(SECTION, f"CPU per rotation, {name}", round(r["cpu_s"] * 1000 / n, 2), "ms",
-               goal="<= 5 ms" if scenario["via"] == "http" else "",
-               ok=(r["cpu_s"] * 1000 / n <= 5) if scenario["via"] == "http" else None,
-               detail={"cpu_s": r["cpu_s"], "rotations": n,
-                       "includes": "tokenvault only" if scenario["via"] == "http" else "tokenvault + simulator"}),
+               goal="<= 5 ms" if paced else "", ok=(r["cpu_s"] * 1000 / n <= 5) if paced else None,
+               detail={"cpu_s": r["cpu_s"], "rotations": n, "simulator_cpu_s": r.get("sim_cpu_s", 0.0),
+                       "includes": "tokenvault only (process CPU time, user + system"
+                                   + (")" if scenario["via"] == "http" else ", less the simulator's requests)")}),
         figure(SECTION, f"peak RSS, {name}", round(r["peak_rss_mb"], 1), "MB",
                detail={"rss_before_rotation_mb": round(r["rss_before_mb"], 1),
                        "growth_mb": round(r["peak_rss_mb"] - r["rss_before_mb"], 1)}),
@@ -140,7 +147,8 @@ def _transport_worker(scenario: dict[str, Any], tmp: Path) -> dict[str, Any]:
     from meta_tokenvault.wiring import build_manager
 
     sim, demo = GraphSimulator.demo_world(clock=SimClock(realtime=True))
-    client = httpx.Client(transport=sim.transport())
+    transport = _TimedTransport(sim.transport())
+    client = httpx.Client(transport=transport)
     m = build_manager(_settings(tmp / "home", scenario), create=True, graph_client=client, clock=sim.clock,
                       environ={})
     try:
@@ -150,7 +158,7 @@ def _transport_worker(scenario: dict[str, Any], tmp: Path) -> dict[str, Any]:
         seed_s = _seed(m, scenario["tokens"])
         sim.latency, sim.rate_limit = scenario["latency"], tuple(scenario["rate_limit"])
         start, refused0 = len(sim.requests), sim.rate_limited
-        timed = _rotate(m, scenario)
+        timed = _rotate(m, scenario, lambda: transport.cpu)
         requests = sim.requests[start:]
         refused = sim.rate_limited - refused0
         accepted = len(requests) - refused
@@ -208,6 +216,28 @@ def _http_worker(scenario: dict[str, Any], tmp: Path) -> dict[str, Any]:
         server.wait(timeout=30)
 
 
+class _TimedTransport:
+    """The simulator's transport, counting the CPU time its requests take (``time.thread_time`` in the calling
+    thread, which runs the simulator): over the transport, the simulator shares tokenvault's process."""
+
+    def __init__(self, inner: Any) -> None:
+        import threading
+
+        self.inner, self.cpu, self._lock = inner, 0.0, threading.Lock()
+
+    def handle_request(self, request: Any) -> Any:
+        started = time.thread_time()
+        try:
+            return self.inner.handle_request(request)
+        finally:
+            spent = time.thread_time() - started
+            with self._lock:
+                self.cpu += spent
+
+    def close(self) -> None:
+        self.inner.close()
+
+
 def _seed(m: Any, n: int) -> float:
     """``n`` tokens through the service API (mint + debug_token each), 8 at a time; returns the seconds."""
     from concurrent.futures import ThreadPoolExecutor
@@ -223,8 +253,9 @@ def _rss_mb() -> float:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
-def _rotate(m: Any, scenario: dict[str, Any]) -> dict[str, Any]:
-    """The timed part: every active token rotated, ``concurrency`` at a time."""
+def _rotate(m: Any, scenario: dict[str, Any], sim_cpu: Any = lambda: 0.0) -> dict[str, Any]:
+    """The timed part: every active token rotated, ``concurrency`` at a time. ``sim_cpu()``: the CPU seconds
+    the in-process simulator has used so far (0 when it runs in its own process)."""
     import gc
 
     from meta_tokenvault.usecases.rotate import Rotator
@@ -240,14 +271,16 @@ def _rotate(m: Any, scenario: dict[str, Any]) -> dict[str, Any]:
     group = getattr(rotator, "group", None)
     gc.collect()
     rss_before = _rss_mb()
-    cpu0, t0 = time.process_time(), time.perf_counter()
+    cpu0, t0, sim0 = time.process_time(), time.perf_counter(), sim_cpu()
     outcomes = rotator.rotate_many(labels, concurrency=scenario["concurrency"])
     wall = time.perf_counter() - t0
     cpu = time.process_time() - cpu0
+    sim = sim_cpu() - sim0
     states: dict[str, int] = {}
     for outcome in outcomes:
         states[outcome.state] = states.get(outcome.state, 0) + 1
-    return {"wall_s": wall, "cpu_s": cpu, "outcomes": states, "before": before, "rss_before_mb": rss_before,
+    return {"wall_s": wall, "cpu_s": cpu - sim, "sim_cpu_s": sim, "outcomes": states, "before": before,
+            "rss_before_mb": rss_before,
             "retries": graph.retries - retries0, "rate_limited_answers": getattr(graph, "rate_limited", 0) - limited0,
             "paced_wait_s": round((pacer.waited if pacer else 0.0) - paced0, 1),
             "commits": group.commits if group else None, "writes": group.writes if group else None,
@@ -279,7 +312,8 @@ def _result(scenario: dict[str, Any], timed: dict[str, Any], accepted: int, refu
     rate_floor = accepted / (calls_s / per)
     floor = max(latency_floor, rate_floor)
     return {
-        "wall_s": round(timed["wall_s"], 3), "cpu_s": round(timed["cpu_s"], 2), "floor_s": round(floor, 3),
+        "wall_s": round(timed["wall_s"], 3), "cpu_s": round(timed["cpu_s"], 2),
+        "sim_cpu_s": round(timed["sim_cpu_s"], 2), "floor_s": round(floor, 3),
         "latency_floor_s": round(latency_floor, 3), "rate_floor_s": round(rate_floor, 3),
         "binding": "rate limit" if rate_floor >= latency_floor else "latency",
         "calls": accepted, "calls_per_rotation": round(accepted / n, 3),

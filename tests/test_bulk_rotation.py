@@ -197,6 +197,7 @@ def test_writes_that_arrive_during_a_commit_share_the_next_one_and_fail_alone(st
 
     def write(key: str, fail: bool = False) -> str:
         store.set_setting(key, "1")
+        store.append_audit("test", "write", key, {}, datetime.now(UTC))
         if fail:
             raise NotFound(f"{key} fails")
         return key
@@ -220,7 +221,11 @@ def test_writes_that_arrive_during_a_commit_share_the_next_one_and_fail_alone(st
     assert results["first"] == "first" and [results[k] for k in ("k1", "k2", "k3")] == ["k1", "k2", "k3"]
     assert isinstance(results["bad"], NotFound)
     assert (group.commits, group.writes) == (2, 5)  # the four that queued went in one commit
+    # tried together first (no savepoints), then again one savepoint each because "bad" failed: nothing twice
+    assert group.retried == 1
     assert [store.get_setting(k) for k in ("first", "k1", "k2", "bad", "k3")] == ["1", "1", "1", None, "1"]
+    store.verify_audit()  # the chain holds: the audit head went back with the batch that was undone
+    assert sorted(e.subject for e in store.list_audit() if e.action == "write") == ["k1", "k2", "k3"]
 
 
 def test_write_behind_is_committed_in_order_then_drained_with_its_errors(store: SqlStore) -> None:

@@ -14,11 +14,12 @@ import os
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, bindparam, create_engine, delete, event, func, insert, text, update
+from sqlalchemy import Connection, Engine, bindparam, create_engine, delete, event, func, insert, text, update
 from sqlalchemy import exc as sa_exc
 from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, select
@@ -199,7 +200,8 @@ class SqlStore:
             if ambient is not None:
                 yield ambient
                 ambient.flush()
-                ambient.expunge_all()  # the next call reads rows afresh, as in a session of its own
+                if ambient.identity_map:
+                    ambient.expunge_all()  # the next call reads rows afresh, as in a session of its own
                 return
             with self._serial or nullcontext(), Session(self.engine, expire_on_commit=False) as session, \
                     session.begin():
@@ -216,18 +218,42 @@ class SqlStore:
         the write lock until the end: keep network calls out of it."""
         ambient: Session | None = getattr(self._ambient, "session", None)
         if ambient is not None:
+            head = getattr(self._ambient, "head", None)
             try:
                 with ambient.begin_nested():
                     yield
             except sa_exc.SQLAlchemyError as exc:
+                self._ambient.head = head  # the savepoint's audit events are undone: so is what they did to the head
                 raise _translate(exc, self.url) from None
+            except BaseException:
+                self._ambient.head = head
+                raise
             return
         with self.session() as s:
-            self._ambient.session = s
+            self._ambient.session, self._ambient.head, self._ambient.conn = s, None, None
             try:
                 yield
+                self._write_head(s)
             finally:
-                self._ambient.session = None
+                self._ambient.session = self._ambient.head = self._ambient.conn = None
+
+    def _conn(self, s: Session) -> Connection:
+        """``s.connection()``; inside :meth:`transaction`, the one connection it runs on, looked up once (savepoints
+        run on the same connection)."""
+        if s is not getattr(self._ambient, "session", None):
+            return s.connection()
+        conn: Connection | None = getattr(self._ambient, "conn", None)
+        if conn is None:
+            conn = self._ambient.conn = s.connection()
+        return conn
+
+    def _write_head(self, s: Session) -> None:
+        """Write the audit head that this thread's transaction moved (:meth:`append_audit` writes it once per
+        transaction, at its end, rather than once per event)."""
+        head: _Head | None = getattr(self._ambient, "head", None)
+        if head is not None and head.dirty:
+            self._conn(s).execute(_W.setting_update, {"b_key": AUDIT_HEAD, "value": head.value})
+            self._ambient.head = _Head(head.value, dirty=False)
 
     def schema_version(self) -> int:
         try:
@@ -239,6 +265,7 @@ class SqlStore:
     # ------------------------------------------------------------------ settings and wrapped keys
     def get_setting(self, key: str) -> str | None:
         with self.session() as s:
+            self._write_head(s)
             row = s.get(models.SettingRow, key)
             return row.value if row else None
 
@@ -401,11 +428,11 @@ class SqlStore:
 
     def add_version(self, token_id: int, version: int, fields: dict[str, Any], *, make_current: bool) -> None:
         with self.session() as s:
-            s.add(_version_row(token_id, version, fields))
+            conn = self._conn(s)
+            conn.execute(_W.version_insert, _version_values(token_id, version, fields))
             if make_current:
-                token = s.get(models.TokenRow, token_id)
-                assert token is not None
-                token.current_version = version
+                result = conn.execute(_W.current_version_update, {"b_id": token_id, "current_version": version})
+                assert result.rowcount
 
     def update_version(self, token_id: int, version: int, **fields: Any) -> None:
         """Update fields of one version (status, verified_at, debug_summary, revoked_at, expires_at...)."""
@@ -419,22 +446,23 @@ class SqlStore:
                 value = value.value
             values[key] = value
         with self.session() as s:  # one UPDATE statement (bulk rotation runs this a few times per token)
-            result = s.connection().execute(_W.version_update, {**values, "b_token_id": token_id,
+            result = self._conn(s).execute(_W.version_update, {**values, "b_token_id": token_id,
                                                                 "b_version": version})
             if not result.rowcount:
                 raise NotFound(f"Token id {token_id} has no version {version}.")
 
     def promote(self, token_id: int, new_version: int, old_version: int | None, old_status: TokenStatus) -> None:
         """In one transaction: ``new_version`` becomes current and active, ``old_version`` gets ``old_status``."""
-        with self.session() as s:
-            token = s.get(models.TokenRow, token_id)
-            assert token is not None
-            token.current_version = new_version
-            for row in s.exec(select(models.TokenVersionRow).where(col(models.TokenVersionRow.token_id) == token_id)):
-                if row.version == new_version:
-                    row.status = TokenStatus.ACTIVE.value
-                elif old_version is not None and row.version == old_version and row.status == TokenStatus.ACTIVE.value:
-                    row.status = old_status.value
+        with self.session() as s:  # three UPDATE statements built once (bulk rotation promotes every token)
+            conn = self._conn(s)
+            result = conn.execute(_W.current_version_update, {"b_id": token_id, "current_version": new_version})
+            assert result.rowcount
+            conn.execute(_W.version_update, {"b_token_id": token_id, "b_version": new_version,
+                                             "status": TokenStatus.ACTIVE.value})
+            if old_version is not None and old_version != new_version:
+                conn.execute(_W.version_status_update, {"b_token_id": token_id, "b_version": old_version,
+                                                        "b_from": [TokenStatus.ACTIVE.value],
+                                                        "status": old_status.value})
 
     def set_max_age(self, token_id: int, days: int | None) -> None:
         with self.session() as s:
@@ -461,7 +489,7 @@ class SqlStore:
 
         The statements are :mod:`meta_tokenvault.queries`', shared with the fast read path. Raises NotFound."""
         with self.session() as s:
-            conn = s.connection()
+            conn = self._conn(s)
             row = conn.execute(text(queries.TOKEN_BY_LABEL), {"label": label}).first()
             versions = (conn.execute(text(queries.VERSIONS_OF_TOKEN), {"token_id": row[0]}).all()
                         if with_history and row is not None else ())
@@ -470,21 +498,18 @@ class SqlStore:
     def list_tokens(self) -> list[TokenRecord]:
         """Every token with a current version, by label: one query, rows straight to records (no ORM objects)."""
         with self.session() as s:
-            return queries.token_records(s.connection().execute(text(queries.ALL_TOKENS)))
+            return queries.token_records(self._conn(s).execute(text(queries.ALL_TOKENS)))
 
     def version_record(self, token_id: int, version: int) -> TokenVersionRecord:
         with self.session() as s:
-            row = s.exec(select(models.TokenVersionRow).where(
-                col(models.TokenVersionRow.token_id) == token_id,
-                col(models.TokenVersionRow.version) == version)).first()
+            row = self._conn(s).execute(_W.version_by_number, {"b_token_id": token_id, "b_version": version}).first()
             if row is None:
                 raise NotFound(f"Token id {token_id} has no version {version}.")
             return _version(row)
 
     def max_version(self, token_id: int) -> int:
         with self.session() as s:
-            value = s.exec(select(func.max(models.TokenVersionRow.version)).where(
-                col(models.TokenVersionRow.token_id) == token_id)).first()
+            value = self._conn(s).execute(_W.max_version, {"b_token_id": token_id}).scalar()
             return int(value or 0)
 
     def find_by_fingerprint(self, fingerprint: str) -> list[tuple[str, int]]:
@@ -501,7 +526,7 @@ class SqlStore:
         `tokenvault scan` matches candidates against (one query, no secret read)."""
         with self.session() as s:
             t, v = models.TokenRow, models.TokenVersionRow
-            rows = s.connection().execute(
+            rows = self._conn(s).execute(
                 sa_select(col(t.label), col(v.version), col(v.status), col(v.fingerprint), col(v.last4),
                           col(v.revoked_at)).join(t, col(t.id) == col(v.token_id))
             ).all()
@@ -511,18 +536,18 @@ class SqlStore:
     # ------------------------------------------------------------------ secret blobs (local backend)
     def put_blob(self, kind: str, owner_id: int, version: int, key_id: str, wrapped: bytes, ciphertext: bytes) -> None:
         with self.session() as s:
-            exists = s.exec(select(models.SecretBlobRow.id).where(
-                col(models.SecretBlobRow.kind) == kind, col(models.SecretBlobRow.owner_id) == owner_id,
-                col(models.SecretBlobRow.version) == version)).first()
+            conn = self._conn(s)
+            exists = conn.execute(_W.blob_exists,
+                                  {"b_kind": kind, "b_owner_id": owner_id, "b_version": version}).first()
             if exists is not None:
                 raise AlreadyExists(f"A {kind} secret for record {owner_id} version {version} exists already; "
                                     "it was not overwritten.")
-            s.add(models.SecretBlobRow(kind=kind, owner_id=owner_id, version=version, key_id=key_id,
-                                       wrapped_key=wrapped, ciphertext=ciphertext))
+            conn.execute(_W.blob_insert, {"kind": kind, "owner_id": owner_id, "version": version, "key_id": key_id,
+                                          "wrapped_key": wrapped, "ciphertext": ciphertext})
 
     def get_blob(self, kind: str, owner_id: int, version: int) -> BlobRecord | None:
         with self.session() as s:
-            row = s.connection().execute(text(queries.BLOB),
+            row = self._conn(s).execute(text(queries.BLOB),
                                          {"kind": kind, "owner_id": owner_id, "version": version}).first()
             return queries.blob_record(row)
 
@@ -567,35 +592,46 @@ class SqlStore:
             try:
                 with self.session() as s:
                     if s.get(models.SettingRow, AUDIT_HEAD) is None:
-                        last = s.connection().execute(text(queries.AUDIT_LAST_SEQ)).scalar()
+                        last = self._conn(s).execute(text(queries.AUDIT_LAST_SEQ)).scalar()
                         if last:
                             raise missing_head(int(last))
                         s.add(models.SettingRow(key=AUDIT_HEAD, value=encode_head(0, GENESIS)))
             except AlreadyExists:
                 pass
             self._audit_head_missing = False
-        with self.session() as s:  # statements built once: bulk rotation appends several events per token
-            conn = s.connection()
-            head = conn.execute(_W.head_for_update, {"b_key": AUDIT_HEAD}).first()
-            if head is None:  # deleted since we looked
-                last = conn.execute(text(queries.AUDIT_LAST_SEQ)).scalar()
-                if last:
-                    raise missing_head(int(last))
-            link = next_link(head[0] if head else None, actor, action, subject, details, now, head_key)
+        # Statements built once: bulk rotation appends several events per token. Inside transaction(), the
+        # head is read (and locked) by the first event only and written once, when the transaction ends.
+        in_transaction = getattr(self._ambient, "session", None) is not None
+        with self.session() as s:
+            conn = self._conn(s)
+            cached: _Head | None = getattr(self._ambient, "head", None) if in_transaction else None
+            if cached is not None:
+                value: str | None = cached.value
+            else:
+                head = conn.execute(_W.head_for_update, {"b_key": AUDIT_HEAD}).first()
+                if head is None:  # deleted since we looked
+                    last = conn.execute(text(queries.AUDIT_LAST_SEQ)).scalar()
+                    if last:
+                        raise missing_head(int(last))
+                value = head[0] if head else None
+            link = next_link(value, actor, action, subject, details, now, head_key)
             conn.execute(_W.audit_insert, {"seq": link.seq, "at": link.at, "actor": link.actor, "action": link.action,
                                            "subject": link.subject, "details": link.details,
                                            "prev_hash": link.prev_hash, "hash": link.hash})
-            if head is None:
+            if value is None:
                 conn.execute(_W.setting_insert, {"key": AUDIT_HEAD, "value": link.head})
-            else:
+            elif not in_transaction:
                 conn.execute(_W.setting_update, {"b_key": AUDIT_HEAD, "value": link.head})
+            if in_transaction:
+                self._ambient.head = _Head(link.head, dirty=value is not None)
             return link.seq
 
     def key_audit_head(self, head_key: bytes, expected_seq: int) -> None:
         """Give the head at event ``expected_seq`` its MAC if it has none (a keyed head is checked instead).
         Raises AuditChainBroken when the head moved on since it was verified or its MAC does not match."""
         with self.session() as s:
-            head = s.connection().execute(_W.head_for_update, {"b_key": AUDIT_HEAD}).first()
+            self._write_head(s)
+            head = self._conn(s).execute(_W.head_for_update, {"b_key": AUDIT_HEAD}).first()
             if head is None:
                 return  # an empty trail (verify_audit refused a missing head over events)
             seq, digest = read_head(head[0])
@@ -606,7 +642,7 @@ class SqlStore:
                 read_head(head[0], head_key)
                 return
             keyed = encode_head(seq, digest, head_key)
-            s.connection().execute(_W.setting_update, {"b_key": AUDIT_HEAD, "value": keyed})
+            self._conn(s).execute(_W.setting_update, {"b_key": AUDIT_HEAD, "value": keyed})
 
     def list_audit(self, limit: int | None = None, subject: str | None = None) -> list[AuditEventRecord]:
         with self.session() as s:
@@ -623,6 +659,7 @@ class SqlStore:
         """Check the whole chain, and the head's MAC with ``head_key``; returns the number of events.
         Raises :class:`AuditChainBroken`."""
         with self.session() as s:
+            self._write_head(s)
             head_row = s.get(models.SettingRow, AUDIT_HEAD)
             prev, expected_seq, count = GENESIS, 1, 0
             for row in s.exec(select(models.AuditEventRow).order_by(col(models.AuditEventRow.id))):
@@ -707,29 +744,29 @@ class SqlStore:
 
     # ------------------------------------------------------------------ rotation journal and leases
     def start_rotation(self, token_id: int, label: str, from_version: int, compromised: bool, reason: str,
-                       now: datetime, kind: str = "rotate") -> int:
+                       now: datetime, kind: str = "rotate", *, step: str = "started",
+                       to_version: int | None = None) -> int:
+        """Journal a new rotation (``step``/``to_version``: where it is already, when the caller journals its
+        first steps in the same transaction)."""
         with self.session() as s:
-            row = models.RotationRow(token_id=token_id, label=label, from_version=from_version,
-                                     compromised=compromised, step="started", state="running", reason=reason,
-                                     started_at=_db(now), updated_at=_db(now), kind=kind)
-            s.add(row)
-            s.flush()
-            assert row.id is not None
-            return row.id
+            result = self._conn(s).execute(_W.rotation_insert, {
+                "token_id": token_id, "label": label, "from_version": from_version, "compromised": compromised,
+                "step": step, "state": "running", "reason": reason, "started_at": _db(now),
+                "updated_at": _db(now), "kind": kind, "to_version": to_version})
+            rotation_id = result.inserted_primary_key[0] if result.inserted_primary_key else None
+            assert rotation_id is not None
+            return int(rotation_id)
 
     def update_rotation(self, rotation_id: int, now: datetime, **fields: Any) -> None:
         with self.session() as s:  # one UPDATE statement: a rotation journals each of its steps
-            result = s.connection().execute(_W.rotation_update, {**fields, "updated_at": _db(now),
+            result = self._conn(s).execute(_W.rotation_update, {**fields, "updated_at": _db(now),
                                                                  "b_id": rotation_id})
             if not result.rowcount:
                 raise NotFound(f"No rotation #{rotation_id}.")
 
     def open_rotation(self, token_id: int) -> RotationRecord | None:
         with self.session() as s:
-            row = s.exec(select(models.RotationRow).where(
-                col(models.RotationRow.token_id) == token_id,
-                col(models.RotationRow.state).in_(["running", "deferred"]))
-                .order_by(col(models.RotationRow.id).desc())).first()
+            row = self._conn(s).execute(_W.open_rotation, {"b_token_id": token_id}).first()
             return _rotation(row) if row else None
 
     def open_rotations(self) -> list[RotationRecord]:
@@ -740,7 +777,7 @@ class SqlStore:
 
     def get_rotation(self, rotation_id: int) -> RotationRecord:
         with self.session() as s:
-            row = s.get(models.RotationRow, rotation_id)
+            row = self._conn(s).execute(_W.rotation_by_id, {"b_id": rotation_id}).first()
             if row is None:
                 raise NotFound(f"No rotation #{rotation_id}.")
             return _rotation(row)
@@ -750,7 +787,7 @@ class SqlStore:
         expires = _db(now + ttl)
         try:
             with self.session() as s:
-                s.add(models.LeaseRow(resource=resource, owner=owner, expires_at=expires))
+                self._conn(s).execute(_W.lease_insert, {"resource": resource, "owner": owner, "expires_at": expires})
             return True
         except AlreadyExists:
             pass
@@ -763,12 +800,11 @@ class SqlStore:
 
     def release_lease(self, resource: str, owner: str) -> None:
         with self.session() as s:
-            s.exec(delete(models.LeaseRow).where(
-                col(models.LeaseRow.resource) == resource, col(models.LeaseRow.owner) == owner))
+            self._conn(s).execute(_W.lease_delete, {"b_resource": resource, "b_owner": owner})
 
     def lease_holder(self, resource: str) -> tuple[str, datetime] | None:
         with self.session() as s:
-            row = s.get(models.LeaseRow, resource)
+            row = self._conn(s).execute(_W.lease_by_resource, {"b_resource": resource}).first()
             return (row.owner, _req(row.expires_at)) if row else None
 
 
@@ -846,6 +882,14 @@ class SqlStore:
         return out
 
 
+@dataclass(frozen=True, slots=True)
+class _Head:
+    """The audit head as a transaction left it; ``dirty``: not written yet (see :meth:`SqlStore._write_head`)."""
+
+    value: str
+    dirty: bool
+
+
 class _W:
     """Statements of the writes a rotation repeats, built once (building a statement costs more than running
     it); executed with parameters. The columns an UPDATE sets are the parameters given, other than ``b_*``."""
@@ -860,6 +904,32 @@ class _W:
     version_update = update(_versions).where(_versions.c.token_id == bindparam("b_token_id"),
                                              _versions.c.version == bindparam("b_version"))
     rotation_update = update(_rotations).where(_rotations.c.id == bindparam("b_id"))
+    _tokens = models.TokenRow.__table__  # type: ignore[attr-defined]
+    _leases = models.LeaseRow.__table__  # type: ignore[attr-defined]
+    _blobs = models.SecretBlobRow.__table__  # type: ignore[attr-defined]
+    # ... and the statements a rotation's reads and inserts repeat (the ORM cost more than the statement)
+    rotation_insert = insert(_rotations)
+    rotation_by_id = sa_select(_rotations).where(_rotations.c.id == bindparam("b_id"))
+    open_rotation = (sa_select(_rotations).where(_rotations.c.token_id == bindparam("b_token_id"),
+                                              _rotations.c.state.in_(["running", "deferred"]))
+                     .order_by(_rotations.c.id.desc()).limit(1))
+    version_by_number = sa_select(_versions).where(_versions.c.token_id == bindparam("b_token_id"),
+                                                _versions.c.version == bindparam("b_version"))
+    max_version = sa_select(func.max(_versions.c.version)).where(_versions.c.token_id == bindparam("b_token_id"))
+    version_insert = insert(_versions)
+    current_version_update = update(_tokens).where(_tokens.c.id == bindparam("b_id"))
+    version_status_update = update(_versions).where(_versions.c.token_id == bindparam("b_token_id"),
+                                                    _versions.c.version == bindparam("b_version"),
+                                                    _versions.c.status.in_(bindparam("b_from", expanding=True)))
+    lease_by_resource = sa_select(_leases.c.owner, _leases.c.expires_at).where(
+        _leases.c.resource == bindparam("b_resource"))
+    lease_insert = insert(_leases)
+    lease_delete = delete(_leases).where(_leases.c.resource == bindparam("b_resource"),
+                                         _leases.c.owner == bindparam("b_owner"))
+    blob_exists = sa_select(_blobs.c.id).where(_blobs.c.kind == bindparam("b_kind"),
+                                            _blobs.c.owner_id == bindparam("b_owner_id"),
+                                            _blobs.c.version == bindparam("b_version"))
+    blob_insert = insert(_blobs)
 
 
 def _make_engine(url: str) -> Engine:
@@ -906,6 +976,11 @@ def _system_user(row: models.SystemUserRow, business: models.BusinessRow) -> Sys
 
 
 def _version_row(token_id: int, version: int, fields: dict[str, Any]) -> models.TokenVersionRow:
+    return models.TokenVersionRow(**_version_values(token_id, version, fields))
+
+
+def _version_values(token_id: int, version: int, fields: dict[str, Any]) -> dict[str, Any]:
+    """A version's column values, as stored (JSON lists, enum values, UTC datetimes)."""
     data = dict(fields)
     for key in ("scopes", "waba_ids"):
         data[key] = json.dumps(list(data.get(key, ())))
@@ -917,10 +992,10 @@ def _version_row(token_id: int, version: int, fields: dict[str, Any]) -> models.
     for key in ("created_at", "expires_at", "verified_at", "revoked_at", "data_access_expires_at"):
         if key in data:
             data[key] = _db_opt(data[key])
-    return models.TokenVersionRow(token_id=token_id, version=version, **data)
+    return {**data, "token_id": token_id, "version": version}
 
 
-def _version(row: models.TokenVersionRow) -> TokenVersionRecord:
+def _version(row: Any) -> TokenVersionRecord:  # an ORM row or a Core row
     return TokenVersionRecord(
         version=row.version, status=TokenStatus(row.status), source=TokenSource(row.source),
         fingerprint=row.fingerprint, last4=row.last4, created_at=_req(row.created_at),
@@ -962,7 +1037,7 @@ def _provisioning(row: models.ProvisioningRow) -> ProvisioningRecord:
         updated_at=_req(row.updated_at))
 
 
-def _rotation(row: models.RotationRow) -> RotationRecord:
+def _rotation(row: Any) -> RotationRecord:  # an ORM row or a Core row
     assert row.id is not None
     return RotationRecord(id=row.id, token_id=row.token_id, label=row.label, from_version=row.from_version,
                           to_version=row.to_version, compromised=row.compromised, step=row.step, state=row.state,

@@ -62,14 +62,16 @@ class Minter:
                             f"{biz.name} --role admin`, or in Business Settings), then `tokenvault system-users sync`.")
 
     def mint(self, biz: BusinessRecord, scopes: tuple[str, ...], *, system_user_id: str | None = None,
-             expiring: bool = False, app: AppCredentials | None = None, caller: Secret | None = None) -> MintResult:
+             expiring: bool = False, app: AppCredentials | None = None, caller: Secret | None = None,
+             admins: Sequence[SystemUserRecord] | None = None) -> MintResult:
         """Mint a token through the oldest admin (or the named one). Raises Deferred when Meta's seven-day rule
         refuses it (dated when that admin's window opens).
 
-        ``app`` and ``caller``: the business's app credentials and admin token, when the caller has them."""
+        ``app`` and ``caller``: the business's app credentials and admin token, when the caller has them;
+        ``admins``: what :meth:`candidates` returned for it (a bulk run reads them once)."""
         app, caller = app or self.ctx.app_credentials(biz), caller or self.ctx.admin_token(biz)
         last_error: Exception | None = None
-        for su in self.candidates(biz, system_user_id):
+        for su in admins if admins is not None else self.candidates(biz, system_user_id):
             try:
                 if not su.app_installed:
                     self.ctx.graph.install_app(su.id, app, caller)

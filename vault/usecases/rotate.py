@@ -46,14 +46,25 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 from ..context import debug_summary
 from ..errors import Deferred, InvalidRequest, NotFound, PermissionMissing, RotationInProgress, TokenInvalid, VaultError
 from ..leases import lease_is_stale, lease_owner
-from ..types import BusinessRecord, Secret, SecretKind, SecretRef, TokenRecord, TokenSource, TokenStatus
+from ..types import (
+    BusinessRecord,
+    RotationRecord,
+    Secret,
+    SecretKind,
+    SecretRef,
+    SystemUserRecord,
+    TokenRecord,
+    TokenSource,
+    TokenStatus,
+    as_utc,
+)
 from .mint import Minter, MintResult
 
 if TYPE_CHECKING:
     from ..adapters.store_sql import SqlStore
     from ..context import VaultContext
     from ..ports.graph import AppCredentials
-    from ..types import RotationRecord, TokenVersionRecord
+    from ..types import TokenVersionRecord
 
 LEASE_TTL = timedelta(minutes=10)
 KINDS = ("rotate", "refresh", "reissue")
@@ -107,8 +118,9 @@ class GroupCommit:
 
     :meth:`run` hands a function doing store calls (never network calls) to whichever thread is committing;
     every function that arrives while a commit is under way goes into the next one, so N rotations at the
-    same step pay one commit (one fsync) instead of N. Each function runs in a savepoint: its error (raised
-    in its own thread) undoes only its writes. :meth:`run` returns once the commit holding the function is
+    same step pay one commit (one fsync) instead of N. A function's error (raised in its own thread) undoes
+    only its writes: the batch is first run without savepoints; if one fails, nothing of it is written and it
+    is run again with each function in a savepoint. :meth:`run` returns once the commit holding the function is
     durable, so "recorded before the next step is taken" still holds per rotation.
 
     ``behind=True`` (write-behind) returns at once instead, for writes nothing waits on (a rotation's last
@@ -124,6 +136,7 @@ class GroupCommit:
         self._leading = False
         self.commits = 0  # transactions committed (for reports and tests)
         self.writes = 0  # functions run in them
+        self.retried = 0  # batches run again one savepoint each (one of their functions failed)
 
     def run(self, work: Callable[[], _T]) -> _T:
         """Run ``work`` in the next commit; returns its result once that commit is durable."""
@@ -190,15 +203,16 @@ class GroupCommit:
 
     def _commit(self, batch: list[_Pending[Any]]) -> None:
         try:
-            with self._store.transaction():
-                if len(batch) == 1:  # alone: its error rolls back the transaction, no savepoint needed
-                    batch[0].result = batch[0].work()
-                for item in batch if len(batch) > 1 else ():
-                    try:
-                        with self._store.transaction():  # a savepoint
-                            item.result = item.work()
-                    except Exception as exc:  # noqa: BLE001 - delivered to the thread that asked
-                        item.error = exc
+            if len(batch) == 1 or not self._together(batch):
+                with self._store.transaction():
+                    if len(batch) == 1:  # alone: its error rolls back the transaction, no savepoint needed
+                        batch[0].result = batch[0].work()
+                    for item in batch if len(batch) > 1 else ():
+                        try:
+                            with self._store.transaction():  # a savepoint
+                                item.result = item.work()
+                        except Exception as exc:  # noqa: BLE001 - delivered to the thread that asked
+                            item.error = exc
             self.commits += 1
             self.writes += len(batch)
         except BaseException as exc:  # the commit failed: nothing of this batch was written
@@ -210,6 +224,22 @@ class GroupCommit:
         for item in batch:
             if item.error is None and item.after is not None:
                 item.after()
+
+    def _together(self, batch: list[_Pending[Any]]) -> bool:
+        """The usual case, first: the whole batch in one transaction without a savepoint each (a savepoint
+        costs more than most of the writes in it). If any function fails, nothing of the batch is written and
+        this returns False: the batch is run again, each function in its own savepoint (the functions are
+        store work only, so running them again is safe)."""
+        try:
+            with self._store.transaction():
+                for item in batch:
+                    item.result = item.work()
+        except Exception:  # noqa: BLE001 - rolled back; the savepoint path finds whose error it is
+            for item in batch:
+                item.result = None
+            self.retried += 1
+            return False
+        return True
 
 
 @dataclass(frozen=True)
@@ -269,6 +299,7 @@ class Rotator:
         self.minter = Minter(ctx)
         self.group = GroupCommit(ctx.store)
         self._businesses: dict[str, _Business] = {}
+        self._admins: dict[str, list[SystemUserRecord]] = {}  # business name -> Minter.candidates
         self._businesses_lock = threading.Lock()
         self._bulk = False  # inside rotate_many: each rotation's write-behind is settled at the end, not by it
 
@@ -356,15 +387,20 @@ class Rotator:
                 return _Begun(record, open_rotation, new=False)
             if expected_version is not None and record.version != expected_version:
                 return _Begun(record, None, new=False)
-            rotation_id = store.start_rotation(record.id, label, record.version, compromised, reason, now, kind=kind)
+            # "started" needs no call to Meta: unless compromised, the row is written at "minting" in the same
+            # commit (both steps audited), and the record built here rather than read back
+            step, to_version = ("started", None) if compromised else ("minting", store.max_version(record.id) + 1)
+            rotation_id = store.start_rotation(record.id, label, record.version, compromised, reason, now, kind=kind,
+                                               step=step, to_version=to_version)
             self.ctx.audit("rotation.start", label, rotation=rotation_id, from_version=record.version,
                          compromised=compromised, reason=reason, kind=kind)
             old = store.version_record(record.id, record.version)
-            if not compromised:  # "started" needs no call to Meta: journal "minting" in the same commit
-                to_version = store.max_version(record.id) + 1
-                store.update_rotation(rotation_id, now, step="minting", to_version=to_version)
+            if not compromised:
                 self.ctx.audit("rotation.minting", label, rotation=rotation_id, to_version=to_version)
-            rotation = store.get_rotation(rotation_id)
+            rotation = RotationRecord(id=rotation_id, token_id=record.id, label=label, from_version=record.version,
+                                      to_version=to_version, compromised=compromised, step=step, state="running",
+                                      reason=reason, started_at=as_utc(now), updated_at=as_utc(now), error=None,
+                                      kind=kind)
             return _Begun(record, rotation, new=True, old=old, old_secret=self._prefetch(rotation))
         return begin
 
@@ -545,6 +581,28 @@ class Rotator:
                 self._businesses.setdefault(name, cached)
         return cached
 
+    def _mint(self, biz: _Business, scopes: tuple[str, ...], *, expiring: bool) -> MintResult:
+        """Mint through the business's admins, listed once per Rotator (again after one had the app installed:
+        the list says who still needs it)."""
+        name = biz.record.name
+        with self._businesses_lock:
+            admins = self._admins.get(name)
+        if admins is None:
+            admins = self.minter.candidates(biz.record, None)
+            with self._businesses_lock:
+                self._admins[name] = admins
+        minted: MintResult | None = None
+        try:
+            minted = self.minter.mint(biz.record, scopes, expiring=expiring, app=biz.app, caller=biz.admin,
+                                      admins=admins)
+            return minted
+        finally:
+            tried = admins if minted is None else \
+                admins[:next(i for i, su in enumerate(admins) if su.id == minted.system_user_id) + 1]
+            if not all(su.app_installed for su in tried):  # mint installed the app for one of them
+                with self._businesses_lock:
+                    self._admins.pop(name, None)
+
     def _refs(self, rotation: RotationRecord) -> tuple[SecretRef, SecretRef | None]:
         old = SecretRef(SecretKind.TOKEN, rotation.token_id, rotation.from_version, rotation.label)
         new = (SecretRef(SecretKind.TOKEN, rotation.token_id, rotation.to_version, rotation.label)
@@ -613,8 +671,7 @@ class Rotator:
                     nxt.changes["kind"] = "rotate"
                     rotation = replace(rotation, kind="rotate")
                 try:
-                    minted = self.minter.mint(biz.record, tuple(old.scopes), expiring=old.expires_at is not None,
-                                              app=biz.app, caller=biz.admin)
+                    minted = self._mint(biz, tuple(old.scopes), expiring=old.expires_at is not None)
                 except Deferred as exc:
                     raise self._defer(rotation, record, exc) from None
             secret, system_user_id = minted.secret, minted.system_user_id
@@ -634,10 +691,12 @@ class Rotator:
             "fingerprint": self.ctx.fingerprint(secret), "last4": secret.last4, "created_at": self.ctx.now(),
             "backend": self.ctx.secrets.name}
 
+        fresh = work.fresh  # begun by this call, under its lease: no version to_version can exist yet
+
         def write() -> None:  # the token, its pending version and the journal: one commit, before anything else
             if put is not None:
                 put()
-            if self.ctx.store.max_version(rotation.token_id) < to_version:
+            if fresh or self.ctx.store.max_version(rotation.token_id) < to_version:
                 self.ctx.store.add_version(rotation.token_id, to_version, fields, make_current=False)
         nxt.write = write
         return nxt
