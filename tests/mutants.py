@@ -88,8 +88,8 @@ MUTANTS: list[Mutant] = [
                  "return f\"{self.base_url}/{path.lstrip('/')}\""),), (ORACLE_DEMO,)),
     # also killed by the strict simulator (sim branch), which takes form-encoded bodies only
     Mutant("json-bodies", "POST parameters sent as JSON instead of form fields",
-           (Edit(GRAPH, "params=params or None, data=form, headers=headers",
-                 "params=params or None, json=form, headers=headers"),), (ORACLE_DEMO,)),
+           (Edit(GRAPH, "response = self._client.request(method, url, data=form, headers=headers)",
+                 "response = self._client.request(method, url, json=form, headers=headers)"),), (ORACLE_DEMO,)),
     Mutant("caller-token-in-the-url", "the caller's token as ?access_token= instead of the Authorization header",
            (Edit(GRAPH, 'headers["Authorization"] = f"Bearer {token.reveal()}"',
                  'params["access_token"] = token.reveal()'),), (f"{CONTRACT}::test_no_token_travels_in_a_url",)),
