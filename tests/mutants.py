@@ -163,7 +163,7 @@ MUTANTS: list[Mutant] = [
            ("tests/test_refresh.py::test_a_token_invalidated_at_meta_is_found_by_verify_all_and_reissued_by_run_due",)),
     Mutant("scan-rotate-spares-a-leaked-older-version", "scan --rotate rotates the label but leaves a leaked older "
            "version (still valid after a refresh) alive",
-           (Edit("cli/commands/scan.py", "                   if version != current[label])",
+           (Edit("vault/usecases/scan.py", "                   if version != current[label])",
                  "                   if False)"),),
            ("tests/test_scan.py::test_rotate_revokes_a_leaked_older_version_that_still_works_and_leaves_the_current_one",)),
     Mutant("graph-adapter-does-not-import", "a syntax error: proves an import failure is told apart",

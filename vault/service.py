@@ -43,7 +43,7 @@ if TYPE_CHECKING:
     from .usecases.review import ReviewReport
     from .usecases.rotate import RotationOutcome
     from .usecases.run_due import RunDueReport
-    from .usecases.scan import ScanReport
+    from .usecases.scan import RevokedVersion, ScanReport
     from .usecases.system_users import SystemUserView
     from .usecases.verify import Check
 
@@ -232,6 +232,18 @@ class TokenManager:
         from .usecases.scan import scan_paths
 
         return scan_paths(self.ctx, paths, git=git, stdin=stdin, progress=progress)
+
+    def leak_response(self, report: ScanReport) -> tuple[list[str], list[tuple[str, int]]]:
+        """Labels to rotate and older versions to revoke for what ``scan`` found; see its use case."""
+        from .usecases.scan import leak_response
+
+        return leak_response(self.ctx, report)
+
+    def revoke_leaked_versions(self, older: Sequence[tuple[str, int]], *,
+                               progress: Callable[[RevokedVersion], None] | None = None) -> list[RevokedVersion]:
+        from .usecases.scan import revoke_leaked_versions
+
+        return revoke_leaked_versions(self.ctx, older, progress=progress)
 
     def review(self, business: str | None = None) -> ReviewReport:
         """The hygiene checks of :mod:`meta_tokenvault.usecases.review`."""

@@ -13,8 +13,7 @@ from .. import render
 from ..state import state
 
 if TYPE_CHECKING:
-    from meta_tokenvault.service import TokenManager
-    from meta_tokenvault.usecases.scan import ScanReport
+    from meta_tokenvault.usecases.scan import RevokedVersion, ScanReport
 
 ROTATE_REASON = "found by tokenvault scan"
 
@@ -55,8 +54,9 @@ def scan(
         from .tokens import _bulk
 
         started = time.monotonic()
-        labels, older = _kill_plan(manager, report)
-        revoked = _revoke_older(manager, older, quiet=json_out)
+        labels, older = manager.leak_response(report)
+        revoked = [r.as_json() for r in manager.revoke_leaked_versions(
+            older, progress=None if json_out else _say_revoked)]
         if labels and not json_out:
             render.info(f"Rotating {len(labels)} leaked token(s) as compromised (revoked first)...")
         outcomes = _bulk(manager, labels, True, ROTATE_REASON, concurrency, json_out) if labels else []
@@ -84,40 +84,10 @@ def scan(
         raise typer.Exit(9)
 
 
-def _kill_plan(manager: TokenManager, report: ScanReport) -> tuple[list[str], list[tuple[str, int]]]:
-    """What --rotate does for each live label: rotate it when its current version leaked (or when the listed
-    findings do not say which version did), and revoke at Meta each OLDER version that leaked and still works
-    there (a refresh leaves the previous token valid until its own expiry): rotating the label would revoke the
-    current token, which did not leak, and leave the leaked one alive."""
-    current = {label: manager.show_token(label).version for label in report.live_labels}
-    leaked: dict[str, set[int]] = {}
-    for finding in report.findings:
-        if finding.live and finding.label in current:
-            leaked.setdefault(finding.label, set()).add(finding.version)
-    labels = [label for label in report.live_labels
-              if current[label] in leaked.get(label, {current[label]})]
-    older = sorted((label, version) for label, versions in leaked.items() for version in versions
-                   if version != current[label])
-    return labels, older
-
-
-def _revoke_older(manager: TokenManager, older: list[tuple[str, int]], *, quiet: bool) -> list[dict[str, object]]:
-    """Revoke each leaked older version at Meta, marked compromised; one entry per version, failures kept."""
-    from meta_tokenvault.errors import VaultError
-    from meta_tokenvault.types import TokenStatus
-
-    done: list[dict[str, object]] = []
-    for label, version in older:
-        try:
-            manager.revoke(label, version=version, status=TokenStatus.COMPROMISED)
-            done.append({"label": label, "version": version, "state": "done", "message": ""})
-        except VaultError as exc:
-            done.append({"label": label, "version": version, "state": "failed", "message": exc.message})
-        if not quiet:
-            render.info(f"{label} v{version} (an older version, still valid at Meta): "
-                        + ("revoked at Meta, marked compromised" if done[-1]["state"] == "done"
-                           else f"not revoked: {done[-1]['message']}"))
-    return done
+def _say_revoked(result: RevokedVersion) -> None:
+    render.info(f"{result.label} v{result.version} (an older version, still valid at Meta): "
+                + ("revoked at Meta, marked compromised" if result.state == "done"
+                   else f"not revoked: {result.message}"))
 
 
 def _stdin_bytes() -> IO[bytes]:

@@ -515,5 +515,57 @@ def scan_paths(ctx: VaultContext, paths: Sequence[str], *, git: bool = False, st
         paths, git=git, stdin=stdin)
 
 
-__all__ = ["CANDIDATE", "CHUNK", "Finding", "OVERLAP", "ScanReport", "Scanner", "Skipped", "StoredVersion",
-           "Unknown", "scan_paths"]
+@dataclass(frozen=True)
+class RevokedVersion:
+    """The outcome of revoking one leaked older version (``state``: done | failed)."""
+
+    label: str
+    version: int
+    state: str
+    message: str = ""
+
+    def as_json(self) -> dict[str, object]:
+        return {"label": self.label, "version": self.version, "state": self.state, "message": self.message}
+
+
+def leak_response(ctx: VaultContext, report: ScanReport) -> tuple[list[str], list[tuple[str, int]]]:
+    """What ``scan --rotate`` does for each live label found: ``(labels to rotate as compromised, (label,
+    version) older versions to revoke)``. A label is rotated when its current version leaked (or when the
+    findings do not say which version did); each OLDER version that leaked and still works at Meta (a refresh
+    leaves the previous token valid until its own expiry) is revoked itself: rotating the label would revoke
+    the current token, which did not leak, and leave the leaked one alive."""
+    current = {label: ctx.store.get_token(label).version for label in report.live_labels}
+    leaked: dict[str, set[int]] = {}
+    for finding in report.findings:
+        if finding.live and finding.label in current:
+            leaked.setdefault(finding.label, set()).add(finding.version)
+    labels = [label for label in report.live_labels
+              if current[label] in leaked.get(label, {current[label]})]
+    older = sorted((label, version) for label, versions in leaked.items() for version in versions
+                   if version != current[label])
+    return labels, older
+
+
+def revoke_leaked_versions(ctx: VaultContext, older: Sequence[tuple[str, int]], *,
+                           progress: Callable[[RevokedVersion], None] | None = None) -> list[RevokedVersion]:
+    """Revoke each ``(label, version)`` at Meta and mark it compromised; one result per version, failures kept
+    (a failure stops nothing else)."""
+    from ..errors import VaultError
+    from ..types import TokenStatus
+    from .tokens import revoke
+
+    done: list[RevokedVersion] = []
+    for label, version in older:
+        try:
+            revoke(ctx, label, version=version, status=TokenStatus.COMPROMISED)
+            result = RevokedVersion(label, version, "done")
+        except VaultError as exc:
+            result = RevokedVersion(label, version, "failed", exc.message)
+        done.append(result)
+        if progress is not None:
+            progress(result)
+    return done
+
+
+__all__ = ["CANDIDATE", "CHUNK", "Finding", "OVERLAP", "RevokedVersion", "ScanReport", "Scanner", "Skipped",
+           "StoredVersion", "Unknown", "leak_response", "revoke_leaked_versions", "scan_paths"]
