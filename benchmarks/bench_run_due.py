@@ -21,9 +21,7 @@ timing starts; each scenario runs in a fresh worker process (its peak RSS is its
 
 from __future__ import annotations
 
-import json
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -57,13 +55,9 @@ def run(quick: bool) -> list[Any]:
 
 
 def _in_worker(scenario: dict[str, Any]) -> dict[str, Any]:
-    proc = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--worker", json.dumps(scenario)],
-                          capture_output=True, text=True, timeout=3600, cwd=ROOT)
-    if proc.returncode != 0:
-        raise RuntimeError(f"run-due worker ({scenario['name']}) exited {proc.returncode}: "
-                           f"{proc.stderr.strip()[-3000:]}")
-    result: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
-    return result
+    from harness import in_worker
+
+    return in_worker(Path(__file__).resolve(), scenario, cwd=ROOT, timeout=3600, what="run-due")
 
 
 def _figures(figure: Any, scenario: dict[str, Any], r: dict[str, Any]) -> list[Any]:
@@ -244,16 +238,8 @@ def _result(scenario: dict[str, Any], timed: dict[str, Any], accepted: int, refu
     }
 
 
-if __name__ == "__main__":
-    if len(sys.argv) == 3 and sys.argv[1] == "--worker":
-        sys.path.insert(0, str(HERE))
-        print(json.dumps(worker(json.loads(sys.argv[2]))))
-    else:  # run this section alone: .venv/bin/python benchmarks/bench_run_due.py [--quick]
-        sys.path.insert(0, str(HERE))
-        from harness import Figure
+if __name__ == "__main__":  # alone: .venv/bin/python benchmarks/bench_run_due.py [--quick] [--only NAME]
+    sys.path.insert(0, str(HERE))
+    from harness import scenario_main
 
-        only = sys.argv[sys.argv.index("--only") + 1] if "--only" in sys.argv else None
-        for chosen in scenarios("--quick" in sys.argv):
-            if only is None or chosen["name"] == only:
-                for f in _figures(Figure, chosen, _in_worker(chosen)):
-                    print(json.dumps(f.as_json()), flush=True)
+    scenario_main(sys.argv, scenarios=scenarios, worker=worker, run_in_worker=_in_worker, figures=_figures)

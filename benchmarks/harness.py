@@ -13,6 +13,7 @@ the machine is doing) are kept in results.json.
 
 from __future__ import annotations
 
+import json
 import os
 import resource
 import shutil
@@ -21,7 +22,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -294,3 +295,35 @@ def precompile() -> None:
     tree = Path(os.environ.get("TOKENVAULT_BENCH_TREE") or ROOT)
     for package in ("vault", "cli"):
         compileall.compile_dir(str(tree / package), quiet=1)
+
+
+# ----- sections whose scenarios each run in a worker process (bulk rotation, run-due) -------------------------------
+Scenario = dict[str, Any]
+
+
+def in_worker(script: Path, scenario: Scenario, *, cwd: Path, timeout: float, what: str) -> dict[str, Any]:
+    """Run ``script --worker SCENARIO_JSON`` in a fresh interpreter (so its peak RSS is its own); its last
+    stdout line is the result, as JSON."""
+    proc = subprocess.run([sys.executable, str(script), "--worker", json.dumps(scenario)],
+                          capture_output=True, text=True, timeout=timeout, cwd=cwd)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{what} worker ({scenario['name']}) exited {proc.returncode}: "
+                           f"{proc.stderr.strip()[-3000:]}")
+    result: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
+    return result
+
+
+def scenario_main(argv: Sequence[str], *, scenarios: Callable[[bool], list[Scenario]],
+                  worker: Callable[[Scenario], dict[str, Any]], run_in_worker: Callable[[Scenario], dict[str, Any]],
+                  figures: Callable[[Any, Scenario, dict[str, Any]], list[Any]]) -> None:
+    """A scenario section's ``__main__``: ``--worker JSON`` runs one scenario here and prints its result;
+    otherwise every scenario (``--quick``: the small ones; ``--only NAME``: one) runs in a worker and its
+    figures are printed as JSON lines."""
+    if len(argv) == 3 and argv[1] == "--worker":
+        print(json.dumps(worker(json.loads(argv[2]))))
+        return
+    only = argv[argv.index("--only") + 1] if "--only" in argv else None
+    for chosen in scenarios("--quick" in argv):
+        if only is None or chosen["name"] == only:
+            for f in figures(Figure, chosen, run_in_worker(chosen)):
+                print(json.dumps(f.as_json()), flush=True)
