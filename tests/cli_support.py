@@ -184,3 +184,20 @@ def served_business(cli: CliRunner, monkeypatch: pytest.MonkeyPatch, *,
         yield sim, world
     finally:
         server.close()
+
+
+def import_two_tokens(monkeypatch: pytest.MonkeyPatch, prod: str, other: str) -> None:
+    """Through the CLI in-process, without capsys (callers may capture file descriptors): ``init``, the business
+    ``acme``, and ``prod`` / ``other`` imported unverified from these values."""
+    from meta_tokenvault.cli.main import run
+
+    def call(*args: str, stdin: str = "") -> None:
+        monkeypatch.setattr(sys, "stdin", io.StringIO(stdin))
+        assert run(list(args)) == 0, args
+
+    call("init")
+    call("business", "add", "acme", "--business-id", "111", "--app-id", "222",
+         stdin="app-secret-xyz-123\nEAAadminTokenForCli9876\n")
+    for label, value in (("prod", prod), ("other", other)):
+        call("token", "import", label, "--business", "acme", "--system-user", "333", "--scopes",
+             "whatsapp_business_messaging", "--no-verify", stdin=value + "\n")

@@ -15,10 +15,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cli_support import Result, both_paths, imports_of
+from cli_support import Result, both_paths, import_two_tokens, imports_of
 
 from meta_tokenvault.adapters.hashicorp_light import LightKvClient
-from meta_tokenvault.cli.main import run
 from meta_tokenvault.config import Settings
 from meta_tokenvault.fastread import pg_connect_args
 
@@ -48,19 +47,7 @@ def _free_port() -> int:
 
 
 def _populate(monkeypatch: pytest.MonkeyPatch) -> None:
-    import io
-    import sys
-
-    def call(*args: str, stdin: str = "") -> None:
-        monkeypatch.setattr(sys, "stdin", io.StringIO(stdin))
-        assert run(list(args)) == 0, args
-
-    call("init")
-    call("business", "add", "acme", "--business-id", "111", "--app-id", "222",
-         stdin="app-secret-xyz-123\nEAAadminTokenForCli9876\n")
-    for label, value in (("prod", TOKEN), ("other", OTHER)):
-        call("token", "import", label, "--business", "acme", "--system-user", "333", "--scopes",
-             "whatsapp_business_messaging", "--no-verify", stdin=value + "\n")
+    import_two_tokens(monkeypatch, TOKEN, OTHER)
 
 
 def _sql_store() -> Any:

@@ -10,11 +10,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cli_support import both_paths, imports_of
+from cli_support import both_paths, import_two_tokens, imports_of
 
 import meta_tokenvault.cli.fast
 import meta_tokenvault.cli.main
-from meta_tokenvault.cli.main import run
 
 ROOT = Path(__file__).resolve().parent.parent
 TOKEN = "EAAGstartupToken" + "s1t2u3" * 20 + "WXYZ"
@@ -35,18 +34,7 @@ def _env(home: Path | None = None) -> dict[str, str]:
 @pytest.fixture
 def store(env_home: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A home with two tokens, made through the CLI (without capsys: these tests capture file descriptors)."""
-    import io
-
-    def call(*args: str, stdin: str = "") -> None:
-        monkeypatch.setattr(sys, "stdin", io.StringIO(stdin))
-        assert run(list(args)) == 0, args
-
-    call("init")
-    call("business", "add", "acme", "--business-id", "111", "--app-id", "222",
-         stdin="app-secret-xyz-123\nEAAadminTokenForCli9876\n")
-    for label, value in (("prod", TOKEN), ("other", OTHER)):
-        call("token", "import", label, "--business", "acme", "--system-user", "333", "--scopes",
-             "whatsapp_business_messaging", "--no-verify", stdin=value + "\n")
+    import_two_tokens(monkeypatch, TOKEN, OTHER)
     return env_home
 
 
