@@ -35,7 +35,6 @@ reads each business's app secret and admin token once.
 
 from __future__ import annotations
 
-import os
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
@@ -43,7 +42,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
-from ..context import debug_summary
+from ..context import debug_summary, test_crash
 from ..errors import Deferred, InvalidRequest, NotFound, PermissionMissing, RotationInProgress, TokenInvalid, VaultError
 from ..leases import lease_is_stale, lease_owner
 from ..types import (
@@ -69,10 +68,6 @@ if TYPE_CHECKING:
 LEASE_TTL = timedelta(minutes=10)
 KINDS = ("rotate", "refresh", "reissue")
 STEPS = ("started", "compromised_revoked", "minting", "stored", "verified", "promoted", "old_revoked", "done")
-
-# A hook for crash tests: TOKENVAULT_TEST_CRASH_AFTER=<step> makes the process SIGKILL itself right
-# after that step is journaled. Only honoured together with TOKENVAULT_TEST_MODE=1.
-_CRASH_ENV = "TOKENVAULT_TEST_CRASH_AFTER"
 
 
 @dataclass(frozen=True)
@@ -351,7 +346,7 @@ class Rotator:
                 return RotationOutcome(label, "skipped", expected_version or 0, record.version, compromised,
                                        "already rotated by another process")
             if begun.new:
-                _maybe_crash(rotation.step)
+                test_crash(rotation.step)
                 return self._run(rotation, work)
             open_rotation = rotation
             upgrade = (compromised and not open_rotation.compromised and open_rotation.step in ("started", "minting")
@@ -528,7 +523,7 @@ class Rotator:
             if release is not None:
                 work.owner = None  # released by that commit
             for step, _ in entries:
-                _maybe_crash(step)
+                test_crash(step)
         return self._outcome(rotation, "done")
 
     def _write_behind(self, rotation: RotationRecord, work: _Work,
@@ -549,7 +544,7 @@ class Rotator:
                 (step, commit), later = rest[0], rest[1:]
 
                 def after() -> None:
-                    _maybe_crash(step)
+                    test_crash(step)
                     queue(later)
                 self.group.run_behind(commit, after=after, tag=rotation.label)
         queue(entries)
@@ -831,13 +826,6 @@ def _chain(commits: list[Callable[[], None]]) -> Callable[[], None]:
         for commit in commits:
             commit()
     return chained
-
-
-def _maybe_crash(step: str) -> None:
-    if os.environ.get("TOKENVAULT_TEST_MODE") == "1" and os.environ.get(_CRASH_ENV) == step:
-        import signal
-
-        os.kill(os.getpid(), signal.SIGKILL)
 
 
 __all__ = ["KINDS", "STEPS", "RotationOutcome", "Rotator"]
