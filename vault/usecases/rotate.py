@@ -44,7 +44,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from ..context import debug_summary, test_crash
 from ..errors import Deferred, InvalidRequest, NotFound, PermissionMissing, RotationInProgress, TokenInvalid, VaultError
-from ..leases import lease_is_stale, lease_owner
+from ..leases import lease_owner, take_lease
 from ..types import (
     BusinessRecord,
     RotationRecord,
@@ -465,14 +465,9 @@ class Rotator:
     # ------------------------------------------------------------------ the machine
     def _lock(self, record: TokenRecord, owner: str | None = None) -> str:
         owner = owner or lease_owner()
-        resource = _resource(record.id)
-        if self.ctx.store.acquire_lease(resource, owner, self.ctx.now(), LEASE_TTL):
+        taken, holder = take_lease(self.ctx.store, _resource(record.id), owner, self.ctx.now(), LEASE_TTL)
+        if taken:
             return owner
-        holder = self.ctx.store.lease_holder(resource)
-        if holder is not None and lease_is_stale(holder[0]):
-            self.ctx.store.release_lease(resource, holder[0])
-            if self.ctx.store.acquire_lease(resource, owner, self.ctx.now(), LEASE_TTL):
-                return owner
         until = f" (lease until {holder[1]:%H:%M:%S} UTC)" if holder else ""
         raise RotationInProgress(f"Another rotation of {record.label} is under way{until}; nothing was minted.",
                                  hint="Wait for it to finish; if it crashed, `tokenvault run-due` resumes it "
