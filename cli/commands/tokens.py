@@ -205,7 +205,10 @@ def _verify_all(manager: TokenManager, concurrency: int, json_out: bool) -> None
     from meta_tokenvault.usecases.verify import Check
 
     lock, done = threading.Lock(), [0]
-    total = sum(1 for t in manager.list_tokens() if t.status.value == "active")
+    statuses = [(t.label, t.status.value) for t in manager.list_tokens()]
+    total = sum(1 for _label, status in statuses if status == "active")
+    # dead since an earlier check: verify_all checks active tokens only, so this listing stays true after it
+    still_dead = sorted(label for label, status in statuses if status == "invalidated")
 
     def tick(check: Check) -> None:
         with lock:
@@ -219,9 +222,6 @@ def _verify_all(manager: TokenManager, concurrency: int, json_out: bool) -> None
     checks = manager.verify_all(concurrency=concurrency, progress=tick)
     invalid = [c for c in checks if c.valid is False]
     unchecked = [c for c in checks if c.valid is None]
-    checked = {c.label for c in checks}
-    still_dead = sorted(t.label for t in manager.list_tokens()
-                        if t.status.value == "invalidated" and t.label not in checked)
     if json_out:
         render.emit_json({"total": len(checks), "valid": sum(c.valid is True for c in checks),
                           "invalid": len(invalid), "unchecked": len(unchecked), "still_invalidated": still_dead,
