@@ -48,19 +48,11 @@ def eligibility(user: SystemUserRecord, *, now: datetime) -> Eligibility:
     return Eligibility(True, "admin, past the seven-day window, app installed", opens)
 
 
-def rotation_due(
-    *,
-    created_at: datetime,
-    now: datetime,
-    max_age_days: int | None = None,
-    expires_at: datetime | None = None,
-    refresh_margin: timedelta = SEVEN_DAYS,
-) -> str | None:
-    """Why a token should be rotated now (``None`` if it should not): too old, or expiring soon."""
+def rotation_due(*, created_at: datetime, now: datetime, max_age_days: int | None = None) -> str | None:
+    """Why a token should be rotated now (``None`` if it should not): older than its max age. (An expiring
+    token is refreshed instead: :func:`refresh_due`.)"""
     if max_age_days is not None and as_utc(now) - as_utc(created_at) >= timedelta(days=max_age_days):
         return f"older than {max_age_days} days"
-    if expires_at is not None and as_utc(expires_at) - as_utc(now) <= refresh_margin:
-        return f"expires within {refresh_margin.days} days"
     return None
 
 

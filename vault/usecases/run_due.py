@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, cast
 
 from ..context import BoundedGraph
 from ..errors import Deferred, NotFound, RotationInProgress, VaultError
-from ..policy import verify_due
+from ..policy import rotation_due, verify_due
 from ..types import TokenStatus, as_utc
 from .mint import generate_token
 from .refresh import WORKERS_PER_CALL, RenewalPlan, plan, renew
@@ -313,8 +313,7 @@ class DueRunner:
         for token in self.ctx.store.list_tokens():
             if token.status is not TokenStatus.ACTIVE or token.id in busy:
                 continue
-            too_old = token.max_age_days is not None and now - token.created_at >= timedelta(days=token.max_age_days)
-            if not too_old:
+            if rotation_due(created_at=token.created_at, now=now, max_age_days=token.max_age_days) is None:
                 continue
             try:
                 self.rotator.rotate(token.label, reason="policy: max age", expected_version=token.version)
