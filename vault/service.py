@@ -13,7 +13,6 @@ from datetime import datetime
 from typing import IO, TYPE_CHECKING, Any
 
 from .context import VaultContext
-from .errors import NotFound
 from .types import TokenStatus
 from .usecases import tokens  # the reads (reveal, resolve, show, list): the fast path's use case
 from .validation import clean_token, validate_label
@@ -305,20 +304,16 @@ class TokenManager:
         return self.store.list_audit(limit=limit, subject=label)
 
     def verify_audit(self) -> int:
-        """Verify the hash chain and the head's MAC; returns the number of events. Raises AuditChainBroken (exit 4)."""
-        return self.store.verify_audit(head_key=self.ctx.audit_head_key())
+        """Verify the hash chain and the head's MAC; see :mod:`meta_tokenvault.usecases.audit_trail`."""
+        from .usecases import audit_trail
+
+        return audit_trail.verify(self.ctx)
 
     def key_audit_head(self) -> int:
-        """Key an unkeyed audit head (a database last written by a tokenvault without keyed heads) once the
-        whole chain verifies; a keyed head is checked as usual. Returns the number of events.
-        Raises AuditChainBroken (exit 4), NotFound before init."""
-        key = self.ctx.audit_head_key()
-        if key is None:
-            raise NotFound("This store has no fingerprint key.", hint="Run `tokenvault init`.")
-        count = self.store.verify_audit()  # every link, and the head's seq and hash (its MAC next)
-        self.store.key_audit_head(key, count)
-        self.audit("audit.key_head", "audit", events=count)
-        return count
+        """Key an older database's audit head once its chain verifies; see its use case."""
+        from .usecases import audit_trail
+
+        return audit_trail.key_head(self.ctx)
 
     def rotate_master_key(self, *, progress: Callable[[int, int], None] | None = None,
                           stop_after: int | None = None) -> KeyRotationResult:

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 from ..errors import VaultError
 from ..policy import countdown, refresh_due
 from ..types import TokenStatus
+from . import audit_trail
 
 if TYPE_CHECKING:
     from ..context import VaultContext
@@ -49,7 +50,7 @@ def doctor(ctx: VaultContext) -> list[DoctorCheck]:
     backend = ctx.secrets.availability()
     checks.append(DoctorCheck(f"secret backend ({ctx.secrets.name})", backend.ok, backend.reason or "available"))
     try:
-        count = ctx.store.verify_audit(head_key=ctx.audit_head_key())
+        count = audit_trail.verify(ctx)
         checks.append(DoctorCheck("audit trail", True, f"{count} events, chain intact"))
     except VaultError as exc:
         checks.append(DoctorCheck("audit trail", False, exc.message, exc.hint))
@@ -84,5 +85,6 @@ def renewal_checks(ctx: VaultContext, tokens: list[TokenRecord]) -> list[DoctorC
         "Run `tokenvault token verify --all` (run-due checks them too)" if unverified else "",
         warning=bool(unverified)))
     return out
+
 
 __all__ = ["DoctorCheck", "doctor", "renewal_checks"]
