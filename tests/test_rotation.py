@@ -216,6 +216,29 @@ def test_expiring_token_is_refreshed_before_expiry(world: World) -> None:
     assert world.sim.token_state(old) == "valid"  # the old one keeps working until its own expiry
 
 
+def test_compromised_rotation_also_kills_an_older_version_a_refresh_left_working(world: World) -> None:
+    """A refresh keeps the old token valid until its own expiry; whoever leaked the current token may hold that one
+    too, so a compromised rotation revokes every older version Meta still accepts, not only the current one."""
+    m = world.manager()
+    m.generate_token("exp", business="acme", scopes=SCOPES, expiring=True)
+    first = m.reveal("exp").reveal()
+    world.sim.clock.advance(days=54)
+    assert m.run_due().refreshed == ["exp"]
+    second = m.reveal("exp").reveal()
+    assert world.sim.token_state(first) == "valid" and world.sim.token_state(second) == "valid"
+    assert m.rotate("exp", compromised=True, reason="pasted in chat").state == "done"
+    third = m.reveal("exp").reveal()
+    assert world.sim.token_state(first) == "revoked" and world.sim.token_state(second) == "revoked"
+    assert world.sim.token_state(third) == "valid"
+    history = {v.version: v for v in m.show_token("exp").history}
+    assert history[3].status is TokenStatus.ACTIVE
+    assert history[1].status is TokenStatus.COMPROMISED and history[1].revoked_at is not None
+    assert history[2].status is TokenStatus.COMPROMISED and history[2].revoked_at is not None
+    revoked = [e for e in m.audit_events() if e.action == "token.revoke"]
+    assert [e.details.get("version") for e in revoked] == [1]
+    m.close()
+
+
 def test_transient_faults_are_retried_and_nothing_is_lost(world: World) -> None:
     m = world.manager()
     m.generate_token("prod", business="acme", scopes=SCOPES)

@@ -630,11 +630,34 @@ class Rotator:
             self.ctx.revoke_at_meta(biz.record, self._old_secret(rotation, work), caller=biz.admin, app=biz.app,
                                    admin=biz.admin)
         revoked_at = version.revoked_at or self.ctx.now()
+        older = self._revoke_older_live(rotation, work, biz)
 
         def write() -> None:
             self.ctx.store.update_version(rotation.token_id, rotation.from_version, status=TokenStatus.COMPROMISED,
                                         revoked_at=revoked_at)
+            for number in older:  # kept after a refresh: as exposed as the current one, so killed with it
+                self.ctx.store.update_version(rotation.token_id, number, status=TokenStatus.COMPROMISED,
+                                            revoked_at=revoked_at)
+                self.ctx.audit("token.revoke", rotation.label, version=number,
+                               status=TokenStatus.COMPROMISED.value, reason="compromised rotation")
         return _Next("compromised_revoked", write=write)
+
+    def _revoke_older_live(self, rotation: RotationRecord, work: _Work, biz: _Business) -> list[int]:
+        """Revoke at Meta every older version that may still work (a refresh keeps the old token valid until
+        its own expiry): whoever leaked the current token may hold those too. Returns their numbers. Revoking
+        one Meta already refuses counts as done, so a resumed step repeats this safely."""
+        now = self.ctx.now()
+        history = self.ctx.store.get_token(rotation.label, with_history=True).history
+        live = [v.version for v in history
+                if v.version < rotation.from_version and v.revoked_at is None
+                and v.status not in (TokenStatus.REVOKED, TokenStatus.COMPROMISED, TokenStatus.INVALIDATED)
+                and (v.expires_at is None or v.expires_at > now)]
+        for number in live:
+            ref = SecretRef(SecretKind.TOKEN, rotation.token_id, number, rotation.label)
+            if self.ctx.secrets.exists(ref):
+                self.ctx.revoke_at_meta(biz.record, self.ctx.secrets.get(ref), caller=biz.admin, app=biz.app,
+                                       admin=biz.admin)
+        return live
 
     def _step_compromised_revoked(self, rotation: RotationRecord, work: _Work) -> _Next:
         return _Next("minting", {"to_version": self.ctx.store.max_version(rotation.token_id) + 1})
