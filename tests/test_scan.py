@@ -213,6 +213,35 @@ def test_a_token_across_a_chunk_boundary_is_found_once(cli: CliRunner, vault: Va
     assert doc["unknown"] == [] and doc["scanned_bytes"] == len(data)
 
 
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-16-le", "utf-16-be"])
+def test_a_token_saved_as_utf16_is_found_once_with_its_line(cli: CliRunner, vault: Vault, tmp_path: Path,
+                                                            encoding: str) -> None:
+    """PowerShell's ``>`` and many Windows editors write UTF-16 (NULs between the characters): found in either
+    byte order, with or without a BOM, once each, on its line; an ASCII copy in the same file is found too."""
+    stranger = vault.unknown()
+    text = f"# deploy\r\n$env:WHATSAPP_TOKEN = \"{vault.token}\"\r\nother={stranger}\r\n"
+    path = tmp_path / "env.ps1"
+    path.write_bytes(text.encode(encoding) + f"\nascii copy {vault.token}\n".encode())
+    doc = scan(cli, str(path), "--json", secrets=(vault.token, stranger)).json()
+    assert sorted((f["label"], f["line"]) for f in doc["findings"]) == [("prod", 2), ("prod", 5)]
+    assert [(u["line"], u["last4"]) for u in doc["unknown"]] == [(3, stranger[-4:])]
+
+
+@pytest.mark.parametrize("shift", [-61, -6, -5, -1, 0, 1, 4, 101], ids=lambda s: f"shift{s:+d}")
+def test_a_utf16_token_across_a_chunk_boundary_is_found_once(cli: CliRunner, vault: Vault, tmp_path: Path,
+                                                            monkeypatch: pytest.MonkeyPatch, shift: int) -> None:
+    monkeypatch.setattr(scan_module, "CHUNK", 4096)
+    token = vault.token.encode("utf-16-le")
+    start = 3 * 4096 + shift
+    data = bytearray("0123456789abcde\n".encode("utf-16-le") * (6 * 4096 // 32))
+    data[start - 2:start + len(token) + 2] = " ".encode("utf-16-le") + token + " ".encode("utf-16-le")
+    path = tmp_path / "big.log"
+    path.write_bytes(bytes(data))
+    doc = scan(cli, str(path), "--json", secrets=(vault.token,)).json()
+    assert [(f["label"], f["line"]) for f in doc["findings"]] == [("prod", data[:start].count(b"\n") + 1)]
+    assert doc["unknown"] == []
+
+
 def test_symlinks_are_not_followed_out_of_the_tree(cli: CliRunner, vault: Vault, tmp_path: Path) -> None:
     outside = tmp_path / "outside"
     outside.mkdir()

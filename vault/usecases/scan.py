@@ -45,14 +45,24 @@ if TYPE_CHECKING:
 MAX_TOKEN = 1024
 #: ``EAA`` + 20 or more ASCII letters/digits, as a whole run (not followed by another letter or digit).
 CANDIDATE = re.compile(rb"EAA[A-Za-z0-9]{20,%d}(?![A-Za-z0-9])" % (MAX_TOKEN - 3))
+#: The same run in UTF-16 (what PowerShell's ``>`` and many Windows editors write), either byte order: the
+#: characters sit at every other byte from the ``E`` on, with NULs between them (little-endian: after each;
+#: big-endian: before each, so the ``E`` is preceded by its NUL and the match starts on the ``E`` either way).
+CANDIDATE_UTF16 = re.compile(rb"E\x00A\x00A(?:\x00[A-Za-z0-9]){20,%d}(?!\x00[A-Za-z0-9])" % (MAX_TOKEN - 3))
 #: Bytes read at a time (the scanner's memory is about this, whatever the size of the file).
 CHUNK = 8 * 1024 * 1024
-#: Bytes of the previous chunk kept in front of the next one: longer than any candidate and its lookahead.
-OVERLAP = 2 * MAX_TOKEN
+#: Bytes of the previous chunk kept in front of the next one: longer than any candidate (UTF-16: two bytes a
+#: character) and its lookahead.
+OVERLAP = 4 * MAX_TOKEN
 #: Findings and unknown runs listed (the totals are always counted): a log with the same token a million
 #: times should not make a million-entry report.
 MAX_LISTED = 10_000
 _PREFIX = b"EAA"
+_PREFIX_UTF16 = b"E\x00A\x00A"
+#: Each form a token is searched in: its prefix (found with ``bytes.find``), its pattern, the step between the
+#: bytes of its characters (the token is ``match[::step]``), and a byte without which the form cannot occur
+#: (text files hold no NUL: one ``memchr`` spares them the UTF-16 search).
+_FORMS = ((_PREFIX, CANDIDATE, 1, b""), (_PREFIX_UTF16, CANDIDATE_UTF16, 2, b"\x00"))
 _CACHE_LIMIT = 100_000
 
 
@@ -304,7 +314,8 @@ class Scanner:
         buf = self._buf
         view = memoryview(buf)
         kept = 0  # bytes of the previous chunk at buf[0:kept]
-        resume = 0  # where the search starts in buf (after a candidate that ran past the previous cut)
+        resume = [0] * len(_FORMS)  # per form, where the search starts in buf (after a candidate that ran past
+        #                             the previous cut)
         lines_before = 0  # newlines before buf[0] (count_lines), else the offset of buf[0]
         remaining = limit
         eof = False
@@ -321,15 +332,18 @@ class Scanner:
                 end = kept + got
                 report.scanned_bytes += got
                 cut = end if eof else max(0, end - OVERLAP)
-                if cut > resume:
-                    pos = buf.find(_PREFIX, resume, min(cut + 2, end))
-                    if pos != -1:
-                        resume = self._candidates(buf, pos, cut, end, lines_before, count_lines, path, commit,
-                                                  blob)
+                if cut > 0:
+                    for i, (prefix, pattern, step, gate) in enumerate(_FORMS):
+                        if cut <= resume[i] or (gate and buf.find(gate, resume[i], end) == -1):
+                            continue
+                        pos = buf.find(prefix, resume[i], min(cut + len(prefix) - 1, end))
+                        if pos != -1:
+                            resume[i] = self._candidates(buf, pos, cut, end, lines_before, count_lines, path,
+                                                         commit, blob, prefix, pattern, step)
                     lines_before += buf.count(b"\n", 0, cut) if count_lines else cut
                     if not eof:
                         buf[0:end - cut] = buf[cut:end]
-                    resume = max(0, resume - cut)
+                    resume = [max(0, r - cut) for r in resume]
                     kept = end - cut
                 else:
                     kept = end
@@ -341,17 +355,19 @@ class Scanner:
             raise OSError(f"{path}: {remaining} bytes missing at the end")
 
     def _candidates(self, buf: bytearray, pos: int, cut: int, end: int, before: int, count_lines: bool,
-                    path: str, commit: str | None, blob: str | None) -> int:
-        """Every candidate starting in ``[pos, cut)``; returns where the last one ended (0 if none did).
-        ``before``: the newlines before ``buf[0]`` (``count_lines``), else the offset of ``buf[0]``."""
-        match = CANDIDATE.match
+                    path: str, commit: str | None, blob: str | None, prefix: bytes, pattern: re.Pattern[bytes],
+                    step: int) -> int:
+        """Every candidate of one form (``prefix``, ``pattern``, ``step``: :data:`_FORMS`) starting in
+        ``[pos, cut)``; returns where the last one ended (0 if none did). ``before``: the newlines before
+        ``buf[0]`` (``count_lines``), else the offset of ``buf[0]``."""
+        match = pattern.match
         line_at, line = 0, before + 1
-        limit = min(cut + 2, end)
+        limit = min(cut + len(prefix) - 1, end)
         last_end = 0
         while pos != -1 and pos < cut:
             found = match(buf, pos, end)
             if found is None:
-                pos = buf.find(_PREFIX, pos + 1, limit)
+                pos = buf.find(prefix, pos + 1, limit)
                 continue
             if count_lines:
                 line += buf.count(b"\n", line_at, pos)
@@ -359,8 +375,8 @@ class Scanner:
             else:
                 line = before + pos
             last_end = found.end()
-            self._hit(bytes(found.group()), path, line, commit, blob)
-            pos = buf.find(_PREFIX, last_end, limit)
+            self._hit(found.group()[::step], path, line, commit, blob)
+            pos = buf.find(prefix, last_end, limit)
         return last_end
 
     def _hit(self, raw: bytes, path: str, line: int, commit: str | None, blob: str | None) -> None:
