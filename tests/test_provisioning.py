@@ -364,6 +364,10 @@ def test_create_warns_about_every_name_review_calls_generic() -> None:
     from meta_tokenvault.usecases.provision import generic_name_warning
     from meta_tokenvault.usecases.review import is_generic_name
 
-    for name in ("api_bot", "my_admin", "Admin System User", "test-api", "whatsapp bot", "main_service"):
+    for name in ("api_bot", "my_admin", "Admin System User", "test-api", "whatsapp bot", "main_service", "prod",
+                 "dev 2", "server"):
         assert is_generic_name(name), name
         assert generic_name_warning(name), name
+    for name in ("whatsapp_prod_sender", "crm-notifier", "billing_whatsapp_sync"):  # both call these purposeful
+        assert not is_generic_name(name), name
+        assert generic_name_warning(name) is None, name

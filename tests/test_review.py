@@ -121,6 +121,7 @@ def test_business_filter_and_policy() -> None:
 
 @pytest.mark.parametrize(("name", "generic"), [
     ("System User", True), ("system_user_3", True), ("Admin", True), ("api-bot", True), ("SystemUser1", True),
+    ("prod", True), ("dev_server_2", True), ("Temp", True),
     ("whatsapp-prod-sender", False), ("crm-notifier", False), ("tokenvault-admin", False),
 ])
 def test_generic_names(name: str, generic: bool) -> None:

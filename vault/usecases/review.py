@@ -62,6 +62,15 @@ class ReviewFinding:
                 "fix": self.fix}
 
 
+#: Words that say nothing of a system user's purpose: a name made only of these (and digits) is generic, for
+#: `review` (generic-name) and for `system-users create`/`provision`, which warn at creation.
+GENERIC_WORDS = frozenset({
+    "system", "systemuser", "sysuser", "su", "user", "users", "admin", "administrator", "employee", "test",
+    "testing", "api", "apiuser", "bot", "default", "new", "my", "app", "token", "tokens", "integration",
+    "meta", "facebook", "fb", "whatsapp", "wa", "the", "main", "primary", "general", "temp", "tmp",
+    "account", "service", "conversions", "dev", "prod", "server"})
+
+
 @dataclass(frozen=True, slots=True)
 class ReviewPolicy:
     """The thresholds of the checks (defaults: Meta's advice where it gives one, else a sensible habit)."""
@@ -75,11 +84,7 @@ class ReviewPolicy:
         "business_management", "ads_management", "ads_read", "pages_manage_ads", "catalog_management",
         "pages_manage_posts", "instagram_manage_messages"})
     #: Words that say nothing of a system user's purpose; a name made only of these (and digits) is generic.
-    generic_words: frozenset[str] = frozenset({
-        "system", "systemuser", "sysuser", "su", "user", "users", "admin", "administrator", "employee", "test",
-        "testing", "api", "apiuser", "bot", "default", "new", "my", "app", "token", "tokens", "integration",
-        "meta", "facebook", "fb", "whatsapp", "wa", "the", "main", "primary", "general", "temp", "tmp",
-        "account", "service", "conversions"})
+    generic_words: frozenset[str] = GENERIC_WORDS
 
 
 #: WABA ids assigned to a system user, or None when that is not known (the store does not record it yet).
@@ -312,4 +317,4 @@ def markdown(report: ReviewReport, *, now: datetime, business: str | None = None
 
 
 __all__ = ["CHECKS", "CODES", "ReviewFinding", "ReviewInput", "ReviewPolicy", "ReviewReport", "Severity",
-           "is_generic_name", "markdown", "review", "review_store"]
+           "GENERIC_WORDS", "is_generic_name", "markdown", "review", "review_store"]
