@@ -96,15 +96,20 @@ def when(value: datetime | None, never: str = "never") -> str:
 
 
 def table(title: str | None, columns: Sequence[str], rows: Iterable[Sequence[object]], *,
-          wrap: Sequence[str] = ()) -> None:
+          wrap: Sequence[str] = (), empty: str | None = None) -> None:
     """A table for people. Cells never wrap (ids and dates stay whole) except in the ``wrap`` columns,
-    which take the room that is left; at least 100 columns wide even when piped (rich would use 80)."""
+    which take the room that is left; at least 100 columns wide even when piped (rich would use 80).
+    ``empty``: said instead (on stderr, like :func:`info`) when there is no row: a table of headers alone
+    looks like a failure."""
+    cells = [[safe(cell, markup=True) for cell in row] for row in rows]
+    if not cells and empty is not None:
+        info(empty)
+        return
     import shutil
 
     from rich.console import Console
     from rich.table import Table
 
-    cells = [[safe(cell, markup=True) for cell in row] for row in rows]
     t = Table(title=safe(title, markup=True) if title else None, show_lines=False, header_style="bold", box=None,
               pad_edge=False)
     needed = 2 * (len(columns) - 1)  # padding between columns

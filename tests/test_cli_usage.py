@@ -58,3 +58,20 @@ def test_every_option_and_argument_of_every_command_says_what_it_is_for() -> Non
              if not (getattr(param, "help", None) or "").strip() and param.name != "help"]
     assert len(_leaf_commands()) > 30
     assert not blank, f"options or arguments without help: {blank}"
+
+
+@pytest.mark.parametrize(("args", "says"), [
+    (["token", "list"], "No tokens yet"),
+    (["system-users", "list"], "No system users recorded: `tokenvault system-users sync"),
+    (["system-users", "journal"], "No provisioning runs yet"),
+    (["reminders", "list"], "No open reminders"),
+    (["reminders", "list", "--all"], "No reminders."),
+    (["business", "list"], "No businesses yet: register one with `tokenvault business add"),
+    (["audit", "list", "--label", "nope"], "No audit events for nope."),
+])
+def test_an_empty_list_says_so_and_what_to_do_instead_of_printing_bare_headers(
+        cli: CliRunner, env_home: object, args: list[str], says: str) -> None:
+    assert cli("init", "--key-provider", "file").code == 0
+    res = cli(*args)
+    assert res.code == 0, res.err
+    assert res.out == "" and res.err.startswith(says), (res.out, res.err)

@@ -27,7 +27,7 @@ def list_(
     render.table("Audit trail", ["#", "at (UTC)", "actor", "action", "subject", "details"],
                  [(e.id, render.stamp(e.at), e.actor, e.action, e.subject,
                    ", ".join(f"{k}={v}" for k, v in sorted(e.details.items()))) for e in events],
-                 wrap=("details",))
+                 wrap=("details",), empty="No audit events" + (f" for {label}." if label else "."))
 
 
 @app.command("verify")

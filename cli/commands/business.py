@@ -84,4 +84,6 @@ def list_(json_out: Annotated[bool, typer.Option("--json", help="One JSON docume
                            "created_at": b.created_at} for b in rows])
     else:
         render.table("Businesses", ["name", "business id", "app id", "registered"],
-                     [(b.name, b.business_id, b.app_id, render.when(b.created_at)) for b in rows])
+                     [(b.name, b.business_id, b.app_id, render.when(b.created_at)) for b in rows],
+                     empty="No businesses yet: register one with `tokenvault business add NAME --business-id ID "
+                           "--app-id ID`.")

@@ -32,7 +32,8 @@ def list_(
         return
     render.table("Reminders", ["#", "label", "action", "business", "due (UTC)", "status", "reason"],
                  [(i["id"], i["label"], i["action"], i["business"], str(i["due_at"])[:16].replace("T", " "),
-                   i["status"], i["reason"]) for i in items], wrap=("reason",))
+                   i["status"], i["reason"]) for i in items], wrap=("reason",),
+                 empty="No reminders." if all_ else "No open reminders (`--all` lists done and failed ones too).")
 
 
 @app.command("ics")

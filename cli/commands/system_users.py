@@ -38,7 +38,9 @@ def _show(views: list[SystemUserView], json_out: bool) -> None:
         rows.append(([r.business_name] if several else []) + row)
     columns = ["id", "name", "role", "created (UTC)", "age from", "7-day window (predicted, UTC)", "WABAs (tasks)",
                "why not"]
-    render.table("System users", (["business"] if several else []) + columns, rows, wrap=("WABAs (tasks)", "why not"))
+    render.table("System users", (["business"] if several else []) + columns, rows, wrap=("WABAs (tasks)", "why not"),
+                 empty="No system users recorded: `tokenvault system-users sync --business NAME` pulls them from "
+                       "Meta; `tokenvault system-users create NAME --business NAME` creates one.")
 
 
 @app.command("sync")
@@ -137,4 +139,5 @@ def journal(
     rows = [[r.id, r.kind, r.business_name, r.name, r.role.lower(), r.label or "", r.state, r.step,
              done_so_far(r) + (f" Error: {r.error}" if r.error and r.state != "done" else "")] for r in records]
     render.table("Provisioning journal", ["#", "kind", "business", "system user", "role", "label", "state", "step",
-                                          "done"], rows, wrap=("done",))
+                                          "done"], rows, wrap=("done",),
+                 empty="No provisioning runs yet (`tokenvault system-users create` or `tokenvault provision`).")
