@@ -22,7 +22,7 @@ import gc
 import json
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any
 
@@ -235,13 +235,16 @@ def _not_this_path() -> Any:
 
 
 def _time_json(value: Any) -> str:
-    """A stored time's JSON text, as the record gives it (:func:`when`, then ISO text in UTC)."""
-    if type(value) is str:  # SQLite's text, the hot case: what _utc_text does, without the calls
+    """A stored time's JSON text, as the record gives it: :func:`token_record`'s parse (:func:`_utc_text`
+    for text, :func:`when` otherwise), then :meth:`TokenRecord.as_json`'s ISO text in UTC."""
+    if type(value) is str:  # SQLite's text, the hot case: _utc_text without the call
         try:
-            return '"' + _parse(value + "+00:00").isoformat() + '"'
+            moment = _parse(value + "+00:00")
         except ValueError:
-            pass
-    return '"' + _iso(when(value)) + '"'  # type: ignore[operator]  # None: TypeError, the record path raises
+            moment = _utc_text(value)
+    else:
+        moment = when(value)
+    return '"' + (moment.isoformat() if moment.tzinfo is UTC else _iso(moment)) + '"'  # type: ignore[union-attr]
 
 
 _token_json: Any = None
