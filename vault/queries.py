@@ -28,7 +28,7 @@ from typing import Any
 
 from .errors import NotFound
 from .records import record
-from .types import TOKEN_JSON, Provenance, TokenRecord, TokenSource, TokenStatus, TokenVersionRecord, _iso, as_utc
+from .types import TOKEN_JSON, Provenance, TokenRecord, TokenSource, TokenStatus, TokenVersionRecord, as_utc
 
 #: The schema version these statements are written for (:data:`meta_tokenvault.migrations.LATEST`; a test checks).
 SCHEMA_VERSION = 4
@@ -243,8 +243,8 @@ def _time_json(value: Any) -> str:
         except ValueError:
             moment = _utc_text(value)
     else:
-        moment = when(value)
-    return '"' + (moment.isoformat() if moment.tzinfo is UTC else _iso(moment)) + '"'  # type: ignore[union-attr]
+        moment = _when_req(value)  # None: AttributeError, as the record's _when_req raises (the record path)
+    return '"' + (moment.isoformat() if moment.tzinfo is UTC else as_utc(moment).isoformat()) + '"'
 
 
 _token_json: Any = None
