@@ -198,3 +198,25 @@ def test_a_stores_list_is_written_as_its_records_are(tmp_path: Path) -> None:
     assert len(lines) == 20
     assert lines == [ENCODE(r.as_json()) for r in records] == [ENCODE(reference_as_json(r)) for r in records]
     assert json.loads(array_text(lines)) == [json.loads(json.dumps(r.as_json())) for r in records]
+
+
+class _Cursor:
+    """A DB-API cursor's ``fetchmany`` over ``rows`` (token_json_lines reads a chunk at a time)."""
+
+    def __init__(self, rows: list[tuple[Any, ...]]) -> None:
+        self.rows = rows
+
+    def fetchmany(self, size: int) -> list[tuple[Any, ...]]:
+        chunk, self.rows = self.rows[:size], self.rows[size:]
+        return chunk
+
+
+def test_a_cursor_is_read_a_chunk_at_a_time_and_an_unusual_row_takes_the_record_path_alone(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(queries, "_CHUNK", 3)
+    rows_ = [row(label=f"t{i}", on_invalid=["alert", None][i % 2]) for i in range(10)]
+    rows_[4] = row(label="odd", fingerprint=None, verified_at="2026-01-02")  # the middle of the second chunk
+    expected = [record_path(r) for r in rows_]
+    assert queries.token_json_lines(_Cursor(rows_)) == expected
+    assert queries.token_json_lines(iter(rows_)) == expected
+    assert queries.token_json_lines(_Cursor([])) == []

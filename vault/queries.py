@@ -296,14 +296,25 @@ def token_json(row: Sequence[Any]) -> str:
 
 def token_json_lines(rows: Iterable[Sequence[Any]]) -> list[str]:
     """Many :data:`ALL_TOKENS` rows (a cursor is consumed here) as their tokens' JSON texts (:func:`token_json`:
-    what ``token list --json`` prints, one per line), with :func:`gc_paused`."""
+    what ``token list --json`` prints, one per line), with :func:`gc_paused`. Read a thousand rows at a time:
+    100,000 rows are never all held at once (a third of the time was the kernel's, paging their memory in)."""
     fast = _token_json or _compile_token_json()
+    fetchmany = getattr(rows, "fetchmany", None)  # a DB-API cursor or a SQLAlchemy result: a chunk at a time
+    chunks: Iterable[Sequence[Sequence[Any]]] = (iter(lambda: fetchmany(_CHUNK), []) if fetchmany is not None
+                                                 else (list(rows),))
+    lines: list[str] = []
     with gc_paused():
-        rows = list(rows)
-        try:
-            return list(map(fast, rows))
-        except Exception:  # noqa: BLE001 - some row needs the record path: that row only takes it
-            return list(map(token_json, rows))
+        for chunk in chunks:
+            done = len(lines)
+            try:
+                lines += map(fast, chunk)
+            except Exception:  # noqa: BLE001 - a row needs the record path: this chunk's rows go one by one
+                del lines[done:]
+                lines += map(token_json, chunk)
+    return lines
+
+
+_CHUNK = 1000
 
 
 def version_record(row: Sequence[Any]) -> TokenVersionRecord:
