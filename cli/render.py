@@ -52,9 +52,11 @@ def emit_json_lines(lines: list[str]) -> None:
     """One JSON array on stdout, one element per line, from the elements' texts (``token list --json``: the
     store writes them, ``TokenManager.list_tokens_json``). Still one document, and fast for 100,000 elements
     (``indent`` would make :mod:`json` fall back to its pure-Python encoder, ~5x slower)."""
-    from meta_tokenvault.jsontext import array_text
+    from meta_tokenvault.jsontext import array_pieces
 
-    sys.stdout.write(array_text(lines))
+    write = sys.stdout.write
+    for piece in array_pieces(lines):
+        write(piece)
 
 
 def stamp(value: datetime | None, never: str = "never") -> str:

@@ -220,3 +220,11 @@ def test_a_cursor_is_read_a_chunk_at_a_time_and_an_unusual_row_takes_the_record_
     assert queries.token_json_lines(_Cursor(rows_)) == expected
     assert queries.token_json_lines(iter(rows_)) == expected
     assert queries.token_json_lines(_Cursor([])) == []
+
+
+@pytest.mark.parametrize("n", [0, 1, 2, 999, 1000, 1001, 2500])
+def test_the_array_is_one_document_with_one_element_per_line_however_it_is_cut(n: int) -> None:
+    lines = [ENCODE({"i": i}) for i in range(n)]
+    text = array_text(lines)
+    assert text == "[\n" + ",\n".join(lines) + "\n]\n"
+    assert json.loads(text) == [{"i": i} for i in range(n)]

@@ -13,7 +13,7 @@ Stdlib only.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from json.encoder import encode_basestring_ascii as encode_string  # '"…"', escaped as json does (C if there)
 from typing import Any
@@ -48,9 +48,18 @@ def one_line_encoder() -> Callable[[Any], str]:
     return encode
 
 
+def array_pieces(lines: list[str], block: int = 1000) -> Iterator[str]:
+    """One JSON array with one element per line, from the elements' texts (still one document), in pieces of
+    ``block`` lines: written piece by piece, 100,000 tokens' text is never copied whole."""
+    yield "[\n"
+    for start in range(0, len(lines), block):
+        yield (",\n" if start else "") + ",\n".join(lines[start:start + block])
+    yield "\n]\n"
+
+
 def array_text(lines: list[str]) -> str:
-    """One JSON array with one element per line, from the elements' texts: still one document."""
-    return "[\n" + ",\n".join(lines) + "\n]\n"
+    """:func:`array_pieces` as one string."""
+    return "".join(array_pieces(lines))
 
 
-__all__ = ["array_text", "default", "encode_string", "one_line_encoder"]
+__all__ = ["array_pieces", "array_text", "default", "encode_string", "one_line_encoder"]
