@@ -266,16 +266,17 @@ def _compile_token_json() -> Any:
         return encode(list(_strings(raw)))
 
     namespace: dict[str, Any] = {"S": encode_string, "L": strings_json, "T": _time_json, "X": _not_this_path,
-                                 "N": "null", **{f"D_{name}": v for name, v in COLUMN_DEFAULTS.items()},
+                                 **{f"D_{name}": v for name, v in COLUMN_DEFAULTS.items()},
                                  **{f"E_{name}": {k: encode_string(k) for k in e} for name, e in _ENUMS.items()}}
     parts = []
     for key, attr, kind in TOKEN_JSON:
+        if not key.isidentifier():  # written into the f-string's source as it is
+            raise RuntimeError(f"TOKEN_JSON key {key!r}: a plain name is expected")
         column = attr.rsplit(".", 1)[-1]
         cell = f"c{names.index(column)}"
         if column in COLUMN_DEFAULTS:
             cell = f"({cell} or D_{column})"
-        parts.append(encode_string(key).replace("{", "{{").replace("}", "}}") + ": {"
-                     + _CELL_JSON[kind].format(v=cell, enum=f"E_{column}") + "}")
+        parts.append(f'"{key}": {{{_CELL_JSON[kind].format(v=cell, enum=f"E_{column}")}}}')
     source = (f"def token_json(row):\n    {', '.join(f'c{i}' for i in range(len(names)))}, = row\n"
               f"    return f'{{{{{', '.join(parts)}}}}}'\n")
     exec(compile(source, "<queries.token_json>", "exec"), namespace)  # noqa: S102 - source built from constants
@@ -292,6 +293,9 @@ def token_json(row: Sequence[Any]) -> str:
         from .jsontext import one_line_encoder
 
         return one_line_encoder()(token_record(row).as_json())
+
+
+_CHUNK = 1000  # rows read (and texts written) at a time
 
 
 def token_json_lines(rows: Iterable[Sequence[Any]]) -> list[str]:
@@ -312,9 +316,6 @@ def token_json_lines(rows: Iterable[Sequence[Any]]) -> list[str]:
                 del lines[done:]
                 lines += map(token_json, chunk)
     return lines
-
-
-_CHUNK = 1000
 
 
 def version_record(row: Sequence[Any]) -> TokenVersionRecord:
