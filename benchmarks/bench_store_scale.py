@@ -11,11 +11,17 @@ event). Measured side by side, interleaved:
   list, and the large one through the full path (``TOKENVAULT_FAST_PATH=0``: typer, SQLAlchemy), for
   reference;
 * ``audit list --label LABEL --json`` on both (the trail has one event per token): an index, not a scan.
+
+Before and after, in the same run: with ``TOKENVAULT_BENCH_REFERENCE`` set to another install's ``tokenvault``
+(e.g. a virtualenv of an older commit, byte-compiled with ``python -m compileall``), its ``token list --json``
+on the same store is interleaved with this tree's, its output checked to be byte for byte this tree's, and
+the throughput of both is reported (wall and CPU).
 """
 
 from __future__ import annotations
 
 import json
+import os
 import tempfile
 from pathlib import Path
 
@@ -35,9 +41,13 @@ def run(quick: bool) -> list[Figure]:
         large_home, large_labels = make_home(base, large_n)
         small_env, large_env = base_env(small_home), base_env(large_home)
         small_label, large_label = small_labels[SMALL // 2], large_labels[large_n // 2]
-        listed = json.loads(run_once([tv, "token", "list", "--json"], large_env).stdout)
+        listed_text = run_once([tv, "token", "list", "--json"], large_env).stdout
+        listed = json.loads(listed_text)
         if len(listed) != large_n:
             raise RuntimeError(f"token list --json returned {len(listed)} tokens, expected {large_n}")
+        reference = os.environ.get("TOKENVAULT_BENCH_REFERENCE")
+        if reference and run_once([reference, "token", "list", "--json"], large_env).stdout != listed_text:
+            raise RuntimeError(f"{reference} token list --json does not print this tree's bytes")
         point = compare({
             "show small": ([tv, "token", "show", small_label], small_env),
             "show large": ([tv, "token", "show", large_label], large_env),
@@ -50,6 +60,7 @@ def run(quick: bool) -> list[Figure]:
             "list small": ([tv, "token", "list", "--json"], small_env),
             "list large": ([tv, "token", "list", "--json"], large_env),
             "list large full": ([tv, "token", "list", "--json"], dict(large_env, TOKENVAULT_FAST_PATH="0")),
+            **({"list large reference": ([reference, "token", "list", "--json"], large_env)} if reference else {}),
         }, runs=list_runs, warmup=min(warmup, 1))
     figures: list[Figure] = []
     for op, what in (("show", "token show"), ("reveal", "token reveal"), ("audit", "audit list --label")):
@@ -82,6 +93,15 @@ def run(quick: bool) -> list[Figure]:
                           goal=">= 100,000 rows/s" if big else "", ok=(rate >= 100_000) if big else None,
                           detail={"rows": large_n, "median_s": round(large_list.median, 3),
                                   "cpu_rows_per_s": round(large_n / large_list.cpu_median)}))
+    if reference:
+        ref = lists["list large reference"]
+        figures.append(Figure(SECTION, f"token list --json throughput, {large_n:,} tokens, reference tree",
+                              round(large_n / ref.median), "rows/s", round(ref.median / large_list.median, 2),
+                              f"token list --json throughput, {large_n:,} tokens",
+                              detail={**ref.summary(), "tokenvault": reference, "same_output": True,
+                                      "cpu_rows_per_s": round(large_n / ref.cpu_median),
+                                      "note": "ratio: this tree's throughput over the reference's (wall); "
+                                              "CPU: " + f"{ref.cpu_median / large_list.cpu_median:.2f}x"}))
     return figures
 
 

@@ -161,12 +161,9 @@ def dispatch(args: list[str]) -> int | None:
                 sys.stdout.write(secret.reveal() + "\n")
                 return 0
             if cmd.name == "list":
-                records = reader.list_tokens()
-                from meta_tokenvault.types import TokenRecord
-
                 from . import render
 
-                render.emit_json_array(map(TokenRecord.as_json, records))
+                render.emit_json_lines(reader.list_tokens_json())
                 return 0
             return _run_exec(reader, cmd)
     except FastPathUnavailable:

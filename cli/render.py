@@ -43,47 +43,20 @@ def _escape_bracket(match: re.Match[str]) -> str:
 
 def emit_json(data: Any) -> None:
     """Exactly one JSON document on stdout, nothing else."""
-    sys.stdout.write(json.dumps(data, indent=2, sort_keys=False, default=_default) + "\n")
+    from meta_tokenvault.jsontext import default
+
+    sys.stdout.write(json.dumps(data, indent=2, sort_keys=False, default=default) + "\n")
 
 
-def emit_json_array(items: Iterable[Any]) -> None:
-    """One JSON array on stdout, one element per line: still one document, and fast for 100,000 elements
-    (``indent`` makes :mod:`json` fall back to its pure-Python encoder, ~5x slower). ``items`` may be a
-    generator: it is consumed with the cyclic GC paused (see :func:`meta_tokenvault.queries.gc_paused`)."""
-    from meta_tokenvault.queries import gc_paused
+def emit_json_lines(lines: list[str]) -> None:
+    """One JSON array on stdout, one element per line, from the elements' texts (``token list --json``: the
+    store writes them, ``TokenManager.list_tokens_json``). Still one document, and fast for 100,000 elements
+    (``indent`` would make :mod:`json` fall back to its pure-Python encoder, ~5x slower)."""
+    from meta_tokenvault.jsontext import array_pieces
 
-    encode = _one_line_encoder()
-    with gc_paused():
-        text = "[\n" + ",\n".join(map(encode, items)) + "\n]\n"
-    sys.stdout.write(text)
-
-
-def _one_line_encoder() -> Any:
-    """``json.JSONEncoder(default=_default, check_circular=False).encode`` for dicts and lists, with the C
-    encoder built once instead of once per element (what ``encode`` does each call: ~15% of the JSON of
-    100,000 tokens). Same output; the plain encoder where the C accelerator is missing."""
-    import json.encoder as je
-
-    plain = json.JSONEncoder(default=_default, check_circular=False).encode
-    make = getattr(je, "c_make_encoder", None)
-    if make is None:
-        return plain
-    c_encode = make(None, _default, je.encode_basestring_ascii, None, ": ", ", ", False, False, True)
-
-    def encode(value: Any) -> str:
-        if type(value) is dict:
-            return "".join(c_encode(value, 0))
-        return plain(value)
-
-    return encode
-
-
-def _default(value: Any) -> Any:
-    if isinstance(value, datetime):
-        return value.isoformat()
-    if hasattr(value, "value"):
-        return value.value
-    return str(value)
+    write = sys.stdout.write
+    for piece in array_pieces(lines):
+        write(piece)
 
 
 def stamp(value: datetime | None, never: str = "never") -> str:

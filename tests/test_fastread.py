@@ -113,7 +113,7 @@ def test_the_queries_are_written_for_the_latest_schema_version() -> None:
 
 @pytest.mark.parametrize("fast_store", [FastStore, PgFastStore], ids=["sqlite", "postgres"])
 def test_the_fast_store_has_sql_stores_signatures(fast_store: type[FastStore]) -> None:
-    for name in ("get_token", "list_tokens", "get_blob", "append_audit", "get_setting",
+    for name in ("get_token", "list_tokens", "list_tokens_json", "get_blob", "append_audit", "get_setting",
                  "get_wrapped_key", "schema_version", "close"):
         assert inspect.signature(getattr(fast_store, name)) == inspect.signature(getattr(SqlStore, name)), name
 

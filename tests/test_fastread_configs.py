@@ -20,6 +20,7 @@ from cli_support import Result, both_paths, import_two_tokens, imports_of
 from meta_tokenvault.adapters.hashicorp_light import LightKvClient
 from meta_tokenvault.config import Settings
 from meta_tokenvault.fastread import pg_connect_args
+from meta_tokenvault.jsontext import array_text, one_line_encoder
 
 TOKEN = "EAAGconfigsProdTok" + "q1w2e3" * 20 + "PROD"
 OTHER = "EAAGconfigsOtherTk" + "r4t5y6" * 20 + "OTHR"
@@ -182,6 +183,12 @@ def test_token_list_json_is_the_full_paths(config: Config, capfd: pytest.Capture
     fast, full, fast_ran = both_paths(capfd, monkeypatch, ["token", "list", "--json"])
     assert fast_ran
     _same(fast, full)
+    # both print the texts written from the rows (queries.token_json_lines): the records' JSON, byte for byte
+    store = _sql_store()
+    try:
+        assert fast.out == array_text([one_line_encoder()(r.as_json()) for r in store.list_tokens()])
+    finally:
+        store.close()
 
 
 # --------------------------------------------------------------------------- the same refusals

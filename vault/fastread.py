@@ -164,6 +164,10 @@ class FastStore:
         with self._errors():
             return queries.token_records(self._execute(queries.ALL_TOKENS))
 
+    def list_tokens_json(self) -> list[str]:
+        with self._errors():
+            return queries.token_json_lines(self._execute(queries.ALL_TOKENS))
+
     def get_blob(self, kind: str, owner_id: int, version: int) -> BlobRecord | None:
         return queries.blob_record(self._one(queries.BLOB, {"kind": kind, "owner_id": owner_id, "version": version}))
 
@@ -318,6 +322,9 @@ class FastReader:
 
     def list_tokens(self) -> list[TokenRecord]:
         return self.manager.list_tokens()
+
+    def list_tokens_json(self) -> list[str]:
+        return self.manager.list_tokens_json()
 
     def close(self) -> None:
         self.store.close()

@@ -166,6 +166,9 @@ class TokenManager:
     def list_tokens(self) -> list[TokenRecord]:
         return tokens.list_tokens(self.ctx)
 
+    def list_tokens_json(self) -> list[str]:
+        return tokens.list_tokens_json(self.ctx)
+
     def show_token(self, label: str) -> TokenRecord:
         return tokens.show_token(self.ctx, label)
 

@@ -177,34 +177,61 @@ class TokenRecord:
     data_access_expires_at: datetime | None = None  # debug_token's data_access_expires_at (None: not known)
 
     def as_json(self) -> dict[str, object]:
-        """The contract's ``token show --json`` object (``token list --json`` builds 100,000 of these: no
-        closure, no enum property lookups, no timezone conversion of what is UTC already, no call per time
-        when it is UTC or None - the stores hand out UTC)."""
-        utc, iso = UTC, _iso
-        prov = self.provenance
-        created, expires, verified, data_access = (self.created_at, self.expires_at, self.verified_at,
-                                                   self.data_access_expires_at)
-        return {
-            "label": self.label,
-            "status": self.status._value_,
-            "version": self.version,
-            "source": self.source._value_,
-            "business_id": prov.business_id,
-            "system_user_id": prov.system_user_id,
-            "app_id": prov.app_id,
-            "scopes": list(prov.scopes),
-            "waba_ids": list(prov.waba_ids),
-            "created_at": created.isoformat() if created.tzinfo is utc else iso(created),
-            "expires_at": None if expires is None else expires.isoformat() if expires.tzinfo is utc else iso(expires),
-            "fingerprint": self.fingerprint,
-            "last4": self.last4,
-            "verified_at": (None if verified is None else verified.isoformat() if verified.tzinfo is utc
-                            else iso(verified)),
-            "backend": self.backend,
-            "data_access_expires_at": (None if data_access is None else data_access.isoformat()
-                                       if data_access.tzinfo is utc else iso(data_access)),
-            "on_invalid": self.on_invalid,
-        }
+        """The contract's ``token show --json`` object: the keys, fields and kinds of :data:`TOKEN_JSON`."""
+        return (_token_as_json or _compile_token_as_json())(self)  # type: ignore[no-any-return]
+
+
+#: The JSON object of a token (``token show --json``, each element of ``token list --json``, ``export``'s
+#: metadata): its keys in order, the :class:`TokenRecord` field each is read from (``provenance.*``: the
+#: :class:`Provenance`'s) and the kind of value (:data:`JSON_KINDS`). The one definition of that shape:
+#: :meth:`TokenRecord.as_json` is compiled from it, and so is the rows-to-text path of ``token list --json``
+#: (:func:`meta_tokenvault.queries.token_json_lines`, which reads each field from the column of its name).
+TOKEN_JSON: tuple[tuple[str, str, str], ...] = (
+    ("label", "label", "str"),
+    ("status", "status", "enum"),
+    ("version", "version", "int"),
+    ("source", "source", "enum"),
+    ("business_id", "provenance.business_id", "str"),
+    ("system_user_id", "provenance.system_user_id", "str"),
+    ("app_id", "provenance.app_id", "str"),
+    ("scopes", "provenance.scopes", "strings"),
+    ("waba_ids", "provenance.waba_ids", "strings"),
+    ("created_at", "created_at", "time"),
+    ("expires_at", "expires_at", "time?"),
+    ("fingerprint", "fingerprint", "str"),
+    ("last4", "last4", "str"),
+    ("verified_at", "verified_at", "time?"),
+    ("backend", "backend", "str"),
+    ("data_access_expires_at", "data_access_expires_at", "time?"),
+    ("on_invalid", "on_invalid", "str"),
+)
+
+#: kind -> how a record's value ``{v}`` becomes its JSON value (a Python expression): an enum its value, a
+#: tuple a list, a time its ISO text in UTC (``None``: JSON's null).
+JSON_KINDS: dict[str, str] = {
+    "str": "{v}",
+    "int": "{v}",
+    "enum": "{v}._value_",
+    "strings": "list({v})",
+    "time": "({v}.isoformat() if {v}.tzinfo is UTC else _iso({v}))",
+    "time?": "(None if {v} is None else {v}.isoformat() if {v}.tzinfo is UTC else _iso({v}))",
+}
+
+_token_as_json: Any = None
+
+
+def _compile_token_as_json() -> Any:
+    """:meth:`TokenRecord.as_json`'s body from :data:`TOKEN_JSON`: one dict display, each value read once
+    into a local (compiled on first use: ``reveal`` and ``exec`` never need it)."""
+    global _token_as_json  # noqa: PLW0603 - compiled once, on first use
+    reads = [f"    v{i} = self.{attr}" for i, (_key, attr, _kind) in enumerate(TOKEN_JSON)]
+    items = [f"        {key!r}: {JSON_KINDS[kind].format(v=f'v{i}')},"
+             for i, (key, _attr, kind) in enumerate(TOKEN_JSON)]
+    source = "\n".join(["def as_json(self):", *reads, "    return {", *items, "    }"])
+    namespace: dict[str, Any] = {"UTC": UTC, "_iso": _iso}
+    exec(compile(source, "<TokenRecord.as_json>", "exec"), namespace)  # noqa: S102 - source built from TOKEN_JSON
+    _token_as_json = namespace["as_json"]
+    return _token_as_json
 
 
 @record(frozen=True, slots=True)

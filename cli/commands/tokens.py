@@ -115,10 +115,10 @@ def import_(
 def list_(json_out: JsonOpt = False) -> None:
     """Every token's metadata and provenance; never a secret. --json: an array, one token per line."""
     manager = state.manager()
-    records = manager.list_tokens()
     if json_out:
-        render.emit_json_array(r.as_json() for r in records)
+        render.emit_json_lines(manager.list_tokens_json())
         return
+    records = manager.list_tokens()
     if not records:
         render.info("No tokens yet: capture one with `tokenvault token import LABEL --business NAME` "
                     "or mint one with `tokenvault token generate LABEL --business NAME`.")

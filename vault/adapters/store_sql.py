@@ -500,6 +500,12 @@ class SqlStore:
         with self.session() as s:
             return queries.token_records(self._conn(s).execute(text(queries.ALL_TOKENS)))
 
+    def list_tokens_json(self) -> list[str]:
+        """:meth:`list_tokens`' tokens as their JSON texts (``TokenRecord.as_json``, encoded), straight from the
+        rows: :func:`meta_tokenvault.queries.token_json_lines`."""
+        with self.session() as s:
+            return queries.token_json_lines(self._conn(s).execute(text(queries.ALL_TOKENS)))
+
     def version_record(self, token_id: int, version: int) -> TokenVersionRecord:
         with self.session() as s:
             row = self._conn(s).execute(_W.version_by_number, {"b_token_id": token_id, "b_version": version}).first()

@@ -23,6 +23,12 @@ def list_tokens(ctx: VaultContext) -> list[TokenRecord]:
     return ctx.store.list_tokens()
 
 
+def list_tokens_json(ctx: VaultContext) -> list[str]:
+    """:func:`list_tokens` as each token's JSON text (``TokenRecord.as_json``, encoded on one line): what
+    ``token list --json`` prints, written from the rows without building 100,000 records."""
+    return ctx.store.list_tokens_json()
+
+
 def show_token(ctx: VaultContext, label: str) -> TokenRecord:
     """Metadata, provenance and version history of ``label``; never the secret."""
     return ctx.store.get_token(label, with_history=True)
