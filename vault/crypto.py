@@ -14,11 +14,10 @@ Pure functions over bytes; no I/O. The envelope design:
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import os
 from typing import TYPE_CHECKING
 
+from .digest import hmac_sha256, sha256
 from .errors import TamperedCiphertext
 from .records import field, record
 
@@ -38,7 +37,7 @@ def new_key() -> bytes:
 
 def key_id_of(key: bytes) -> str:
     """A stable, non-reversible id for a master key (lets us say "wrong key" precisely)."""
-    return hashlib.sha256(b"tokenvault-key-id\x00" + key).hexdigest()[:16]
+    return sha256(b"tokenvault-key-id\x00" + key).hex()[:16]
 
 
 def seal(key: bytes, plaintext: bytes, aad: bytes) -> bytes:
@@ -112,4 +111,4 @@ def rewrap(provider: KeyProvider, sealed: SealedSecret, ref: SecretRef, *, to_ke
 
 def fingerprint(fingerprint_key: bytes, secret: Secret) -> str:
     """A keyed, non-reversible fingerprint of a secret (HMAC-SHA256, 128 bits, hex)."""
-    return hmac.new(fingerprint_key, secret.reveal().encode("utf-8"), hashlib.sha256).hexdigest()[:32]
+    return hmac_sha256(fingerprint_key, secret.reveal().encode("utf-8")).hex()[:32]
