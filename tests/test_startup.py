@@ -59,11 +59,17 @@ def test_fast_commands_import_neither_typer_nor_sqlalchemy(store: Path, args: li
 
 #: Modules the fast commands must not import: use cases other than the reads (the service imports them when
 #: a method needs them), what they pull (leases: socket, uuid), the typer path's state, and dataclasses (the
-#: records are meta_tokenvault.records' @record; dataclasses imports inspect, ast, dis, tokenize).
+#: records are meta_tokenvault.records' @record; dataclasses imports inspect, ast, dis, tokenize); hashlib
+#: (digests are cryptography's: meta_tokenvault.digest), tomllib (init's config.toml: config.plain_toml), ctypes
+#: (prctl through cffi), and for exec the inject modules it does not run (templates, exports -> secrets).
 NOT_ON_FAST_PATH = ("meta_tokenvault.usecases.master_key", "meta_tokenvault.usecases.doctor",
                     "meta_tokenvault.usecases.system_users", "meta_tokenvault.usecases.businesses",
                     "meta_tokenvault.usecases.capture", "meta_tokenvault.leases", "meta_tokenvault.cli.state",
-                    "meta_tokenvault.api", "socket", "uuid", "dataclasses", "inspect")
+                    "meta_tokenvault.api", "socket", "uuid", "dataclasses", "inspect", "hashlib", "_hashlib",
+                    "tomllib", "ctypes", "secrets", "meta_tokenvault.inject.templates",
+                    "meta_tokenvault.inject.exports")
+#: ... and `token reveal` starts no thread and redacts nothing.
+NOT_ON_REVEAL = ("threading", "subprocess", "meta_tokenvault.redact", "meta_tokenvault.inject")
 _MODULES_PROBE = """
 import json, sys
 from meta_tokenvault.cli.main import run
@@ -93,6 +99,8 @@ def test_fast_commands_import_only_the_read_use_case(store: Path, args: list[str
     assert code == 0
     assert "meta_tokenvault.usecases.tokens" in modules  # the probe sees the fast path's imports
     assert sorted(modules & set(NOT_ON_FAST_PATH)) == []
+    if args[:2] == ["token", "reveal"]:
+        assert sorted(modules & set(NOT_ON_REVEAL)) == []
 
 
 @pytest.mark.slow

@@ -25,7 +25,6 @@ from urllib.parse import urlsplit
 
 from .errors import InvalidInput
 from .records import record
-from .redact import strip_userinfo
 
 if TYPE_CHECKING:
     from .config import Settings
@@ -138,6 +137,8 @@ def insecure_url_problems(settings: Settings) -> list[Problem]:
     for what, url, var in _urls(settings):
         parts = urlsplit(url)
         if parts.scheme.lower() == "http" and not is_loopback_host(parts.hostname or ""):
+            from .redact import strip_userinfo  # only for the message: not on every command's path
+
             problems.append(Problem(
                 f"The {what} {strip_userinfo(url)} is plain http:// to another host: tokens and the app secret "
                 "would cross the network unencrypted.",
@@ -182,7 +183,7 @@ def _prctl(option: int, arg: int) -> int:
     anyway to open a sealed blob (``ctypes`` alone costs ~1.5 ms to import, on every ``token reveal``);
     through ``ctypes`` where there is no cffi. Raises OSError/AttributeError when libc has no ``prctl``."""
     try:
-        import _cffi_backend as cffi
+        import _cffi_backend as cffi  # type: ignore[import-untyped]
     except ImportError:
         import ctypes
 
