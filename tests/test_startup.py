@@ -466,3 +466,47 @@ def test_config_toml_other_forms_go_to_tomllib(text: str, tmp_path: Path) -> Non
             Settings.resolve({"home": tmp_path}, environ={})
     elif text.startswith("[tokenvault]\nallow"):
         assert Settings.resolve({"home": tmp_path}, environ={}).allow_insecure_http is True
+
+
+# --------------------------------------------------------------------------- the end of a fast command
+_ENTRY = """
+import atexit, sys
+class Witness:
+    def __del__(self):
+        sys.stderr.write("teardown ran\\n")
+witness = Witness()  # collected by the interpreter's teardown, if it runs
+if sys.argv[1] == "atexit":
+    atexit.register(lambda: sys.stderr.write("atexit ran\\n"))
+from meta_tokenvault.cli.main import run
+sys.argv = ["tokenvault", *sys.argv[2:]]
+run()
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("args,code,teardown", [
+    (["token", "reveal", "prod"], 0, False),
+    (["exec", "--token", "prod", "--", *CHILD, "7"], 7, False),
+    (["token", "list", "--json"], 0, False),
+    (["--help"], 0, False),
+    (["token", "reveal", "nope"], 3, True),  # an error: the usual exit
+    (["token", "show", "prod"], 0, True),  # typer's path: the usual exit
+], ids=["reveal", "exec", "list-json", "help", "reveal-error", "typer"])
+@pytest.mark.parametrize("registered", [False, True], ids=["plain", "atexit-callback"])
+def test_fast_commands_exit_with_their_output_and_code_skipping_only_the_teardown(
+        store: Path, args: list[str], code: int, teardown: bool, registered: bool) -> None:
+    import subprocess
+
+    proc = subprocess.run([sys.executable, "-c", _ENTRY, "atexit" if registered else "-", *args], env=_env(store),
+                          capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=120, cwd=ROOT)
+    assert proc.returncode == code, proc.stderr
+    assert ("teardown ran" in proc.stderr) == (teardown or registered)  # an atexit callback: the usual exit too
+    assert ("atexit ran" in proc.stderr) == registered
+    if args[:2] == ["token", "reveal"] and code == 0:
+        assert proc.stdout == TOKEN + "\n"
+    if args[0] == "exec":
+        assert proc.stdout == f"{TOKEN[-4:]} - -\n"
+    if args[:2] == ["token", "list"]:
+        assert [t["label"] for t in json.loads(proc.stdout)] == ["other", "prod"]
+    if args == ["--help"]:
+        assert "Usage: tokenvault" in proc.stdout

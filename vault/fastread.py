@@ -244,13 +244,13 @@ class PgFastStore(FastStore):
         return super().schema_version() if row else 0
 
 
-_PARAM = re.compile(r"(?<![:\w]):([A-Za-z_][A-Za-z0-9_]*)")
+_PARAM = r"(?<![:\w]):([A-Za-z_][A-Za-z0-9_]*)"  # compiled on first use: PostgreSQL only
 
 
 @lru_cache(maxsize=64)
 def _pg_sql(sql: str) -> str:
     """A :mod:`meta_tokenvault.queries` statement in psycopg2's parameter style (``:name`` -> ``%(name)s``)."""
-    return _PARAM.sub(r"%(\1)s", sql)
+    return re.sub(_PARAM, r"%(\1)s", sql)
 
 
 def pg_connect_args(url: str) -> dict[str, Any] | None:
