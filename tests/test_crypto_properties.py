@@ -262,3 +262,10 @@ def test_a_head_mac_that_is_not_the_macs_own_text_is_tampering(mac: str) -> None
         mac = good["mac"].upper()
     with pytest.raises(AuditChainBroken):
         audit.read_head(json.dumps({**good, "mac": mac}), key)
+
+
+def test_aes_gcm_is_cryptographys_public_class() -> None:
+    # taken from the Rust bindings (start-up): the very class cryptography's public module exports
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+    assert crypto.aesgcm() is AESGCM

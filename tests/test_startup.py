@@ -61,13 +61,14 @@ def test_fast_commands_import_neither_typer_nor_sqlalchemy(store: Path, args: li
 #: a method needs them), what they pull (leases: socket, uuid), the typer path's state, and dataclasses (the
 #: records are meta_tokenvault.records' @record; dataclasses imports inspect, ast, dis, tokenize); hashlib
 #: (digests are cryptography's: meta_tokenvault.digest), tomllib (init's config.toml: config.plain_toml), ctypes
-#: (prctl through cffi), and for exec the inject modules it does not run (templates, exports -> secrets).
+#: (prctl through cffi), cryptography's cipher modules (crypto.aesgcm), base64 (binascii), and for exec the
+#: inject modules it does not run (templates, exports -> secrets).
 NOT_ON_FAST_PATH = ("meta_tokenvault.usecases.master_key", "meta_tokenvault.usecases.doctor",
                     "meta_tokenvault.usecases.system_users", "meta_tokenvault.usecases.businesses",
                     "meta_tokenvault.usecases.capture", "meta_tokenvault.leases", "meta_tokenvault.cli.state",
                     "meta_tokenvault.api", "socket", "uuid", "dataclasses", "inspect", "hashlib", "_hashlib",
                     "tomllib", "ctypes", "secrets", "meta_tokenvault.inject.templates",
-                    "meta_tokenvault.inject.exports")
+                    "meta_tokenvault.inject.exports", "cryptography.hazmat.primitives.ciphers", "base64")
 #: ... and `token reveal` starts no thread and redacts nothing.
 NOT_ON_REVEAL = ("threading", "subprocess", "meta_tokenvault.redact", "meta_tokenvault.inject")
 _MODULES_PROBE = """
