@@ -104,7 +104,7 @@ def _postgres(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch, h
     def down(mp: pytest.MonkeyPatch) -> None:  # the server's socket is not where the URL says
         mp.setenv("TOKENVAULT_DB_URL", url.replace(f"port={server.port}", f"port={_free_port()}"))
 
-    return Config("postgres", env, HEAVY + ("keyring",), tamper, wrong_key, down)
+    return Config("postgres", env, HEAVY + ("keyring", "ssl"), tamper, wrong_key, down)  # ssl: _import_psycopg2
 
 
 def _keyring(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch, home: Path) -> Config:

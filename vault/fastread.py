@@ -218,7 +218,7 @@ class PgFastStore(FastStore):
         if args is None:
             return None
         try:
-            import psycopg2
+            psycopg2 = _import_psycopg2()
         except ImportError:
             return None
         try:
@@ -242,6 +242,29 @@ class PgFastStore(FastStore):
                 "SELECT 1 FROM information_schema.tables WHERE table_name = :t AND table_schema = current_schema()",
                 {"t": queries.TABLES["m"]}).fetchone()
         return super().schema_version() if row else 0
+
+
+def _import_psycopg2() -> Any:
+    """``import psycopg2``, without the :mod:`ssl` module its C extension imports at load time.
+
+    psycopg2 imports ``ssl`` only so that Python sets up OpenSSL's locking callbacks, and then tells libpq not
+    to (``PQinitOpenSSL(1, 0)``); when ``ssl`` cannot be imported it leaves that to libpq, its documented
+    fallback. Since OpenSSL 1.1 neither has anything to set up (OpenSSL locks by itself; libpq's TLS
+    connections are its own either way), while ``ssl`` and the ``socket``/``selectors`` it pulls cost ~8 ms,
+    half of psycopg2's import. The full path (SQLAlchemy) imports psycopg2 as usual."""
+    import sys
+
+    if "psycopg2" in sys.modules or "ssl" in sys.modules:
+        import psycopg2
+
+        return psycopg2
+    sys.modules["ssl"] = None  # type: ignore[assignment]  # `import ssl` raises ImportError meanwhile
+    try:
+        import psycopg2
+    finally:
+        if sys.modules.get("ssl", 0) is None:
+            del sys.modules["ssl"]
+    return psycopg2
 
 
 _PARAM = r"(?<![:\w]):([A-Za-z_][A-Za-z0-9_]*)"  # compiled on first use: PostgreSQL only
