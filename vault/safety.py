@@ -184,14 +184,16 @@ def _prctl(option: int, arg: int) -> int:
     through ``ctypes`` where there is no cffi. Raises OSError/AttributeError when libc has no ``prctl``."""
     try:
         import _cffi_backend as cffi  # type: ignore[import-untyped]
-    except ImportError:
+
+        c_int, c_ulong = cffi.new_primitive_type("int"), cffi.new_primitive_type("unsigned long")
+        signature = cffi.new_function_type((c_int, c_ulong, c_ulong, c_ulong, c_ulong), c_int, False)
+        prctl = cffi.load_library(None).load_function(signature, "prctl")
+    except (ImportError, AttributeError, TypeError, OSError):  # no cffi, another cffi, no symbol: ctypes decides
         import ctypes
 
         result: int = ctypes.CDLL(None, use_errno=True).prctl(option, arg, 0, 0, 0)
         return result
-    c_int, c_ulong = cffi.new_primitive_type("int"), cffi.new_primitive_type("unsigned long")
-    signature = cffi.new_function_type((c_int, c_ulong, c_ulong, c_ulong, c_ulong), c_int, False)
-    result = cffi.load_library(None).load_function(signature, "prctl")(option, arg, 0, 0, 0)
+    result = prctl(option, arg, 0, 0, 0)
     return result
 
 
