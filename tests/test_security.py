@@ -411,7 +411,9 @@ def test_no_core_dumps_through_cffi_or_ctypes(cffi: str) -> None:
              "from meta_tokenvault import safety\n"
              "libc = ctypes.CDLL(None)\n"
              "before = libc.prctl(3, 0, 0, 0, 0)\n"
-             "print(before, safety.no_core_dumps(), libc.prctl(3, 0, 0, 0, 0))\n")
+             "if sys.argv[1] == 'present': sys.modules['ctypes'] = None  # cffi alone must do it\n"
+             "hardened = safety.no_core_dumps()\n"
+             "print(before, hardened, libc.prctl(3, 0, 0, 0, 0))\n")
     out = subprocess.run([sys.executable, "-c", probe, cffi], capture_output=True, text=True,
                          check=True, timeout=60).stdout.split()
     assert out == ["1", "True", "0"]
