@@ -103,7 +103,8 @@ def _exit_now(code: int) -> None:
     import atexit
 
     threading = sys.modules.get("threading")
-    if atexit._ncallbacks() or (threading is not None and any(
+    callbacks = getattr(atexit, "_ncallbacks", lambda: 1)()  # CPython's count; unknown: assume some
+    if callbacks or (threading is not None and any(
             not t.daemon for t in threading.enumerate() if t is not threading.main_thread())):
         return
     try:
