@@ -1,8 +1,11 @@
 """Cold start: how long a fresh ``tokenvault`` process takes to hand out one token.
 
-Measured side by side, interleaved, in one run:
+Measured side by side, interleaved, in one run, with the interpreter the sections run on: by default that of a
+throwaway virtualenv where tokenvault is installed from its wheel, as users install it (``run.py --install
+wheel``; ``--install editable``: this checkout's virtualenv, whose editable-install hook every interpreter,
+``python -c pass`` included, pays ~8-10 ms for):
 
-* ``python -c pass`` — the bare interpreter of this virtualenv (the floor for any Python CLI);
+* ``python -c pass`` — the bare interpreter of that virtualenv (the floor for any Python CLI);
 * ``tokenvault --help`` piped (the stored text), and rendered by typer as at a terminal (``COLUMNS`` set);
 * ``tokenvault token reveal X`` and ``tokenvault exec --token X -- true`` on the local backend with the
   ``file`` key provider (the default headless setup);

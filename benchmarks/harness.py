@@ -82,10 +82,12 @@ class Timing:
 
 
 def tool(name: str) -> str:
-    """An executable of this virtualenv (tokenvault, bao), else PATH."""
-    beside = BIN / name
-    if beside.exists():
-        return str(beside)
+    """An executable of this virtualenv (tokenvault, bao), else of the virtualenv that built this one
+    (``run.py --install wheel``: bao), else PATH."""
+    for folder in (BIN, os.environ.get(TOOLS_ENV)):
+        beside = Path(folder, name) if folder else None
+        if beside is not None and beside.exists():
+            return str(beside)
     found = shutil.which(name)
     if not found:
         raise FileNotFoundError(f"{name} is not installed next to {sys.executable} nor on PATH")
@@ -287,11 +289,50 @@ def read_figures(section: str, timings: Mapping[str, Timing], *, goal_ratio: flo
     return figures
 
 
+#: Set (by ``run.py --install wheel``) in the interpreter that runs the sections when tokenvault is installed
+#: from its wheel, as users get it, rather than editable from this checkout.
+INSTALL_ENV = "TOKENVAULT_BENCH_INSTALL"
+#: ... and the folder of the executables of the virtualenv that built it (bao, the PostgreSQL helpers).
+TOOLS_ENV = "TOKENVAULT_BENCH_TOOLS"
+
+
+def installed_as() -> str:
+    """``"wheel"`` or ``"editable"``: how the tokenvault under test is installed (see :func:`wheel_venv`)."""
+    return os.environ.get(INSTALL_ENV) or "editable"
+
+
+def wheel_venv(dest: Path, tree: Path | None = None) -> Path:
+    """A virtualenv at ``dest`` holding tokenvault as users install it: the wheel of ``tree`` (default: this
+    checkout, or TOKENVAULT_BENCH_TREE) installed by pip, which byte-compiles it and writes the ``tokenvault``
+    script. Its dependencies are this virtualenv's, reached through one path line in a ``.pth`` file (no
+    download; a plain path line costs the interpreter a ``stat``, unlike the editable install's import hook,
+    which ``python -c pass`` pays too). Returns the virtualenv's python."""
+    import sysconfig
+
+    tree = tree or Path(os.environ.get("TOKENVAULT_BENCH_TREE") or ROOT)
+    source, wheels = dest / "src", dest / "wheels"
+    shutil.copytree(tree, source, ignore=shutil.ignore_patterns(".venv", ".git", "build", "dist", "__pycache__",
+                                                                 "*.egg-info", "results.json"))
+    quiet = {"check": True, "stdout": subprocess.DEVNULL}
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "-w",
+                    str(wheels), str(source)], **quiet)
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(dest / "venv")], **quiet)
+    python = dest / "venv" / "bin" / "python"
+    subprocess.run([sys.executable, "-m", "pip", "--python", str(python), "install", "-q", "--no-deps", "--no-index",
+                    *map(str, wheels.glob("meta_tokenvault-*.whl"))], **quiet)
+    purelib = subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                             check=True, capture_output=True, text=True).stdout.strip()
+    Path(purelib, "tokenvault-bench-deps.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+    return python
+
+
 def precompile() -> None:
     """Byte-compile the tree under test (as ``pip install`` does): the commands run with
     PYTHONDONTWRITEBYTECODE set, and a missing .pyc would be compiled again in every measured run."""
     import compileall
 
+    if installed_as() == "wheel":
+        return  # pip compiled the installed copy
     tree = Path(os.environ.get("TOKENVAULT_BENCH_TREE") or ROOT)
     for package in ("vault", "cli"):
         compileall.compile_dir(str(tree / package), quiet=1)

@@ -174,8 +174,6 @@ def _run_exec(reader: FastReader, cmd: FastCommand) -> int:
     """What ``meta_tokenvault.cli.commands.inject.exec_`` does without --restart-on-rotate, on the fast reader."""
     from meta_tokenvault.inject import ExecOptions, parse_token_specs, resolve_specs, run_command
 
-    from . import render
-
     specs = parse_token_specs(cmd.tokens)
 
     def resolve() -> list[Injected]:
@@ -183,4 +181,10 @@ def _run_exec(reader: FastReader, cmd: FastCommand) -> int:
         reader.close()  # no idle database connection for the life of CMD
         return injected
 
-    return run_command(cmd.command, resolve, options=ExecOptions(mask=cmd.mask), notify=render.info)
+    return run_command(cmd.command, resolve, options=ExecOptions(mask=cmd.mask), notify=_notify)
+
+
+def _notify(message: str) -> None:
+    from . import render  # rarely needed (it compiles its patterns on import): not on exec's path
+
+    render.info(message)

@@ -221,3 +221,51 @@ def test_fingerprints_are_keyed_and_deterministic(fp_key: bytes, other_key: byte
     assert (fp == crypto.fingerprint(fp_key, Secret(other))) == (secret == other)
     if other_key != fp_key:
         assert fp != crypto.fingerprint(other_key, Secret(secret))
+
+
+# --------------------------------------------------------------------------- digests (meta_tokenvault.digest)
+@PROPS
+@given(key=st.binary(max_size=200), data=st.binary(max_size=2000), other=st.binary(max_size=64))
+def test_digests_are_hashlibs_and_hmacs(key: bytes, data: bytes, other: bytes) -> None:
+    # the audit chain, key ids and fingerprints stored before meta_tokenvault.digest (hashlib, hmac) stay valid
+    import hashlib
+    import hmac
+
+    from meta_tokenvault import audit, digest
+
+    assert digest.sha256(data) == hashlib.sha256(data).digest()
+    mac = hmac.new(key, data, hashlib.sha256).digest()
+    assert digest.hmac_sha256(key, data) == mac
+    assert digest.hmac_sha256_matches(key, data, mac)
+    assert digest.hmac_sha256_matches(key, data, other) == (other == mac)
+    assert crypto.key_id_of(key) == hashlib.sha256(b"tokenvault-key-id\x00" + key).hexdigest()[:16]
+    text = data.decode("utf-8", "replace")
+    assert crypto.fingerprint(key, Secret(text or "x")) == hmac.new(
+        key, (text or "x").encode(), hashlib.sha256).hexdigest()[:32]
+    assert audit.head_key(key) == hmac.new(key, b"tokenvault audit head v1", hashlib.sha256).digest()
+    stored = hmac.new(key, f"7:{data.hex()}".encode(), hashlib.sha256).hexdigest()
+    assert audit.encode_head(7, data.hex(), key) == f'{{"seq": 7, "hash": "{data.hex()}", "mac": "{stored}"}}'
+    assert audit.read_head(audit.encode_head(7, data.hex(), key), key) == (7, data.hex())
+
+
+@pytest.mark.parametrize("mac", ["", "zz", "AB" * 32, " " + "ab" * 32, "é" * 64, "00" * 31], ids=[
+    "empty", "not-hex", "upper-case", "space", "non-ascii", "short"])
+def test_a_head_mac_that_is_not_the_macs_own_text_is_tampering(mac: str) -> None:
+    import json
+
+    from meta_tokenvault import audit
+    from meta_tokenvault.errors import AuditChainBroken
+
+    key = b"k" * 32
+    good = json.loads(audit.encode_head(3, "ab" * 32, key))
+    if mac == "AB" * 32:  # the right MAC in upper case: still not the text tokenvault wrote
+        mac = good["mac"].upper()
+    with pytest.raises(AuditChainBroken):
+        audit.read_head(json.dumps({**good, "mac": mac}), key)
+
+
+def test_aes_gcm_is_cryptographys_public_class() -> None:
+    # taken from the Rust bindings (start-up): the very class cryptography's public module exports
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+    assert crypto.aesgcm() is AESGCM

@@ -105,7 +105,7 @@ def _postgres(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch, h
     def down(mp: pytest.MonkeyPatch) -> None:  # the server's socket is not where the URL says
         mp.setenv("TOKENVAULT_DB_URL", url.replace(f"port={server.port}", f"port={_free_port()}"))
 
-    return Config("postgres", env, HEAVY + ("keyring",), tamper, wrong_key, down)
+    return Config("postgres", env, HEAVY + ("keyring", "ssl"), tamper, wrong_key, down)  # ssl: _import_psycopg2
 
 
 def _keyring(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch, home: Path) -> Config:
@@ -295,6 +295,50 @@ def test_postgres_urls_become_the_connect_arguments_sqlalchemy_would_pass(url: s
 
         _cargs, kwargs = PGDialect_psycopg2().create_connect_args(make_url(url))
         assert {k: str(v) for k, v in kwargs.items()} == {k: str(v) for k, v in args.items()}
+
+
+@pytest.mark.postgres
+def test_the_postgres_schema_version_is_the_full_paths(request: pytest.FixtureRequest) -> None:
+    # read in one statement (no catalog query): an empty database is 0, the version table found as the full
+    # path finds it (SQLAlchemy's has_table: through search_path), whatever the current schema
+    from meta_tokenvault.fastread import PgFastStore
+
+    url = request.getfixturevalue("pg_url")
+    server = request.getfixturevalue("postgres_server")
+
+    def versions() -> tuple[int, int]:
+        import sqlalchemy as sa
+
+        from meta_tokenvault import migrations
+
+        store = PgFastStore.connect_url(url)
+        assert store is not None
+        engine = sa.create_engine(url)
+        try:
+            with engine.connect() as conn:
+                return store.schema_version(), migrations.current_version(conn)
+        finally:
+            store.close()
+            engine.dispose()
+
+    assert versions() == (0, 0)
+    database = url.rsplit("/", 1)[1].split("?")[0]
+    conn = server.connect(database)
+    try:
+        conn.autocommit = True
+        with conn.cursor() as cur:
+            cur.execute("CREATE SCHEMA other")
+            cur.execute("CREATE TABLE other.tv_schema_version (version integer, applied_at timestamp)")
+            cur.execute("INSERT INTO other.tv_schema_version VALUES (7, now())")
+            assert versions() == (0, 0)  # not on the search path
+            cur.execute(f'ALTER DATABASE "{database}" SET search_path TO "$user", public, other')
+            cur.execute("CREATE TABLE public.tv_schema_version (version integer, applied_at timestamp)")
+            cur.execute("INSERT INTO public.tv_schema_version VALUES (3, now())")
+            assert versions() == (3, 3)  # the first on the path
+            cur.execute("DROP TABLE public.tv_schema_version")
+            assert versions() == (7, 7)  # a later schema of the path: both paths find it
+    finally:
+        conn.close()
 
 
 # --------------------------------------------------------------------------- the light KV client over TLS

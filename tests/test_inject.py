@@ -599,3 +599,18 @@ def test_export_github_env_out_refuses_a_file_others_can_read(cli: Any, ready: P
     target.chmod(0o600)
     assert cli("export", "prod", "--format", "github-env", "-o", str(target)).code == 0
     assert _parse_github_env(target.read_text()) == {"EARLIER": "1", "WHATSAPP_TOKEN": TOKEN}
+
+
+def test_every_name_the_inject_package_exports_is_its_modules_own() -> None:
+    # the package loads its modules on first use (exec needs only .run); each name is the defining module's
+    import importlib
+
+    import meta_tokenvault.inject as inject
+
+    assert set(inject.__all__) == set(inject._HOME)
+    for name in inject.__all__:
+        home = importlib.import_module(inject._HOME[name], inject.__name__)
+        assert getattr(inject, name) is getattr(home, name), name
+    assert set(inject.__all__) <= set(dir(inject))
+    with pytest.raises(AttributeError):
+        _ = inject.no_such_name  # type: ignore[attr-defined]

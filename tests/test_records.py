@@ -146,3 +146,27 @@ def test_the_shared_record_types_are_records() -> None:
                 queries.BlobRecord, crypto.SealedSecret, policy.Renewal):
         assert hasattr(cls, "__record_spec__") and dataclasses.is_dataclass(cls), cls
     assert "_value" not in repr(types.Secret("EAAsecretvalue1234"))
+
+
+def test_init_is_compiled_on_first_use_and_is_then_the_dataclass_one() -> None:
+    import inspect
+
+    def fresh() -> Any:
+        @record(frozen=True, slots=True)
+        class Lazy:
+            a: int
+            b: str = "x"
+            c: list[int] = field(default_factory=list)
+
+        return Lazy
+
+    built = fresh()
+    assert isinstance(built.__dict__["__init__"], records._LazyInit)  # nothing compiled yet
+    one = built(1)
+    assert inspect.isfunction(built.__dict__["__init__"]) and built.__init__.__qualname__.endswith("Lazy.__init__")
+    assert (one.a, one.b, one.c) == (1, "x", []) and built(2, c=[3]).c == [3]
+    looked_at = fresh()  # a look at the signature compiles it too, and sees the real one
+    assert list(inspect.signature(looked_at).parameters) == ["a", "b", "c"]
+    assert inspect.isfunction(looked_at.__dict__["__init__"])
+    with pytest.raises(TypeError):
+        fresh()()

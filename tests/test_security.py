@@ -396,3 +396,24 @@ def test_an_unkeyed_head_from_an_older_tokenvault_is_keyed_once_on_request(cli: 
     assert keyed.code == 0, keyed.err
     assert cli("token", "reveal", "prod").code == 0 and cli("audit", "verify").code == 0
     assert cli("audit", "list", "--json").json()[-2]["action"] == "audit.key_head"
+
+
+@pytest.mark.skipif(not os.uname().sysname == "Linux", reason="prctl is Linux")
+@pytest.mark.parametrize("cffi", ["present", "missing", "other-api"])
+def test_no_core_dumps_through_cffi_or_ctypes(cffi: str) -> None:
+    # cffi's backend when it is there (cryptography's dependency), ctypes otherwise: the same prctl either way
+    import subprocess
+    import sys
+
+    probe = ("import ctypes, sys, types\n"
+             "if sys.argv[1] == 'missing': sys.modules['_cffi_backend'] = None\n"
+             "if sys.argv[1] == 'other-api': sys.modules['_cffi_backend'] = types.ModuleType('_cffi_backend')\n"
+             "from meta_tokenvault import safety\n"
+             "libc = ctypes.CDLL(None)\n"
+             "before = libc.prctl(3, 0, 0, 0, 0)\n"
+             "if sys.argv[1] == 'present': sys.modules['ctypes'] = None  # cffi alone must do it\n"
+             "hardened = safety.no_core_dumps()\n"
+             "print(before, hardened, libc.prctl(3, 0, 0, 0, 0))\n")
+    out = subprocess.run([sys.executable, "-c", probe, cffi], capture_output=True, text=True,
+                         check=True, timeout=60).stdout.split()
+    assert out == ["1", "True", "0"]

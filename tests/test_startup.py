@@ -59,11 +59,18 @@ def test_fast_commands_import_neither_typer_nor_sqlalchemy(store: Path, args: li
 
 #: Modules the fast commands must not import: use cases other than the reads (the service imports them when
 #: a method needs them), what they pull (leases: socket, uuid), the typer path's state, and dataclasses (the
-#: records are meta_tokenvault.records' @record; dataclasses imports inspect, ast, dis, tokenize).
+#: records are meta_tokenvault.records' @record; dataclasses imports inspect, ast, dis, tokenize); hashlib
+#: (digests are cryptography's: meta_tokenvault.digest), tomllib (init's config.toml: config.plain_toml), ctypes
+#: (prctl through cffi), cryptography's cipher modules (crypto.aesgcm), base64 (binascii), and for exec the
+#: inject modules it does not run (templates, exports -> secrets).
 NOT_ON_FAST_PATH = ("meta_tokenvault.usecases.master_key", "meta_tokenvault.usecases.doctor",
                     "meta_tokenvault.usecases.system_users", "meta_tokenvault.usecases.businesses",
                     "meta_tokenvault.usecases.capture", "meta_tokenvault.leases", "meta_tokenvault.cli.state",
-                    "meta_tokenvault.api", "socket", "uuid", "dataclasses", "inspect")
+                    "meta_tokenvault.api", "socket", "uuid", "dataclasses", "inspect", "hashlib", "_hashlib",
+                    "tomllib", "ctypes", "secrets", "meta_tokenvault.inject.templates",
+                    "meta_tokenvault.inject.exports", "cryptography.hazmat.primitives.ciphers", "base64")
+#: ... and `token reveal` starts no thread and redacts nothing.
+NOT_ON_REVEAL = ("threading", "subprocess", "meta_tokenvault.redact", "meta_tokenvault.inject")
 _MODULES_PROBE = """
 import json, sys
 from meta_tokenvault.cli.main import run
@@ -93,6 +100,8 @@ def test_fast_commands_import_only_the_read_use_case(store: Path, args: list[str
     assert code == 0
     assert "meta_tokenvault.usecases.tokens" in modules  # the probe sees the fast path's imports
     assert sorted(modules & set(NOT_ON_FAST_PATH)) == []
+    if args[:2] == ["token", "reveal"]:
+        assert sorted(modules & set(NOT_ON_REVEAL)) == []
 
 
 @pytest.mark.slow
@@ -356,3 +365,149 @@ def test_the_stored_help_is_not_served_to_a_terminal(monkeypatch: pytest.MonkeyP
 if __name__ == "__main__":
     if sys.argv[1:] == ["--write-help"]:
         write_help_text()
+
+
+# --------------------------------------------------------------------------- config.toml without tomllib
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from meta_tokenvault.config import CONFIG_FILE, Settings, plain_toml, write_config  # noqa: E402
+
+_TOML_PROPS = settings(deadline=None, database=None, max_examples=3000, suppress_health_check=[HealthCheck.too_slow])
+# every character TOML (or str.strip) treats specially, and a few ordinary ones
+_SPECIAL = ' \t\r\n"\\\'=[]#.,{}-_+:ab1\x00\x01\x08\x0b\x0c\x1f\x7f\x85\xa0\u2028\u3000\ufeffé'
+_PRINTABLE = "".join(c for c in _SPECIAL if c == "\t" or c >= " " and c != "\x7f")  # what TOML strings may hold
+_fragments = st.text(alphabet=_SPECIAL, max_size=12)
+_keys = st.one_of(st.sampled_from(["home", "db_url", "key_provider", "backend", "graph_url", "tokenvault"]),
+                  _fragments)
+_values = st.one_of(_fragments, st.text(max_size=20), st.sampled_from(['"x"', '"\\\\"', '"\\""', '""', "1", "true",
+                                                                       "'x'", '"""x"""', '"a" # c', '"\\u0041"']))
+
+
+@st.composite
+def _config_texts(draw: st.DrawFn) -> str:
+    lines = []
+    for _ in range(draw(st.integers(0, 6))):
+        kind = draw(st.sampled_from(["pair", "quoted", *["escaped"] * 6, "header", "comment", "blank", "junk"]))
+        pad = draw(st.sampled_from(["", " ", "\t", "  "]))
+        if kind == "pair":
+            lines.append(f"{pad}{draw(_keys)}{pad}={draw(st.sampled_from(['', ' ']))}{draw(_values)}{pad}")
+        elif kind == "quoted":
+            body = draw(st.text(alphabet=_SPECIAL, max_size=10))
+            lines.append(f'{pad}{draw(_keys)} = "{body}"{pad}')
+        elif kind == "escaped":  # as write_config escapes, with a stray escape now and then
+            body = draw(st.text(alphabet=_PRINTABLE, max_size=10)).replace("\\", "\\\\").replace('"', '\\"')
+            if draw(st.integers(0, 4)) == 0:
+                body = body.replace("\\\\", "\\", 1)
+            key = draw(st.one_of(st.sampled_from(["home", "db_url", "backend", "a-b_1", "K", "x9", "graph_url", "c-"]),
+                                 _keys))
+            lines.append(f'{pad}{key} = "{body}"{pad}')
+        elif kind == "header":
+            lines.append(pad + draw(st.sampled_from(["[tokenvault]", "[tokenvault]", "[other]", "[ tokenvault ]",
+                                                     "[[tokenvault]]", "[tokenvault] # c", "[tokenvault.x]"])) + pad)
+        elif kind == "comment":
+            lines.append(f"{pad}#{draw(_fragments)}")
+        elif kind == "blank":
+            lines.append(pad)
+        else:
+            lines.append(draw(_fragments))
+    return draw(st.sampled_from(["\n", "\n", "\r\n"])).join(lines) + draw(st.sampled_from(["", "\n", "\r\n"]))
+
+
+def _tomllib(text: str) -> dict[str, Any] | None:
+    import tomllib
+
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError:
+        return None
+
+
+@_TOML_PROPS
+@given(text=st.one_of(_config_texts(), st.text(alphabet=_SPECIAL, max_size=40)))
+def test_config_toml_is_read_as_tomllib_reads_it_or_left_to_tomllib(text: str) -> None:
+    plain = plain_toml(text)
+    if plain is not None:
+        assert plain == _tomllib(text)
+
+
+@_TOML_PROPS
+@given(values=st.dictionaries(st.text(alphabet="abcdefghijklmnopqrstuvwxyz_-0123456789", min_size=1, max_size=12),
+                              st.text(st.characters(blacklist_categories=("Cs", "Cc")), max_size=30), max_size=6))
+def test_whatever_init_writes_is_read_without_tomllib(values: dict[str, str], tmp_path_factory: Any) -> None:
+    path = tmp_path_factory.mktemp("cfg") / CONFIG_FILE
+    write_config(path, values)
+    text = path.read_text("utf-8")
+    assert plain_toml(text) == _tomllib(text) == {"tokenvault": values}
+
+
+@pytest.mark.parametrize("text,expected", [
+    ('[tokenvault]\nbackend = "vault"\n', {"tokenvault": {"backend": "vault"}}),
+    ('backend = "vault"', {"backend": "vault"}),
+    ('# c\n\n[tokenvault]\n  a = "x \\\\ \\" y"  \n', {"tokenvault": {"a": 'x \\ " y'}}),
+    ("", {}),
+    ("[tokenvault]\n", {"tokenvault": {}}),
+], ids=["init", "top-level", "escapes", "empty", "empty-table"])
+def test_config_toml_plain_forms(text: str, expected: dict[str, Any]) -> None:
+    assert plain_toml(text) == _tomllib(text) == expected
+
+
+@pytest.mark.parametrize("text", [
+    '[tokenvault]\nallow_insecure_http = true\n', '[tokenvault]\na = "x"\na = "y"\n', 'a = "x"\n[tokenvault]\n',
+    '[tokenvault]\n[tokenvault]\n', '[tokenvault]\r\na = "x"\r\n', 'a = "x" # c\n', 'a = "\\n"\n', "a = 'x'\n",
+    'a.b = "x"\n', '"a" = "x"\n', 'a = """x"""\n', '\ufeffa = "x"\n'],
+    ids=["boolean", "duplicate", "key-before-header", "two-headers", "crlf", "trailing-comment", "escape-n",
+         "literal-string", "dotted-key", "quoted-key", "multi-line", "bom"])
+def test_config_toml_other_forms_go_to_tomllib(text: str, tmp_path: Path) -> None:
+    assert plain_toml(text) is None
+    (tmp_path / CONFIG_FILE).write_text(text, "utf-8")
+    expected = _tomllib(text)
+    if expected is None:
+        with pytest.raises(meta_tokenvault.errors.InvalidInput, match="is not valid TOML"):
+            Settings.resolve({"home": tmp_path}, environ={})
+    elif text.startswith("[tokenvault]\nallow"):
+        assert Settings.resolve({"home": tmp_path}, environ={}).allow_insecure_http is True
+
+
+# --------------------------------------------------------------------------- the end of a fast command
+_ENTRY = """
+import atexit, sys
+class Witness:
+    def __del__(self):
+        sys.stderr.write("teardown ran\\n")
+witness = Witness()  # collected by the interpreter's teardown, if it runs
+if sys.argv[1] == "atexit":
+    atexit.register(lambda: sys.stderr.write("atexit ran\\n"))
+from meta_tokenvault.cli.main import run
+sys.argv = ["tokenvault", *sys.argv[2:]]
+run()
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("args,code,teardown", [
+    (["token", "reveal", "prod"], 0, False),
+    (["exec", "--token", "prod", "--", *CHILD, "7"], 7, False),
+    (["token", "list", "--json"], 0, False),
+    (["--help"], 0, False),
+    (["token", "reveal", "nope"], 3, True),  # an error: the usual exit
+    (["token", "show", "prod"], 0, True),  # typer's path: the usual exit
+], ids=["reveal", "exec", "list-json", "help", "reveal-error", "typer"])
+@pytest.mark.parametrize("registered", [False, True], ids=["plain", "atexit-callback"])
+def test_fast_commands_exit_with_their_output_and_code_skipping_only_the_teardown(
+        store: Path, args: list[str], code: int, teardown: bool, registered: bool) -> None:
+    import subprocess
+
+    proc = subprocess.run([sys.executable, "-c", _ENTRY, "atexit" if registered else "-", *args], env=_env(store),
+                          capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=120, cwd=ROOT)
+    assert proc.returncode == code, proc.stderr
+    assert ("teardown ran" in proc.stderr) == (teardown or registered)  # an atexit callback: the usual exit too
+    assert ("atexit ran" in proc.stderr) == registered
+    if args[:2] == ["token", "reveal"] and code == 0:
+        assert proc.stdout == TOKEN + "\n"
+    if args[0] == "exec":
+        assert proc.stdout == f"{TOKEN[-4:]} - -\n"
+    if args[:2] == ["token", "list"]:
+        assert [t["label"] for t in json.loads(proc.stdout)] == ["other", "prod"]
+    if args == ["--help"]:
+        assert "Usage: tokenvault" in proc.stdout

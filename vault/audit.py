@@ -2,7 +2,8 @@
 
 Every store that appends to the trail (:class:`~meta_tokenvault.adapters.store_sql.SqlStore`, and the fast read path
 of :mod:`meta_tokenvault.fastread`) computes the next event here and nowhere else, so there is one definition of
-the chain. Stdlib only: the fast path must not import SQLAlchemy.
+the chain. The standard library and cryptography's hashes only (:mod:`meta_tokenvault.digest`): the fast path
+must not import SQLAlchemy.
 
 The head (``tv_setting['audit_head']``) records the last event's sequence number and hash, so deleting the
 newest events is detected too. The head is keyed: it carries an HMAC over (seq, hash) under a key derived
@@ -15,13 +16,12 @@ one transaction. A store without a fingerprint key (not initialised) has an unke
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
+from .digest import hmac_sha256, hmac_sha256_matches, sha256
 from .errors import AuditChainBroken
 from .records import record
 from .types import as_utc
@@ -34,7 +34,7 @@ def audit_hash(seq: int, prev: str, at: datetime, actor: str, action: str, subje
     """The chain link: SHA-256 over the event's canonical fields and the previous hash."""
     canonical = json.dumps([seq, prev, at.replace(tzinfo=None).isoformat(timespec="microseconds"), actor, action,
                             subject, details], separators=(",", ":"))
-    return hashlib.sha256(canonical.encode()).hexdigest()
+    return sha256(canonical.encode()).hex()
 
 
 def encode_details(details: Mapping[str, Any]) -> str:
@@ -45,11 +45,25 @@ def encode_details(details: Mapping[str, Any]) -> str:
 def head_key(fingerprint_key: bytes) -> bytes:
     """The key of the head's MAC, derived from the store's fingerprint key (domain-separated: the same key
     never serves two purposes). Rewrapped with it when the master key rotates."""
-    return hmac.new(fingerprint_key, b"tokenvault audit head v1", hashlib.sha256).digest()
+    return hmac_sha256(fingerprint_key, b"tokenvault audit head v1")
 
 
 def _mac(key: bytes, seq: int, digest: str) -> str:
-    return hmac.new(key, f"{seq}:{digest}".encode(), hashlib.sha256).hexdigest()
+    return hmac_sha256(key, _mac_input(seq, digest)).hex()
+
+
+def _mac_input(seq: int, digest: str) -> bytes:
+    return f"{seq}:{digest}".encode()
+
+
+def _mac_matches(key: bytes, seq: int, digest: str, mac: str) -> bool:
+    """Whether ``mac`` (the head's stored hex text) is :func:`_mac`'s, compared in constant time."""
+    try:
+        stored = bytes.fromhex(mac)
+    except ValueError:
+        return False
+    # fromhex also takes upper case and spaces: only _mac's own text form matches, as when text was compared
+    return stored.hex() == mac and hmac_sha256_matches(key, _mac_input(seq, digest), stored)
 
 
 HEAD_HINT = ("Someone wrote the database without tokenvault (events deleted and the head rewound, or the head "
@@ -79,7 +93,7 @@ def read_head(value: str | None, key: bytes | None = None) -> tuple[int, str]:
             raise AuditChainBroken(f"The audit head (event #{seq}) carries no MAC: it was rewritten outside "
                                    "tokenvault, or last written by a tokenvault without keyed heads.",
                                    event_id=seq, hint=UNKEYED_HINT)
-        if not hmac.compare_digest(mac, _mac(key, seq, digest)):
+        if not _mac_matches(key, seq, digest, mac):
             raise AuditChainBroken(f"The audit head (event #{seq}) does not match its MAC: it was rewound or "
                                    "edited outside tokenvault.", event_id=seq, hint=HEAD_HINT)
     return seq, digest

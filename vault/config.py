@@ -219,16 +219,86 @@ def _read_config_file(path: Path) -> dict[str, object]:
             from None
     except OSError as exc:
         raise InvalidInput(f"Cannot read {path}: {exc.strerror}.", hint="Check the file's permissions.") from None
-    import tomllib  # only when there is a file to parse
-
     try:
-        data = tomllib.loads(raw.decode("utf-8"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
         raise InvalidInput(f"{path} is not valid TOML: {exc}.", hint="Fix or remove the file.") from None
+    data = plain_toml(text)
+    if data is None:  # anything but the plain form init writes: TOML's own parser, and its errors
+        import tomllib
+
+        try:
+            data = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as exc:
+            raise InvalidInput(f"{path} is not valid TOML: {exc}.", hint="Fix or remove the file.") from None
     section = data.get("tokenvault", data)
     if not isinstance(section, dict):
         raise InvalidInput(f"{path}: [tokenvault] must be a table.")
     return {str(k): v for k, v in section.items()}
+
+
+_BARE_KEY = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-")
+#: Characters TOML allows in no comment and no basic string (controls but tab, and DEL), and CR (a lone one
+#: is invalid, CRLF is left to tomllib with everything else unusual).
+_REFUSED = frozenset(chr(c) for c in (*range(0x09), *range(0x0A, 0x20), 0x7F)) - {"\n"}
+
+
+def plain_toml(text: str) -> dict[str, object] | None:
+    """``text`` parsed as :mod:`tomllib` parses it, when it is in the plain form :func:`write_config` writes
+    (blank lines, ``#`` comment lines, at most one ``[tokenvault]`` header before any key, and
+    ``key = "value"`` lines: a bare key, a one-line basic string whose only escapes are ``\\\\`` and ``\\"``);
+    None for anything else, which the caller gives to tomllib.
+
+    ``tomllib`` costs ~2-4 ms to import, a fifth of the interpreter's own start-up, on every ``token reveal``
+    and ``exec``; this reads the files init writes without it. ``tests/test_startup.py`` checks, on generated
+    files of every form (and every character TOML treats specially), that the result is None or exactly
+    tomllib's, and that whatever :func:`write_config` writes is read here."""
+    if not _REFUSED.isdisjoint(text):
+        return None
+    data: dict[str, object] = {}
+    table = data
+    for line in text.split("\n"):
+        line = line.strip(" \t")
+        if not line or line[0] == "#":
+            continue
+        if line == "[tokenvault]":
+            if data:  # a second header, or keys before it
+                return None
+            table = data["tokenvault"] = {}
+            continue
+        key, eq, value = line.partition("=")
+        key, value = key.rstrip(" \t"), value.lstrip(" \t")
+        if not eq or not key or not _BARE_KEY.issuperset(key) or key in table:
+            return None
+        parsed = _plain_string(value)
+        if parsed is None:
+            return None
+        table[key] = parsed
+    return data
+
+
+def _plain_string(value: str) -> str | None:
+    """The text of a one-line basic string ``"..."`` escaping only backslash and quote; None otherwise."""
+    if len(value) < 2 or value[0] != '"' or value[-1] != '"':
+        return None
+    body = value[1:-1]
+    if "\\" not in body:
+        return None if '"' in body else body
+    out: list[str] = []
+    i = 0
+    while i < len(body):
+        char = body[i]
+        if char == "\\":
+            if i + 1 >= len(body) or body[i + 1] not in '\\"':
+                return None
+            out.append(body[i + 1])
+            i += 2
+            continue
+        if char == '"':
+            return None
+        out.append(char)
+        i += 1
+    return "".join(out)
 
 
 def write_config(path: Path, values: Mapping[str, str]) -> None:

@@ -138,7 +138,11 @@ class FastStore:
             return self._execute(sql, params).fetchone()
 
     def schema_version(self) -> int:
-        """The database's schema version (0 when it has no tokenvault schema)."""
+        """The database's schema version (0 when it has no tokenvault schema). One statement: a table that is
+        not there (or not readable) is the driver's error, and 0 - on PostgreSQL too, where the table is found
+        through ``search_path`` as SQLAlchemy's ``has_table`` finds it for the full path (autocommit: the
+        error ends no transaction), without a catalog query first (a fresh server process spends ~3 ms on
+        ``information_schema``)."""
         try:
             row = self._execute(queries.SCHEMA_VERSION_QUERY).fetchone()
         except self._driver_errors:  # no tv_schema_version table
@@ -222,7 +226,7 @@ class PgFastStore(FastStore):
         if args is None:
             return None
         try:
-            import psycopg2
+            psycopg2 = _import_psycopg2()
         except ImportError:
             return None
         try:
@@ -240,21 +244,38 @@ class PgFastStore(FastStore):
     def _stored_at(self, at: datetime) -> Any:
         return at  # as SqlStore passes it: the driver adapts the datetime
 
-    def schema_version(self) -> int:
-        with self._errors():
-            row = self._execute(
-                "SELECT 1 FROM information_schema.tables WHERE table_name = :t AND table_schema = current_schema()",
-                {"t": queries.TABLES["m"]}).fetchone()
-        return super().schema_version() if row else 0
 
 
-_PARAM = re.compile(r"(?<![:\w]):([A-Za-z_][A-Za-z0-9_]*)")
+def _import_psycopg2() -> Any:
+    """``import psycopg2``, without the :mod:`ssl` module its C extension imports at load time.
+
+    psycopg2 imports ``ssl`` only so that Python sets up OpenSSL's locking callbacks, and then tells libpq not
+    to (``PQinitOpenSSL(1, 0)``); when ``ssl`` cannot be imported it leaves that to libpq, its documented
+    fallback. Since OpenSSL 1.1 neither has anything to set up (OpenSSL locks by itself; libpq's TLS
+    connections are its own either way), while ``ssl`` and the ``socket``/``selectors`` it pulls cost ~8 ms,
+    half of psycopg2's import. The full path (SQLAlchemy) imports psycopg2 as usual."""
+    import sys
+
+    if "psycopg2" in sys.modules or "ssl" in sys.modules:
+        import psycopg2
+
+        return psycopg2
+    sys.modules["ssl"] = None  # type: ignore[assignment]  # `import ssl` raises ImportError meanwhile
+    try:
+        import psycopg2
+    finally:
+        if sys.modules.get("ssl", 0) is None:
+            del sys.modules["ssl"]
+    return psycopg2
+
+
+_PARAM = r"(?<![:\w]):([A-Za-z_][A-Za-z0-9_]*)"  # compiled on first use: PostgreSQL only
 
 
 @lru_cache(maxsize=64)
 def _pg_sql(sql: str) -> str:
     """A :mod:`meta_tokenvault.queries` statement in psycopg2's parameter style (``:name`` -> ``%(name)s``)."""
-    return _PARAM.sub(r"%(\1)s", sql)
+    return re.sub(_PARAM, r"%(\1)s", sql)
 
 
 def pg_connect_args(url: str) -> dict[str, Any] | None:

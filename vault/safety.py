@@ -25,7 +25,6 @@ from urllib.parse import urlsplit
 
 from .errors import InvalidInput
 from .records import record
-from .redact import strip_userinfo
 
 if TYPE_CHECKING:
     from .config import Settings
@@ -138,6 +137,8 @@ def insecure_url_problems(settings: Settings) -> list[Problem]:
     for what, url, var in _urls(settings):
         parts = urlsplit(url)
         if parts.scheme.lower() == "http" and not is_loopback_host(parts.hostname or ""):
+            from .redact import strip_userinfo  # only for the message: not on every command's path
+
             problems.append(Problem(
                 f"The {what} {strip_userinfo(url)} is plain http:// to another host: tokens and the app secret "
                 "would cross the network unencrypted.",
@@ -168,15 +169,32 @@ def no_core_dumps() -> bool:
     if not sys.platform.startswith("linux"):
         return False
     try:
-        import ctypes
-
-        libc = ctypes.CDLL(None, use_errno=True)
-        pr_set_dumpable = 4
-        result: int = libc.prctl(pr_set_dumpable, 0, 0, 0, 0)
-        _hardened = result == 0
+        _hardened = _prctl(_PR_SET_DUMPABLE, 0) == 0
     except (OSError, AttributeError):  # no libc symbol (musl static builds): nothing to harden
         return False
     return _hardened
+
+
+_PR_SET_DUMPABLE = 4
+
+
+def _prctl(option: int, arg: int) -> int:
+    """libc's ``prctl(option, arg, 0, 0, 0)``. Called through cffi's backend, which ``cryptography`` loads
+    anyway to open a sealed blob (``ctypes`` alone costs ~1.5 ms to import, on every ``token reveal``);
+    through ``ctypes`` where there is no cffi. Raises OSError/AttributeError when libc has no ``prctl``."""
+    try:
+        import _cffi_backend as cffi  # type: ignore[import-untyped]
+
+        c_int, c_ulong = cffi.new_primitive_type("int"), cffi.new_primitive_type("unsigned long")
+        signature = cffi.new_function_type((c_int, c_ulong, c_ulong, c_ulong, c_ulong), c_int, False)
+        prctl = cffi.load_library(None).load_function(signature, "prctl")
+    except (ImportError, AttributeError, TypeError, OSError):  # no cffi, another cffi, no symbol: ctypes decides
+        import ctypes
+
+        result: int = ctypes.CDLL(None, use_errno=True).prctl(option, arg, 0, 0, 0)
+        return result
+    result = prctl(option, arg, 0, 0, 0)
+    return result
 
 
 __all__ = ["Problem", "check_settings", "insecure_url_problems", "is_loopback_host", "no_core_dumps",

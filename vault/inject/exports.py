@@ -9,7 +9,6 @@ import errno
 import json
 import os
 import re
-import secrets as _random
 import stat
 
 from ..errors import InvalidInput, UsageError
@@ -140,10 +139,12 @@ class GithubEnv:
 def export_github_env(record: TokenRecord, secret: Secret, var: str = DEFAULT_VAR) -> GithubEnv:
     """The ``::add-mask::`` line and the ``GITHUB_ENV`` block for one token."""
     check_var(var)
+    import secrets  # here only: it imports random and hashlib, and exec imports this package's run module
+
     value = secret.reveal()
-    delimiter = f"ghadelimiter_{_random.token_hex(16)}"
+    delimiter = f"ghadelimiter_{secrets.token_hex(16)}"
     while delimiter in value:  # astronomically unlikely; but a delimiter inside the value would end it early
-        delimiter = f"ghadelimiter_{_random.token_hex(16)}"
+        delimiter = f"ghadelimiter_{secrets.token_hex(16)}"
     return GithubEnv(mask=f"::add-mask::{value}\n", env_block=f"{var}<<{delimiter}\n{value}\n{delimiter}\n")
 
 

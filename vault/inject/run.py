@@ -13,12 +13,15 @@ import signal
 import subprocess
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING
 
 from ..errors import InvalidInput, UsageError, VaultError
 from ..records import record
-from ..redact import StreamRedactor
 from ..types import Secret, TokenRecord
 from .common import DEFAULT_VAR, LABEL_RE, VAR_RE, TokenSource, write_all
+
+if TYPE_CHECKING:
+    from ..redact import StreamRedactor  # imported by run_command when --mask needs it
 
 DERIVED_PREFIX = "TOKENVAULT_"
 #: The vault's own credentials: removed from a child's environment unless asked to keep them. The
@@ -306,6 +309,12 @@ def _stop(child: subprocess.Popen[bytes], grace: float) -> None:
         child.wait()
 
 
+def _redactor(injected: Sequence[Injected]) -> StreamRedactor:
+    from ..redact import StreamRedactor
+
+    return StreamRedactor({i.spec.label: i.secret for i in injected})
+
+
 def run_command(
     argv: Sequence[str],
     resolve: Callable[[], list[Injected]],
@@ -343,7 +352,7 @@ def run_command(
             if forwarder.terminated_by is not None:  # told to stop while no child ran: start none
                 return 128 + forwarder.terminated_by
             env = child_environment(base, injected, keep_vault_credentials=options.keep_vault_credentials)
-            redactor = StreamRedactor({i.spec.label: i.secret for i in injected}) if options.mask else None
+            redactor = _redactor(injected) if options.mask else None
             child, pumps = _spawn(argv, env, redactor, stdout_fd, stderr_fd)
             del env  # our copy of the values lives no longer than needed
             forwarder.attach(child)
