@@ -498,7 +498,11 @@ def test_fast_commands_exit_with_their_output_and_code_skipping_only_the_teardow
         store: Path, args: list[str], code: int, teardown: bool, registered: bool) -> None:
     import subprocess
 
-    proc = subprocess.run([sys.executable, "-c", _ENTRY, "atexit" if registered else "-", *args], env=_env(store),
+    from meta_tokenvault.cli.help import CHANGES_OUTPUT
+
+    # without COLUMNS & co. (pytest-xdist's workers set COLUMNS): the stored --help is served, not typer's
+    env = {k: v for k, v in _env(store).items() if k not in CHANGES_OUTPUT}
+    proc = subprocess.run([sys.executable, "-c", _ENTRY, "atexit" if registered else "-", *args], env=env,
                           capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=120, cwd=ROOT)
     assert proc.returncode == code, proc.stderr
     assert ("teardown ran" in proc.stderr) == (teardown or registered)  # an atexit callback: the usual exit too
