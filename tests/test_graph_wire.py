@@ -92,7 +92,7 @@ def test_meta_sees_the_same_requests_from_both_senders() -> None:
 
 class _Served:
     def __init__(self, server: ThreadingHTTPServer, scheme: str) -> None:
-        self.server, self.connections = server, 0
+        self.server, self.connections, self.posts = server, 0, 0
         host, port = server.server_address[:2]
         self.url = f"{scheme}://{'localhost' if scheme == 'https' else host}:{port}"
 
@@ -101,12 +101,12 @@ class _Served:
 def answer_server() -> Iterator[Any]:
     """``start(scheme="http", context=None, gzip_body=False, close_after=False)``: a server answering every GET
     with debug_token's answer for a valid token and every POST with a minted token (HTTP/1.1, keep-alive;
-    ``close_after``: the connection closed after a GET's answer, without saying so), counting the connections
-    it accepts."""
+    ``close_after``: the connection closed after a GET's answer, without saying so; ``drop_post``: a POST's
+    connection closed without an answer), counting the connections it accepts and the POSTs it received."""
     started: list[ThreadingHTTPServer] = []
 
     def start(scheme: str = "http", context: ssl.SSLContext | None = None, gzip_body: bool = False,
-              close_after: bool = False) -> _Served:
+              close_after: bool = False, drop_post: bool = False) -> _Served:
         body = json.dumps(VALID).encode()
         sent = gzip.compress(body) if gzip_body else body
 
@@ -129,6 +129,10 @@ def answer_server() -> Iterator[Any]:
 
             def do_POST(self) -> None:  # noqa: N802 - stdlib name
                 self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                served.posts += 1
+                if drop_post:  # the request arrived; the connection is closed without an answer
+                    self.close_connection = True
+                    return
                 minted = json.dumps({"access_token": "EAAminted"}).encode()
                 self.send_response(200)
                 self.send_header("Content-Type", "application/json")
@@ -306,6 +310,19 @@ def test_a_connection_the_server_closed_while_idle_is_not_reused(answer_server: 
         assert served.connections == api.sender.connections == 2
     finally:
         api.close()
+
+
+@pytest.mark.parametrize("sender", SENDERS)
+def test_a_mint_whose_connection_closed_without_an_answer_is_lost_not_retried(sender: str, answer_server: Any) -> None:
+    served = answer_server(drop_post=True)
+    api = _api(sender, served.url)
+    try:
+        with pytest.raises(Transient, match=r"broke before Meta answered \(RemoteProtocolError\)\. A token may have "
+                                            r"been minted"):
+            api.generate_token("1", APP, Secret("EAAadmin"), ("whatsapp_business_messaging",))
+        assert served.posts == 1
+    finally:
+        _close(api)
 
 
 def test_a_gzip_answer_is_read(answer_server: Any) -> None:

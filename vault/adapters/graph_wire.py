@@ -144,6 +144,7 @@ class StdlibSender:
         return f"StdlibSender({self._prefix})"
 
     def send(self, method: str, url: str, form: Mapping[str, str] | None, headers: dict[str, str]) -> Answer:
+        import http.client
         from urllib.parse import urlencode
 
         if not url.startswith(self._prefix + "/"):
@@ -167,12 +168,18 @@ class StdlibSender:
         except TimeoutError:
             conn.close()
             raise SendFailed("WriteTimeout" if phase == "write" else "ReadTimeout", timeout=True, lost=True) from None
+        except http.client.RemoteDisconnected:  # closed without an answer (an OSError too): httpx's name for it
+            conn.close()
+            raise SendFailed("RemoteProtocolError", timeout=False, lost=True) from None
         except OSError:
             conn.close()
             raise SendFailed("WriteError" if phase == "write" else "ReadError", timeout=False, lost=True) from None
-        except Exception:  # http.client.HTTPException: a malformed or missing status line, a header too long...
+        except http.client.HTTPException:  # a malformed status line, a header too long, a short body...
             conn.close()
             raise SendFailed("RemoteProtocolError", timeout=False, lost=True) from None
+        except BaseException:
+            conn.close()
+            raise
         if response.will_close:
             conn.close()
         else:
