@@ -957,9 +957,17 @@ def _make_engine(url: str) -> Engine:
                 dbapi_conn.execute("PRAGMA foreign_keys=ON")
                 dbapi_conn.execute("PRAGMA busy_timeout=30000")
 
+            driver_error: type[Exception] = engine.dialect.loaded_dbapi.Error
+
             @event.listens_for(engine, "begin")
             def _sqlite_begin(conn: Any) -> None:
-                conn.exec_driver_sql("BEGIN IMMEDIATE")
+                # Through the driver (SQLAlchemy's execution costs more than the statement); its error wrapped
+                # the way SQLAlchemy wraps it, so the store's one error table applies (locked, read-only...).
+                try:
+                    conn.connection.driver_connection.execute("BEGIN IMMEDIATE")
+                except driver_error as exc:
+                    raise sa_exc.DBAPIError.instance("BEGIN IMMEDIATE", None, exc, driver_error, hide_parameters=True,
+                                                     dialect=conn.dialect) from None
 
             return engine
         return create_engine(url, pool_pre_ping=True)
