@@ -60,6 +60,7 @@ class Mutant:
 
 
 GRAPH = "vault/adapters/graph_httpx.py"
+GRAPH_WIRE = "vault/adapters/graph_wire.py"
 SIM_AUTH = "vault/testing/graph_sim/auth.py"
 KAT = "tests/test_meta_known_answers.py"
 ORACLE_DEMO = "tests/test_meta_oracle.py::test_every_request_of_the_demo_story_is_declared_by_meta"
@@ -88,8 +89,8 @@ MUTANTS: list[Mutant] = [
                  "return f\"{self.base_url}/{path.lstrip('/')}\""),), (ORACLE_DEMO,)),
     # also killed by the strict simulator (sim branch), which takes form-encoded bodies only
     Mutant("json-bodies", "POST parameters sent as JSON instead of form fields",
-           (Edit(GRAPH, "response = self._client.request(method, url, data=form, headers=headers)",
-                 "response = self._client.request(method, url, json=form, headers=headers)"),), (ORACLE_DEMO,)),
+           (Edit(GRAPH_WIRE, "response = self.client.request(method, url, data=form, headers=headers)",
+                 "response = self.client.request(method, url, json=form, headers=headers)"),), (ORACLE_DEMO,)),
     Mutant("caller-token-in-the-url", "the caller's token as ?access_token= instead of the Authorization header",
            (Edit(GRAPH, 'headers["Authorization"] = f"Bearer {token.reveal()}"',
                  'params["access_token"] = token.reveal()'),), (f"{CONTRACT}::test_no_token_travels_in_a_url",)),

@@ -8,16 +8,18 @@ from __future__ import annotations
 
 import logging
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 from cli_support import CliRunner
 from meta_oracle import assert_declared_by_meta, from_sim_log
 
-from meta_tokenvault.adapters.graph_httpx import HttpxGraphApi, parse_meta_time
+from meta_tokenvault.adapters.graph_httpx import USER_AGENT, HttpxGraphApi, parse_meta_time
+from meta_tokenvault.adapters.graph_wire import HttpxSender, StdlibSender, build_httpx_client
 from meta_tokenvault.errors import InvalidRequest, Transient
 from meta_tokenvault.ports.graph import AppCredentials
 from meta_tokenvault.testing.graph_sim import DemoWorld, GraphSimulator, SimClock
@@ -38,7 +40,35 @@ def sim_world() -> tuple[GraphSimulator, DemoWorld]:
 
 
 def _api(sim: GraphSimulator, **kwargs: object) -> HttpxGraphApi:
-    return HttpxGraphApi(httpx.Client(transport=sim.transport()), sleep=lambda _s: None, **kwargs)  # type: ignore[arg-type]
+    return HttpxGraphApi(httpx.Client(transport=sim.transport()), **{"sleep": lambda _s: None, **kwargs})  # type: ignore[arg-type]
+
+
+Api = Callable[..., HttpxGraphApi]
+
+
+@pytest.fixture(params=["httpx-transport", "stdlib-server", "httpx-server"])
+def api_of(request: pytest.FixtureRequest, sim_world: tuple[GraphSimulator, DemoWorld]) -> Iterator[Api]:
+    """A client on the simulator through each sender: httpx on its in-process transport, and over HTTP to its
+    server the http.client sender (what tokenvault builds itself) and an httpx client (the proxy fallback's)."""
+    sim, _ = sim_world
+    if request.param == "httpx-transport":
+        yield lambda **kwargs: _api(sim, **kwargs)
+        return
+    made: list[HttpxGraphApi] = []
+
+    def make(**kwargs: Any) -> HttpxGraphApi:
+        client = build_httpx_client(15.0, USER_AGENT) if request.param == "httpx-server" else None
+        api = HttpxGraphApi(client, base_url=server.url, **{"sleep": lambda _s: None, **kwargs})
+        assert isinstance(api.sender, StdlibSender if client is None else HttpxSender)
+        made.append(api)
+        return api
+
+    with sim.serve() as server:
+        yield make
+        for api in made:
+            api.close()
+            if isinstance(api.sender, HttpxSender):
+                api.sender.client.close()
 
 
 # ----- the client ------------------------------------------------------------------------------------------------
@@ -64,14 +94,15 @@ def test_no_token_travels_in_a_url(sim_world: tuple[GraphSimulator, DemoWorld]) 
     assert not any(minted.reveal() in url for url in urls[:3])  # the revoke's revoke_token is Meta's query param
 
 
-def test_the_adapter_waits_its_turn_under_a_rate_limit(sim_world: tuple[GraphSimulator, DemoWorld]) -> None:
+def test_the_adapter_waits_its_turn_under_a_rate_limit(sim_world: tuple[GraphSimulator, DemoWorld],
+                                                      api_of: Api) -> None:
     """Mutant pacing-off: with the app's limit of 2 calls in 10 s, a third call waits ~10 s for its turn.
 
     The wait is asked of the adapter's sleep (recorded, not slept); the bound (> 5 s) leaves 5 s for the
     real time the calls themselves take."""
     sim, world = sim_world
     waits: list[float] = []
-    api = HttpxGraphApi(httpx.Client(transport=sim.transport()), sleep=waits.append, rate_limit=(2, 10.0))
+    api = api_of(rate_limit=(2, 10.0), sleep=waits.append)
     for _ in range(3):
         api.debug_token(Secret(world.admin_token), _app(world))
     assert len(waits) == 1 and waits[0] > 5.0
@@ -93,22 +124,24 @@ def test_a_confirmed_revocation_is_quiet() -> None:
     api.revoke_token(Secret("EAAold"), AppCredentials("1", Secret("s")), Secret("EAAnew"))
 
 
-def test_a_mint_whose_answer_was_lost_is_not_sent_again(sim_world: tuple[GraphSimulator, DemoWorld]) -> None:
-    """Mutant mint-retried-after-a-lost-answer: a second mint would leave the first token alive at Meta, unseen."""
+def test_a_mint_whose_answer_was_lost_is_not_sent_again(sim_world: tuple[GraphSimulator, DemoWorld],
+                                                        api_of: Api) -> None:
+    """Mutant mint-retried-after-a-lost-answer: a second mint would leave the first token alive at Meta, unseen.
+    (Over HTTP the simulator's timeout closes the connection without an answer.)"""
     sim, world = sim_world
     sim.fail_next(1, kind="timeout", path_contains="access_tokens")
-    api = _api(sim)
+    api = api_of()
     with pytest.raises(Transient, match="may have been minted"):
         api.generate_token(world.old_admin_id, _app(world), Secret(world.admin_token), WA)
     assert [r.route for r in sim.requests].count(f"/{world.old_admin_id}/access_tokens") == 1
 
 
-def test_expires_at_zero_means_never(sim_world: tuple[GraphSimulator, DemoWorld]) -> None:
+def test_expires_at_zero_means_never(sim_world: tuple[GraphSimulator, DemoWorld], api_of: Api) -> None:
     """Mutant never-expiring-read-as-1970: debug_token's ``expires_at: 0`` is a never-expiring token."""
     sim, world = sim_world
     assert parse_meta_time(0) is None and parse_meta_time("0") is None
     assert parse_meta_time(1_800_000_000) == datetime.fromtimestamp(1_800_000_000, UTC)
-    info = _api(sim).debug_token(Secret(world.admin_token), _app(world))
+    info = api_of().debug_token(Secret(world.admin_token), _app(world))
     assert info.is_valid and info.expires_at is None
 
 
@@ -202,11 +235,11 @@ def test_a_token_is_valid_only_when_debug_token_says_is_valid_true(data: dict[st
     assert info.is_valid is False
 
 
-def test_every_page_of_system_users_is_read(sim_world: tuple[GraphSimulator, DemoWorld]) -> None:
+def test_every_page_of_system_users_is_read(sim_world: tuple[GraphSimulator, DemoWorld], api_of: Api) -> None:
     """Mutant paging-not-followed: Meta pages the list (100 at most per page); the cursor is followed."""
     sim, world = sim_world
     for i in range(230):
         sim.add_system_user(world.business_id, name=f"su-{i}", role="EMPLOYEE")
-    users = _api(sim).list_system_users(world.business_id, _app(world), Secret(world.admin_token))
+    users = api_of().list_system_users(world.business_id, _app(world), Secret(world.admin_token))
     assert len(users) == 233 and len({u.id for u in users}) == 233
     assert [r.route for r in sim.requests].count(f"/{world.business_id}/system_users") == 3

@@ -38,7 +38,8 @@ from reliability import Recorder, figures_fixture
 from test_vault_integration import TOKEN_V1, TOKEN_V2, add_second_version, opened, setup_cli
 from test_vault_integration import venv as venv  # noqa: F401 - the fixture (TOKENVAULT_* for the session OpenBao)
 
-from meta_tokenvault.adapters.graph_httpx import HttpxGraphApi, RateGate
+from meta_tokenvault.adapters.graph_httpx import USER_AGENT, HttpxGraphApi, RateGate
+from meta_tokenvault.adapters.graph_wire import HttpxSender, StdlibSender, build_httpx_client
 from meta_tokenvault.adapters.secrets_hashicorp import HashicorpBackend
 from meta_tokenvault.config import Settings
 from meta_tokenvault.errors import AlreadyExists, NotFound, RateLimited, Transient, VaultUnavailable
@@ -67,9 +68,12 @@ def adapter(m: TokenManager) -> HttpxGraphApi:
     return graph
 
 
-def http_manager(world: World, url: str, **options: Any) -> TokenManager:
-    """A manager that talks HTTP to the simulator's server at ``url`` (the production client path)."""
-    m = build_manager(world.settings().with_overrides(graph_url=url), clock=world.sim.clock, environ={})
+def http_manager(world: World, url: str, *, client: httpx.Client | None = None, **options: Any) -> TokenManager:
+    """A manager that talks HTTP to the simulator's server at ``url``: the production client path (the
+    http.client sender tokenvault builds when no proxy is set), or ``client`` (the caller closes it)."""
+    m = build_manager(world.settings().with_overrides(graph_url=url), clock=world.sim.clock, environ={},
+                      graph_client=client)
+    assert isinstance(adapter(m).sender, HttpxSender if client is not None else StdlibSender)
     _tune_graph(m, {"base_delay": 0.001, **options})
     return m
 
@@ -163,20 +167,26 @@ def test_a_5xx_storm_during_a_bulk_rotation_loses_nothing_and_run_due_finishes(
 
 
 # ============================================================================== timeouts
-@pytest.fixture(params=["transport", "server"])
+@pytest.fixture(params=["transport", "server", "server-httpx"])
 def via(request: pytest.FixtureRequest, world: World) -> Iterator[Callable[[], TokenManager]]:
     """A manager factory on the in-process transport (timeout = httpx.ReadTimeout) or over HTTP to the
-    simulator's server (timeout = the connection closed with no answer: httpx.RemoteProtocolError)."""
+    simulator's server (timeout = the connection closed with no answer: RemoteProtocolError), through the
+    http.client sender (``server``) or the httpx client (``server-httpx``)."""
     made: list[TokenManager] = []
+    # the httpx client tokenvault builds when a proxy is set (here without one)
+    client = build_httpx_client(15.0, USER_AGENT) if request.param == "server-httpx" else None
 
     def make() -> TokenManager:
-        made.append(world.manager() if request.param == "transport" else http_manager(world, server.url))
+        made.append(world.manager() if request.param == "transport" else
+                    http_manager(world, server.url, client=client))
         return made[-1]
 
     with world.sim.serve() as server:
         yield make
         for m in made:
             m.close()
+    if client is not None:
+        client.close()
 
 
 def test_timeouts_on_reads_and_revocations_are_retried(world: World, via: Callable[[], TokenManager],

@@ -35,7 +35,6 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, datetime
-from http.cookiejar import CookieJar
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
@@ -44,6 +43,7 @@ from ..graph_errors import app_usage, classify, is_retryable, parse_error
 from ..ports.graph import AppCredentials, RefreshedToken, SystemUserInfo, TokenDebugInfo, WabaAssignment
 from ..redact import redact_text
 from ..types import Secret
+from .graph_wire import HttpxSender, SendFailed, StdlibSender, build_httpx_client, stdlib_sender_for
 
 if TYPE_CHECKING:
     import httpx
@@ -51,6 +51,7 @@ if TYPE_CHECKING:
     from ..ports.clock import Clock
 
 log = logging.getLogger("tokenvault.graph")
+Sender = HttpxSender | StdlibSender
 
 SECRET_PARAMS = ("access_token", "input_token", "revoke_token", "client_secret", "fb_exchange_token",
                  "appsecret_proof")
@@ -207,17 +208,13 @@ class HttpxGraphApi:
         rng: Callable[[], float] = random.random,
         rate_limit: tuple[int, float] | None = None,
     ) -> None:
-        import httpx
-
         install_log_redaction()
-        self._client = client if client is not None else httpx.Client(
-            timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
-            headers={"User-Agent": USER_AGENT},
-            follow_redirects=False,
-            cookies=_NoCookies(),  # the Graph API needs none; parsing each answer's for the jar cost ~0.5 ms a call
-        )
-        self._owns_client = client is None
         self.base_url = base_url.rstrip("/")
+        # Injected client: httpx (tests, the simulator's transport). Else http.client when the plain case holds
+        # (graph_wire.stdlib_sender_for: no proxy, an http(s) address), else the httpx client built here.
+        self.sender: Sender = (HttpxSender(client, owned=False) if client is not None
+                               else stdlib_sender_for(self.base_url, timeout=timeout, user_agent=USER_AGENT)
+                               or HttpxSender(build_httpx_client(timeout, USER_AGENT), owned=True))
         self.version = version.strip("/")
         self.clock = clock
         self.max_attempts = max(1, max_attempts)
@@ -236,8 +233,7 @@ class HttpxGraphApi:
         return f"HttpxGraphApi({self.base_url}/{self.version})"
 
     def close(self) -> None:
-        if self._owns_client:
-            self._client.close()
+        self.sender.close()
 
     # ------------------------------------------------------------------ the port
     def list_system_users(self, business_id: str, app: AppCredentials, access_token: Secret) -> list[SystemUserInfo]:
@@ -444,71 +440,54 @@ class HttpxGraphApi:
 
     def _attempt(self, method: str, path: str, *, what: str, params: dict[str, str], form: dict[str, str] | None,
                  headers: dict[str, str], system_user_id: str | None, idempotent: bool) -> dict[str, Any]:
-        import httpx
-
         self.attempts += 1
         url = self._url(path)
         if params:  # encoded here: httpx would parse (and check) the whole URL twice, once more to merge them
             url = f"{url}{'&' if '?' in url else '?'}{urlencode(params)}"
         try:
-            response = self._client.request(method, url, data=form, headers=headers)
-        except httpx.TimeoutException as exc:
-            lost = isinstance(exc, httpx.ReadTimeout | httpx.WriteTimeout)
-            timeout = Transient(f"{what}: Meta did not answer in time ({type(exc).__name__})."
-                            + (" A token may have been minted at Meta without reaching tokenvault; "
-                               "review the system user's tokens in Business Settings." if lost and not idempotent
-                               else ""),
-                            hint="Retry in a few minutes; check the network path to the Graph API.")
-            timeout._answer_lost = lost  # type: ignore[attr-defined]
-            raise timeout from None
-        except httpx.TransportError as exc:
-            # Sent, then the connection broke before an answer came: as lost as a read timeout. Only
-            # connect-phase errors (refused, DNS, pool, proxy) prove the request never reached Meta.
-            lost = isinstance(exc, httpx.ReadError | httpx.WriteError | httpx.RemoteProtocolError)
-            if lost:
-                broken = Transient(f"{what}: the connection to the Graph API at {self.base_url} broke before Meta "
-                                   f"answered ({type(exc).__name__})."
-                                   + (" A token may have been minted at Meta without reaching tokenvault; "
-                                      "review the system user's tokens in Business Settings." if not idempotent
-                                      else ""),
-                                   hint="Retry in a few minutes; check the network path to the Graph API.")
-                broken._answer_lost = True  # type: ignore[attr-defined]
-                raise broken from None
-            raise Transient(f"{what}: cannot reach the Graph API at {self.base_url} ({type(exc).__name__}).",
-                            hint="Check network access to the Graph API (or TOKENVAULT_GRAPH_URL).") from None
-        log.debug("graph: %s %s -> %d", method, path.split("?")[0], response.status_code)
-        usage = app_usage(response.headers)
+            status, answer_headers, content = self.sender.send(method, url, form, headers)
+        except SendFailed as failed:
+            raise self._unanswered(failed, what, idempotent) from None
+        log.debug("graph: %s %s -> %d", method, path.split("?")[0], status)
+        usage = app_usage(answer_headers)
         if usage is not None:
             self.last_app_usage = usage
-            if usage >= 100 and self.pacer is None and response.status_code < 400:
+            if usage >= 100 and self.pacer is None and status < 400:
                 self.gate.close_for(self.base_delay)  # the app is at its limit: the next call would be refused
         try:
-            body = response.json()
+            body = json.loads(content)
         except ValueError:
             body = None
-        if response.status_code < 400 and body is not None and not (isinstance(body, Mapping) and "error" in body):
+        if status < 400 and body is not None and not (isinstance(body, Mapping) and "error" in body):
             if isinstance(body, Mapping):
                 return dict(body)
             return {"success": body}  # a bare ``true`` (install_app)
-        err = parse_error(response.status_code, body)
+        err = parse_error(status, body)
         if err is None:
-            status = response.status_code
             if status >= 500 or status == 429:
                 exc_cls: type[GraphError] = Transient if status >= 500 else RateLimited
                 raise exc_cls(f"{what}: the Graph API answered HTTP {status} without an error object.")
             raise InvalidRequest(f"{what}: unexpected answer from the Graph API (HTTP {status}, not JSON).",
                                  hint="Check TOKENVAULT_GRAPH_URL points at the Graph API (or a faithful proxy).")
-        raise classify(err, headers=response.headers, what=what, system_user_id=system_user_id)
+        raise classify(err, headers=answer_headers, what=what, system_user_id=system_user_id)
 
-
-class _NoCookies(CookieJar):
-    """A cookie jar that keeps nothing: the Graph API is called with tokens, never cookies."""
-
-    def extract_cookies(self, response: Any, request: Any) -> None:
-        return None
-
-    def set_cookie(self, cookie: Any) -> None:
-        return None
+    def _unanswered(self, failed: SendFailed, what: str, idempotent: bool) -> Transient:
+        """The one translation of a request that got no answer (either sender) into our exception; a lost
+        answer (sent, then a timeout or a broken connection) is marked so a mint is not sent again."""
+        minted = (" A token may have been minted at Meta without reaching tokenvault; "
+                  "review the system user's tokens in Business Settings.") if failed.lost and not idempotent else ""
+        if failed.timeout:
+            exc = Transient(f"{what}: Meta did not answer in time ({failed.name})." + minted,
+                            hint="Retry in a few minutes; check the network path to the Graph API.")
+        elif failed.lost:
+            exc = Transient(f"{what}: the connection to the Graph API at {self.base_url} broke before Meta "
+                            f"answered ({failed.name})." + minted,
+                            hint="Retry in a few minutes; check the network path to the Graph API.")
+        else:
+            exc = Transient(f"{what}: cannot reach the Graph API at {self.base_url} ({failed.name}).",
+                            hint="Check network access to the Graph API (or TOKENVAULT_GRAPH_URL).")
+        exc._answer_lost = failed.lost  # type: ignore[attr-defined]
+        return exc
 
 
 def _list(value: object) -> list[Any]:

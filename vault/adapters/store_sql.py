@@ -19,7 +19,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Engine, bindparam, create_engine, delete, event, func, insert, text, update
+from sqlalchemy import Connection, Engine, bindparam, create_engine, delete, event, func, insert, or_, text, update
 from sqlalchemy import exc as sa_exc
 from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, select
@@ -50,6 +50,7 @@ from ..types import (
     TokenVersionRecord,
     as_utc,
 )
+from .sql_direct import DirectStatements
 
 
 def _db(dt: datetime) -> datetime:
@@ -124,6 +125,7 @@ class SqlStore:
         # SQLite has one writer at a time and every transaction here begins IMMEDIATE: this process's threads
         # queue on a lock rather than in SQLite's busy handler (which sleeps up to 100 ms between tries).
         self._serial = threading.RLock() if engine.dialect.name == "sqlite" else None
+        self._direct = DirectStatements(engine)
 
     # ------------------------------------------------------------------ opening
     @classmethod
@@ -247,12 +249,17 @@ class SqlStore:
             conn = self._ambient.conn = s.connection()
         return conn
 
+    def _x(self, s: Session, stmt: Any, params: dict[str, Any] | None = None) -> Any:
+        """Run one of the statements below (``_W``, ``_T``) on the session's connection through the driver
+        directly (:mod:`.sql_direct`: SQLAlchemy's per-statement work costs more than the statement)."""
+        return self._direct.execute(self._conn(s), stmt, params)
+
     def _write_head(self, s: Session) -> None:
         """Write the audit head that this thread's transaction moved (:meth:`append_audit` writes it once per
         transaction, at its end, rather than once per event)."""
         head: _Head | None = getattr(self._ambient, "head", None)
         if head is not None and head.dirty:
-            self._conn(s).execute(_W.setting_update, {"b_key": AUDIT_HEAD, "value": head.value})
+            self._x(s, _W.setting_update, {"b_key": AUDIT_HEAD, "value": head.value})
             self._ambient.head = _Head(head.value, dirty=False)
 
     def schema_version(self) -> int:
@@ -428,10 +435,9 @@ class SqlStore:
 
     def add_version(self, token_id: int, version: int, fields: dict[str, Any], *, make_current: bool) -> None:
         with self.session() as s:
-            conn = self._conn(s)
-            conn.execute(_W.version_insert, _version_values(token_id, version, fields))
+            self._x(s, _W.version_insert, _version_values(token_id, version, fields))
             if make_current:
-                result = conn.execute(_W.current_version_update, {"b_id": token_id, "current_version": version})
+                result = self._x(s, _W.current_version_update, {"b_id": token_id, "current_version": version})
                 assert result.rowcount
 
     def update_version(self, token_id: int, version: int, **fields: Any) -> None:
@@ -446,7 +452,7 @@ class SqlStore:
                 value = value.value
             values[key] = value
         with self.session() as s:  # one UPDATE statement (bulk rotation runs this a few times per token)
-            result = self._conn(s).execute(_W.version_update, {**values, "b_token_id": token_id,
+            result = self._x(s, _W.version_update, {**values, "b_token_id": token_id,
                                                                 "b_version": version})
             if not result.rowcount:
                 raise NotFound(f"Token id {token_id} has no version {version}.")
@@ -454,14 +460,13 @@ class SqlStore:
     def promote(self, token_id: int, new_version: int, old_version: int | None, old_status: TokenStatus) -> None:
         """In one transaction: ``new_version`` becomes current and active, ``old_version`` gets ``old_status``."""
         with self.session() as s:  # three UPDATE statements built once (bulk rotation promotes every token)
-            conn = self._conn(s)
-            result = conn.execute(_W.current_version_update, {"b_id": token_id, "current_version": new_version})
+            result = self._x(s, _W.current_version_update, {"b_id": token_id, "current_version": new_version})
             assert result.rowcount
-            conn.execute(_W.version_update, {"b_token_id": token_id, "b_version": new_version,
+            self._x(s, _W.version_update, {"b_token_id": token_id, "b_version": new_version,
                                              "status": TokenStatus.ACTIVE.value})
             if old_version is not None and old_version != new_version:
-                conn.execute(_W.version_status_update, {"b_token_id": token_id, "b_version": old_version,
-                                                        "b_from": [TokenStatus.ACTIVE.value],
+                self._x(s, _W.version_status_update, {"b_token_id": token_id, "b_version": old_version,
+                                                        "b_from": TokenStatus.ACTIVE.value,
                                                         "status": old_status.value})
 
     def set_max_age(self, token_id: int, days: int | None) -> None:
@@ -489,9 +494,8 @@ class SqlStore:
 
         The statements are :mod:`meta_tokenvault.queries`', shared with the fast read path. Raises NotFound."""
         with self.session() as s:
-            conn = self._conn(s)
-            row = conn.execute(text(queries.TOKEN_BY_LABEL), {"label": label}).first()
-            versions = (conn.execute(text(queries.VERSIONS_OF_TOKEN), {"token_id": row[0]}).all()
+            row = self._x(s, _T.token_by_label, {"label": label}).first()
+            versions = (self._x(s, _T.versions_of_token, {"token_id": row[0]}).all()
                         if with_history and row is not None else ())
             return queries.token_from_rows(label, row, versions)
 
@@ -508,14 +512,14 @@ class SqlStore:
 
     def version_record(self, token_id: int, version: int) -> TokenVersionRecord:
         with self.session() as s:
-            row = self._conn(s).execute(_W.version_by_number, {"b_token_id": token_id, "b_version": version}).first()
+            row = self._x(s, _W.version_by_number, {"b_token_id": token_id, "b_version": version}).first()
             if row is None:
                 raise NotFound(f"Token id {token_id} has no version {version}.")
             return _version(row)
 
     def max_version(self, token_id: int) -> int:
         with self.session() as s:
-            value = self._conn(s).execute(_W.max_version, {"b_token_id": token_id}).scalar()
+            value = self._x(s, _W.max_version, {"b_token_id": token_id}).scalar()
             return int(value or 0)
 
     def find_by_fingerprint(self, fingerprint: str) -> list[tuple[str, int]]:
@@ -542,18 +546,17 @@ class SqlStore:
     # ------------------------------------------------------------------ secret blobs (local backend)
     def put_blob(self, kind: str, owner_id: int, version: int, key_id: str, wrapped: bytes, ciphertext: bytes) -> None:
         with self.session() as s:
-            conn = self._conn(s)
-            exists = conn.execute(_W.blob_exists,
+            exists = self._x(s, _W.blob_exists,
                                   {"b_kind": kind, "b_owner_id": owner_id, "b_version": version}).first()
             if exists is not None:
                 raise AlreadyExists(f"A {kind} secret for record {owner_id} version {version} exists already; "
                                     "it was not overwritten.")
-            conn.execute(_W.blob_insert, {"kind": kind, "owner_id": owner_id, "version": version, "key_id": key_id,
+            self._x(s, _W.blob_insert, {"kind": kind, "owner_id": owner_id, "version": version, "key_id": key_id,
                                           "wrapped_key": wrapped, "ciphertext": ciphertext})
 
     def get_blob(self, kind: str, owner_id: int, version: int) -> BlobRecord | None:
         with self.session() as s:
-            row = self._conn(s).execute(text(queries.BLOB),
+            row = self._x(s, _T.blob,
                                          {"kind": kind, "owner_id": owner_id, "version": version}).first()
             return queries.blob_record(row)
 
@@ -598,7 +601,7 @@ class SqlStore:
             try:
                 with self.session() as s:
                     if s.get(models.SettingRow, AUDIT_HEAD) is None:
-                        last = self._conn(s).execute(text(queries.AUDIT_LAST_SEQ)).scalar()
+                        last = self._x(s, _T.audit_last_seq).scalar()
                         if last:
                             raise missing_head(int(last))
                         s.add(models.SettingRow(key=AUDIT_HEAD, value=encode_head(0, GENESIS)))
@@ -609,25 +612,24 @@ class SqlStore:
         # head is read (and locked) by the first event only and written once, when the transaction ends.
         in_transaction = getattr(self._ambient, "session", None) is not None
         with self.session() as s:
-            conn = self._conn(s)
             cached: _Head | None = getattr(self._ambient, "head", None) if in_transaction else None
             if cached is not None:
                 value: str | None = cached.value
             else:
-                head = conn.execute(_W.head_for_update, {"b_key": AUDIT_HEAD}).first()
+                head = self._x(s, _W.head_for_update, {"b_key": AUDIT_HEAD}).first()
                 if head is None:  # deleted since we looked
-                    last = conn.execute(text(queries.AUDIT_LAST_SEQ)).scalar()
+                    last = self._x(s, _T.audit_last_seq).scalar()
                     if last:
                         raise missing_head(int(last))
                 value = head[0] if head else None
             link = next_link(value, actor, action, subject, details, now, head_key)
-            conn.execute(_W.audit_insert, {"seq": link.seq, "at": link.at, "actor": link.actor, "action": link.action,
+            self._x(s, _W.audit_insert, {"seq": link.seq, "at": link.at, "actor": link.actor, "action": link.action,
                                            "subject": link.subject, "details": link.details,
                                            "prev_hash": link.prev_hash, "hash": link.hash})
             if value is None:
-                conn.execute(_W.setting_insert, {"key": AUDIT_HEAD, "value": link.head})
+                self._x(s, _W.setting_insert, {"key": AUDIT_HEAD, "value": link.head})
             elif not in_transaction:
-                conn.execute(_W.setting_update, {"b_key": AUDIT_HEAD, "value": link.head})
+                self._x(s, _W.setting_update, {"b_key": AUDIT_HEAD, "value": link.head})
             if in_transaction:
                 self._ambient.head = _Head(link.head, dirty=value is not None)
             return link.seq
@@ -637,7 +639,7 @@ class SqlStore:
         Raises AuditChainBroken when the head moved on since it was verified or its MAC does not match."""
         with self.session() as s:
             self._write_head(s)
-            head = self._conn(s).execute(_W.head_for_update, {"b_key": AUDIT_HEAD}).first()
+            head = self._x(s, _W.head_for_update, {"b_key": AUDIT_HEAD}).first()
             if head is None:
                 return  # an empty trail (verify_audit refused a missing head over events)
             seq, digest = read_head(head[0])
@@ -648,7 +650,7 @@ class SqlStore:
                 read_head(head[0], head_key)
                 return
             keyed = encode_head(seq, digest, head_key)
-            self._conn(s).execute(_W.setting_update, {"b_key": AUDIT_HEAD, "value": keyed})
+            self._x(s, _W.setting_update, {"b_key": AUDIT_HEAD, "value": keyed})
 
     def list_audit(self, limit: int | None = None, subject: str | None = None) -> list[AuditEventRecord]:
         with self.session() as s:
@@ -755,7 +757,7 @@ class SqlStore:
         """Journal a new rotation (``step``/``to_version``: where it is already, when the caller journals its
         first steps in the same transaction)."""
         with self.session() as s:
-            result = self._conn(s).execute(_W.rotation_insert, {
+            result = self._x(s, _W.rotation_insert, {
                 "token_id": token_id, "label": label, "from_version": from_version, "compromised": compromised,
                 "step": step, "state": "running", "reason": reason, "started_at": _db(now),
                 "updated_at": _db(now), "kind": kind, "to_version": to_version})
@@ -765,14 +767,14 @@ class SqlStore:
 
     def update_rotation(self, rotation_id: int, now: datetime, **fields: Any) -> None:
         with self.session() as s:  # one UPDATE statement: a rotation journals each of its steps
-            result = self._conn(s).execute(_W.rotation_update, {**fields, "updated_at": _db(now),
+            result = self._x(s, _W.rotation_update, {**fields, "updated_at": _db(now),
                                                                  "b_id": rotation_id})
             if not result.rowcount:
                 raise NotFound(f"No rotation #{rotation_id}.")
 
     def open_rotation(self, token_id: int) -> RotationRecord | None:
         with self.session() as s:
-            row = self._conn(s).execute(_W.open_rotation, {"b_token_id": token_id}).first()
+            row = self._x(s, _W.open_rotation, {"b_token_id": token_id}).first()
             return _rotation(row) if row else None
 
     def open_rotations(self) -> list[RotationRecord]:
@@ -783,7 +785,7 @@ class SqlStore:
 
     def get_rotation(self, rotation_id: int) -> RotationRecord:
         with self.session() as s:
-            row = self._conn(s).execute(_W.rotation_by_id, {"b_id": rotation_id}).first()
+            row = self._x(s, _W.rotation_by_id, {"b_id": rotation_id}).first()
             if row is None:
                 raise NotFound(f"No rotation #{rotation_id}.")
             return _rotation(row)
@@ -793,7 +795,7 @@ class SqlStore:
         expires = _db(now + ttl)
         try:
             with self.session() as s:
-                self._conn(s).execute(_W.lease_insert, {"resource": resource, "owner": owner, "expires_at": expires})
+                self._x(s, _W.lease_insert, {"resource": resource, "owner": owner, "expires_at": expires})
             return True
         except AlreadyExists:
             pass
@@ -806,11 +808,11 @@ class SqlStore:
 
     def release_lease(self, resource: str, owner: str) -> None:
         with self.session() as s:
-            self._conn(s).execute(_W.lease_delete, {"b_resource": resource, "b_owner": owner})
+            self._x(s, _W.lease_delete, {"b_resource": resource, "b_owner": owner})
 
     def lease_holder(self, resource: str) -> tuple[str, datetime] | None:
         with self.session() as s:
-            row = self._conn(s).execute(_W.lease_by_resource, {"b_resource": resource}).first()
+            row = self._x(s, _W.lease_by_resource, {"b_resource": resource}).first()
             return (row.owner, _req(row.expires_at)) if row else None
 
 
@@ -917,7 +919,8 @@ class _W:
     rotation_insert = insert(_rotations)
     rotation_by_id = sa_select(_rotations).where(_rotations.c.id == bindparam("b_id"))
     open_rotation = (sa_select(_rotations).where(_rotations.c.token_id == bindparam("b_token_id"),
-                                              _rotations.c.state.in_(["running", "deferred"]))
+                                              # (not IN: a list is rendered per execution)
+                                              or_(_rotations.c.state == "running", _rotations.c.state == "deferred"))
                      .order_by(_rotations.c.id.desc()).limit(1))
     version_by_number = sa_select(_versions).where(_versions.c.token_id == bindparam("b_token_id"),
                                                 _versions.c.version == bindparam("b_version"))
@@ -926,7 +929,7 @@ class _W:
     current_version_update = update(_tokens).where(_tokens.c.id == bindparam("b_id"))
     version_status_update = update(_versions).where(_versions.c.token_id == bindparam("b_token_id"),
                                                     _versions.c.version == bindparam("b_version"),
-                                                    _versions.c.status.in_(bindparam("b_from", expanding=True)))
+                                                    _versions.c.status == bindparam("b_from"))
     lease_by_resource = sa_select(_leases.c.owner, _leases.c.expires_at).where(
         _leases.c.resource == bindparam("b_resource"))
     lease_insert = insert(_leases)
@@ -936,6 +939,15 @@ class _W:
                                             _blobs.c.owner_id == bindparam("b_owner_id"),
                                             _blobs.c.version == bindparam("b_version"))
     blob_insert = insert(_blobs)
+
+
+class _T:
+    """:mod:`meta_tokenvault.queries`' statements the store runs, as ``text()`` built once."""
+
+    token_by_label = text(queries.TOKEN_BY_LABEL)
+    versions_of_token = text(queries.VERSIONS_OF_TOKEN)
+    blob = text(queries.BLOB)
+    audit_last_seq = text(queries.AUDIT_LAST_SEQ)
 
 
 def _make_engine(url: str) -> Engine:
@@ -951,9 +963,17 @@ def _make_engine(url: str) -> Engine:
                 dbapi_conn.execute("PRAGMA foreign_keys=ON")
                 dbapi_conn.execute("PRAGMA busy_timeout=30000")
 
+            driver_error: type[Exception] = engine.dialect.loaded_dbapi.Error
+
             @event.listens_for(engine, "begin")
             def _sqlite_begin(conn: Any) -> None:
-                conn.exec_driver_sql("BEGIN IMMEDIATE")
+                # Through the driver (SQLAlchemy's execution costs more than the statement); its error wrapped
+                # the way SQLAlchemy wraps it, so the store's one error table applies (locked, read-only...).
+                try:
+                    conn.connection.driver_connection.execute("BEGIN IMMEDIATE")
+                except driver_error as exc:
+                    raise sa_exc.DBAPIError.instance("BEGIN IMMEDIATE", None, exc, driver_error, hide_parameters=True,
+                                                     dialect=conn.dialect) from None
 
             return engine
         return create_engine(url, pool_pre_ping=True)
