@@ -46,20 +46,27 @@ from meta_tokenvault.testing.graph_sim import SimServer
 
 ROOT = Path(__file__).resolve().parent.parent
 
-# Runs the CLI with every logger at DEBUG on stderr. LEAKSCAN_LIBRARY_BUG makes httpx fail on debug_token
-# with the request URL (which carries input_token and appsecret_proof) in the exception's message: the
-# worst case of an unexpected error, reported by the CLI's one error boundary.
+# Runs the CLI with every logger at DEBUG on stderr. LEAKSCAN_LIBRARY_BUG makes the HTTP client fail on
+# debug_token with the request URL (which carries input_token and appsecret_proof) in the exception's message:
+# the worst case of an unexpected error, reported by the CLI's one error boundary. Both senders are broken
+# (httpx, and http.client, which tokenvault's own Graph client uses when no proxy is set).
 WRAPPER = """
 import logging, os, sys
 logging.basicConfig(level=logging.DEBUG, stream=sys.stderr, format="LOG %(levelname)s %(name)s: %(message)s")
 if os.environ.get("LEAKSCAN_LIBRARY_BUG"):
-    import httpx
+    import http.client, httpx
     _send = httpx.Client.send
     def send(self, request, **kwargs):
         if "debug_token" in request.url.path:
             raise RuntimeError(f"library bug while sending {request.url}")
         return _send(self, request, **kwargs)
     httpx.Client.send = send
+    _putrequest = http.client.HTTPConnection.putrequest
+    def putrequest(self, method, url, *args, **kwargs):
+        if "debug_token" in url:
+            raise RuntimeError(f"library bug while sending http://{self.host}:{self.port}{url}")
+        return _putrequest(self, method, url, *args, **kwargs)
+    http.client.HTTPConnection.putrequest = putrequest
 from meta_tokenvault.cli.main import run
 run()
 """
