@@ -48,7 +48,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
-from . import queries
+from . import queries, sqlitedb
 from .audit import AUDIT_HEAD, missing_head, next_link
 from .fallback import FastPathUnavailable
 from .queries import BlobRecord
@@ -104,9 +104,8 @@ class FastStore:
         """Open ``path`` read-write without creating it; None when it does not exist or cannot be opened."""
         if not path.is_file():
             return None
-        try:
-            conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=rw", uri=True, timeout=_BUSY_TIMEOUT_MS / 1000,
-                                   isolation_level=None, check_same_thread=False)
+        try:  # as SqlStore's engine opens it: WAL, synchronous=FULL, a read-only folder (meta_tokenvault.sqlitedb)
+            conn = sqlitedb.connect(path, timeout=_BUSY_TIMEOUT_MS / 1000)
         except sqlite3.Error:
             return None
         return cls(conn, path)

@@ -15,6 +15,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
+from functools import partial
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,7 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, select
 
-from .. import migrations, models, queries
+from .. import migrations, models, queries, sqlitedb
 from ..audit import AUDIT_HEAD, GENESIS, audit_hash, encode_head, missing_head, next_link, read_head
 from ..errors import (
     AlreadyExists,
@@ -953,7 +954,13 @@ class _T:
 def _make_engine(url: str) -> Engine:
     try:
         if url.startswith("sqlite"):
-            engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
+            path = _sqlite_path(url)
+            if path is not None and "?" not in url:
+                # a plain file: opened as the fast path opens it (WAL, synchronous=FULL, immutable on a
+                # read-only folder: meta_tokenvault.sqlitedb)
+                engine = create_engine(url, creator=partial(sqlitedb.connect, path))
+            else:  # in memory, or a URL with its own options: as given
+                engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
 
             @event.listens_for(engine, "connect")
             def _sqlite_connect(dbapi_conn: Any, _record: Any) -> None:
@@ -962,6 +969,7 @@ def _make_engine(url: str) -> Engine:
                 dbapi_conn.isolation_level = None
                 dbapi_conn.execute("PRAGMA foreign_keys=ON")
                 dbapi_conn.execute("PRAGMA busy_timeout=30000")
+                dbapi_conn.execute("PRAGMA synchronous=FULL")  # (sqlitedb.connect sets it too) every commit durable
 
             driver_error: type[Exception] = engine.dialect.loaded_dbapi.Error
 
