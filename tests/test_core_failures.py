@@ -584,6 +584,42 @@ def test_a_read_only_home_serves_metadata_refuses_writes_with_exit_5_and_changes
     _all_readable(cli, vault)
 
 
+_CRASH_AFTER_IMPORT = """
+import os, signal, sqlite3, sys
+from meta_tokenvault.cli.main import run
+holder = sqlite3.connect(sys.argv[1])  # another connection open: the import's close neither checkpoints nor deletes
+holder.execute("PRAGMA wal_autocheckpoint=0")
+holder.execute("SELECT count(*) FROM tv_token").fetchone()
+code = run(["token", "import", "after-crash", "--business", "acme", "--system-user", "333", "--no-verify"])
+if code == 0:
+    os.kill(os.getpid(), signal.SIGKILL)  # -wal (holding the import) and -shm left behind
+sys.exit(code)
+"""
+
+
+def test_a_read_only_home_reads_what_a_killed_process_left_in_the_wal(vault: Vault, tmp_path: Path) -> None:
+    """A process killed with the database open leaves its committed transactions in ``-wal`` (not yet in the
+    main file). A read-only home then reads them through the ``-wal``: the database is not opened ``immutable``
+    (which would ignore the ``-wal`` and show the database as it was before)."""
+    (tmp_path / "crash.py").write_text(_CRASH_AFTER_IMPORT)
+    db = vault.home / "tokenvault.db"
+    done = subprocess.run([sys.executable, str(tmp_path / "crash.py"), str(db)], input=_token("KIL1") + "\n",
+                          capture_output=True, text=True, timeout=120, cwd=REPO)
+    assert done.returncode == -signal.SIGKILL, done.stderr
+    assert (vault.home / "tokenvault.db-wal").stat().st_size > 0 and (vault.home / "tokenvault.db-shm").exists()
+    main_file = sqlite3.connect(f"{db.as_uri()}?immutable=1", uri=True)  # the main file alone: without the import
+    try:
+        assert main_file.execute("SELECT count(*) FROM tv_token WHERE label = 'after-crash'").fetchone() == (0,)
+    finally:
+        main_file.close()
+    before = vault.snapshot()
+    listed, shown = _run_with_read_only(vault.home, [(["token", "list", "--json"], ""),
+                                                      (["token", "show", "after-crash", "--json"], "")], tmp_path)
+    assert listed.code == 0 and [t["label"] for t in listed.json()] == sorted([*LABELS, "after-crash"]), listed.err
+    assert shown.code == 0 and shown.json()["label"] == "after-crash", shown.err
+    assert vault.snapshot() == before
+
+
 def test_init_in_a_read_only_home_is_exit_5_and_makes_no_key(cli: CliRunner, home: Path, tmp_path: Path,
                                                              monkeypatch: pytest.MonkeyPatch) -> None:
     keyring_dir = _keyring_env(monkeypatch)
