@@ -4,9 +4,9 @@
 :class:`~meta_tokenvault.fastread.FastStore` open a ``sqlite:///path`` store with, so both get the same settings:
 
 * **WAL journal mode**, set on a connection that can write (:func:`ensure_wal`). The mode is recorded in the
-  file, so a new database gets it when it is created and an existing one at its next write-capable open; it
-  is a no-op afterwards. A commit in WAL mode appends the changed pages to ``-wal`` and fsyncs once, where the
-  rollback journal wrote every page twice with two or three fsyncs.
+  file, so a new database gets it when it is created (once migrated: SqlStore.open) and an existing one at its
+  next write-capable open; it is a no-op afterwards. A commit in WAL mode appends the changed pages to
+  ``-wal`` and fsyncs once, where the rollback journal wrote every page twice with two or three fsyncs.
 * **synchronous=FULL** on every connection: the WAL is fsynced at every commit, so a commit that returned is
   durable across a power loss (NORMAL, WAL's usual companion, would only sync at checkpoints).
 * The ``-wal`` and ``-shm`` files SQLite creates get the database file's mode (0600: the store creates the file
@@ -44,7 +44,9 @@ def connect(path: Path, *, timeout: float = BUSY_TIMEOUT_S) -> sqlite3.Connectio
                            check_same_thread=False)
     try:
         conn.execute("PRAGMA synchronous=FULL")
-        if os.access(path.parent, os.W_OK) and os.access(path, os.W_OK):
+        # an empty file is left alone: it is a store `init` is making (SqlStore.open switches it once migrated),
+        # or one truncated, which the store reports as such rather than writing a header into it
+        if os.access(path.parent, os.W_OK) and os.access(path, os.W_OK) and path.stat().st_size > 0:
             ensure_wal(conn, timeout)
     except BaseException:
         conn.close()

@@ -11,14 +11,15 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
-from functools import partial
 from datetime import datetime, timedelta
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import Connection, Engine, bindparam, create_engine, delete, event, func, insert, or_, text, update
 from sqlalchemy import exc as sa_exc
@@ -173,6 +174,9 @@ class SqlStore:
                     )
                 if create or version < migrations.LATEST:
                     migrations.migrate(conn)
+            if path is not None and "?" not in url:  # a new file is created empty, and connected before its
+                with engine.connect() as conn:      # schema: switched to WAL now (a no-op when it already is)
+                    sqlitedb.ensure_wal(cast(sqlite3.Connection, conn.connection.driver_connection))
         except sa_exc.SQLAlchemyError as exc:
             engine.dispose()
             raise _translate(exc, url) from None
