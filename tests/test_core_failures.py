@@ -561,10 +561,20 @@ def _run_with_read_only(folder: Path, commands: list[tuple[list[str], str]], tmp
     return [Result(r["code"], r["out"], r["err"]) for r in json.loads(done.stdout.splitlines()[-1])]
 
 
+@pytest.mark.parametrize("journal", ["wal", "rollback-journal"])
 def test_a_read_only_home_serves_metadata_refuses_writes_with_exit_5_and_changes_nothing(
-        cli: CliRunner, vault: Vault, tmp_path: Path) -> None:
+        cli: CliRunner, vault: Vault, tmp_path: Path, journal: str) -> None:
     """Reads that need no audit event work; every write (and ``token reveal``, which must be audited) is exit 5;
-    ``keys rotate`` fails at its first database write, *before* making a new key in the (writable) keyring."""
+    ``keys rotate`` fails at its first database write, *before* making a new key in the (writable) keyring.
+    In WAL mode (what tokenvault makes) with no ``-wal``/``-shm`` (a clean close), and in rollback-journal mode
+    (a database made before WAL, never opened for writing since)."""
+    if journal == "rollback-journal":
+        conn = sqlite3.connect(vault.db)
+        try:
+            assert conn.execute("PRAGMA journal_mode=DELETE").fetchone() == ("delete",)
+        finally:
+            conn.close()
+    assert not (vault.home / "tokenvault.db-wal").exists() and not (vault.home / "tokenvault.db-shm").exists()
     before = vault.snapshot()
     import_args = ["token", "import", "new-one", "--business", "acme", "--system-user", "3", "--no-verify"]
     results = _run_with_read_only(vault.home, [

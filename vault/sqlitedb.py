@@ -44,14 +44,21 @@ def connect(path: Path, *, timeout: float = BUSY_TIMEOUT_S) -> sqlite3.Connectio
                            check_same_thread=False)
     try:
         conn.execute("PRAGMA synchronous=FULL")
-        # an empty file is left alone: it is a store `init` is making (SqlStore.open switches it once migrated),
-        # or one truncated, which the store reports as such rather than writing a header into it
-        if os.access(path.parent, os.W_OK) and os.access(path, os.W_OK) and path.stat().st_size > 0:
-            ensure_wal(conn, timeout)
+        switch_to_wal(conn, path, timeout)
     except BaseException:
         conn.close()
         raise
     return conn
+
+
+def switch_to_wal(conn: sqlite3.Connection, path: Path, timeout: float = BUSY_TIMEOUT_S) -> bool:
+    """:func:`ensure_wal` on ``conn`` (a connection to ``path``) when this process can write the file and its
+    folder and the file is not empty; True when the database is in WAL mode afterwards. An empty file is left
+    alone: it is a store ``init`` is making (SqlStore.open calls this again once it is migrated), or one that was
+    truncated, which the store reports as such rather than writing a header into it."""
+    if not (os.access(path.parent, os.W_OK) and os.access(path, os.W_OK) and path.stat().st_size > 0):
+        return False
+    return ensure_wal(conn, timeout)
 
 
 def ensure_wal(conn: sqlite3.Connection, timeout: float = BUSY_TIMEOUT_S) -> bool:

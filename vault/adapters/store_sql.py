@@ -176,7 +176,7 @@ class SqlStore:
                     migrations.migrate(conn)
             if path is not None and "?" not in url:  # a new file is created empty, and connected before its
                 with engine.connect() as conn:      # schema: switched to WAL now (a no-op when it already is)
-                    sqlitedb.ensure_wal(cast(sqlite3.Connection, conn.connection.driver_connection))
+                    sqlitedb.switch_to_wal(cast(sqlite3.Connection, conn.connection.driver_connection), path)
         except sa_exc.SQLAlchemyError as exc:
             engine.dispose()
             raise _translate(exc, url) from None
