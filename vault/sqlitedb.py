@@ -98,9 +98,10 @@ def _read_only_wal(path: Path) -> bool:
       ``-wal`` through them, or reports the error, never a stale database).
 
     What is left: a writer through another, writable mount of the same folder that opens the database after this
-    check. This process reads the database as it was (what the writer commits later is not seen, as if read just
-    before), unless that writer also checkpoints pages into the main file while this process is reading, which
-    SQLite reports as a corrupt read (an error; the read-only connection writes nothing, so the file is safe).
+    check. This process then reads the database as it was (what the writer commits later is not seen, as if read
+    just before), unless that writer also checkpoints pages into the main file while this process is reading
+    (at its close, or after ~1,000 pages): such a read can fail as corrupt or mix old and new pages. The
+    read-only connection writes nothing, so the file itself is never harmed; the window is one command's reads.
     Every write from this process fails as read-only, as it would without WAL.
     """
     folder = path.parent
