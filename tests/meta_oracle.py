@@ -350,3 +350,21 @@ def assert_declared_by_meta(requests: Iterable[SentRequest], sim: Any) -> list[s
 
 __all__ = ["Declaration", "RecordingTransport", "SentRequest", "app_secrets", "assert_declared_by_meta",
            "check_request", "from_httpx", "from_sim_log", "id_kinds", "reference_proof", "sdk_declarations"]
+
+
+def call_every_port_method(api: Any, world: Any) -> None:
+    """Each method of the Graph port once, in the order Meta's SDK declarations are listed by the tests (the demo
+    story does not refresh, read a node or a phone number): ``api`` a ``GraphApi``, ``world`` the simulator's
+    demo world."""
+    from meta_tokenvault.ports.graph import AppCredentials
+    from meta_tokenvault.types import Secret
+
+    app, admin = AppCredentials(world.app_id, Secret(world.app_secret)), Secret(world.admin_token)
+    assert api.list_system_users(world.business_id, app, admin)
+    assert api.system_user_created_time(world.old_admin_id, app, admin) is not None
+    api.install_app(world.employee_id, app, admin)
+    expiring = api.generate_token(world.old_admin_id, app, admin, ("whatsapp_business_management",), expiring=True)
+    assert api.debug_token(expiring, app).is_valid
+    refreshed = api.refresh_token(expiring, app)
+    assert api.check_whatsapp(refreshed.token, app, world.phone_number_id)
+    api.revoke_token(expiring, app, refreshed.token)

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from meta_oracle import assert_declared_by_meta, from_sim_log
+from meta_oracle import assert_declared_by_meta, call_every_port_method, from_sim_log
 
 from meta_tokenvault.adapters.graph_httpx import USER_AGENT, HttpxGraphApi
 from meta_tokenvault.adapters.graph_wire import ACCEPT_ENCODING, HttpxSender, StdlibSender, build_httpx_client
@@ -54,19 +54,10 @@ def _every_call(sender: str) -> tuple[GraphSimulator, list[Any]]:
     tokens on every run); the simulator's request log, each request's headers with the server's address (its
     port differs from run to run) checked and taken out."""
     sim, world = GraphSimulator.demo_world(clock=SimClock(START))
-    app, admin = AppCredentials(world.app_id, Secret(world.app_secret)), Secret(world.admin_token)
     with sim.serve() as server:
         api = _api(sender, server.url)
         try:
-            assert api.list_system_users(world.business_id, app, admin)
-            assert api.system_user_created_time(world.old_admin_id, app, admin) is not None
-            api.install_app(world.employee_id, app, admin)
-            expiring = api.generate_token(world.old_admin_id, app, admin, ("whatsapp_business_management",),
-                                          expiring=True)
-            assert api.debug_token(expiring, app).is_valid
-            refreshed = api.refresh_token(expiring, app)
-            assert api.check_whatsapp(refreshed.token, app, world.phone_number_id)
-            api.revoke_token(expiring, app, refreshed.token)
+            call_every_port_method(api, world)
         finally:
             _close(api)
         netloc = server.url.split("://", 1)[1]

@@ -12,6 +12,7 @@ from meta_oracle import (
     SentRequest,
     app_secrets,
     assert_declared_by_meta,
+    call_every_port_method,
     check_request,
     from_sim_log,
     id_kinds,
@@ -150,23 +151,11 @@ def test_nothing_recorded_is_a_failure(world: tuple[GraphSimulator, DemoWorld]) 
 def test_every_call_of_the_graph_port_is_declared_by_meta() -> None:
     """Each method of the client once (the demo does not refresh, read a node or a phone number)."""
     from meta_tokenvault.adapters.graph_httpx import HttpxGraphApi
-    from meta_tokenvault.ports.graph import AppCredentials
-    from meta_tokenvault.types import Secret
 
     sim, world = GraphSimulator.demo_world(clock=SimClock())
     recorder = RecordingTransport(sim.transport())
-    app, admin = AppCredentials(world.app_id, Secret(world.app_secret)), Secret(world.admin_token)
     with httpx.Client(transport=recorder) as client:
-        api = HttpxGraphApi(client, sleep=lambda _s: None)
-        assert api.list_system_users(world.business_id, app, admin)
-        assert api.system_user_created_time(world.old_admin_id, app, admin) is not None
-        api.install_app(world.employee_id, app, admin)
-        expiring = api.generate_token(world.old_admin_id, app, admin, ("whatsapp_business_management",),
-                                      expiring=True)
-        assert api.debug_token(expiring, app).is_valid
-        refreshed = api.refresh_token(expiring, app)
-        assert api.check_whatsapp(refreshed.token, app, world.phone_number_id)
-        api.revoke_token(expiring, app, refreshed.token)
+        call_every_port_method(HttpxGraphApi(client, sleep=lambda _s: None), world)
     sources = assert_declared_by_meta(recorder.requests, sim)
     assert sources == ["Business.get_system_users", "SystemUser.api_get", "User.create_application",
                        "User.create_access_token", "fixture /debug_token", "fixture /oauth/access_token",

@@ -33,23 +33,11 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Any]:
         made.append(name)
         if server is None:
             return f"sqlite:///{tmp_path / name / 'tokenvault.db'}"
-        conn = server.connect()
-        try:
-            with conn.cursor() as cur:
-                cur.execute(f'CREATE DATABASE "{name}"')
-        finally:
-            conn.close()
-        return str(server.url(name))
+        return server.create_database(name)
 
     yield make
     if server is not None:
-        conn = server.connect()
-        try:
-            with conn.cursor() as cur:
-                for name in made:
-                    cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        finally:
-            conn.close()
+        server.drop_databases(*made)
 
 
 def _exercise(store: SqlStore) -> list[Any]:

@@ -79,6 +79,24 @@ class EmbeddedPostgres:
         conn.autocommit = True
         return conn
 
+    def create_database(self, name: str) -> str:
+        """Create database ``name`` (a plain identifier); returns its SQLAlchemy URL."""
+        self._admin(f'CREATE DATABASE "{name}"')
+        return self.url(name)
+
+    def drop_databases(self, *names: str) -> None:
+        """Drop ``names`` if they exist, disconnecting whoever is still connected."""
+        self._admin(*(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)' for name in names))
+
+    def _admin(self, *statements: str) -> None:
+        conn = self.connect()
+        try:
+            with conn.cursor() as cur:
+                for statement in statements:
+                    cur.execute(statement)
+        finally:
+            conn.close()
+
 
 # --------------------------------------------------------------------------- process helpers
 def _alive(pid: int) -> bool:
@@ -281,18 +299,8 @@ def postgres_server() -> Iterator[EmbeddedPostgres]:
 def pg_url(postgres_server: EmbeddedPostgres) -> Iterator[str]:
     """A fresh database per test (``tv_<random>``), dropped afterwards; returns its SQLAlchemy URL."""
     name = f"tv_{secrets.token_hex(8)}"
-    conn = postgres_server.connect()
+    url = postgres_server.create_database(name)
     try:
-        with conn.cursor() as cur:
-            cur.execute(f'CREATE DATABASE "{name}"')
+        yield url
     finally:
-        conn.close()
-    try:
-        yield postgres_server.url(name)
-    finally:
-        conn = postgres_server.connect()
-        try:
-            with conn.cursor() as cur:
-                cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        finally:
-            conn.close()
+        postgres_server.drop_databases(name)

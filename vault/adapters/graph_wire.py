@@ -28,7 +28,8 @@ import zlib
 from collections.abc import Mapping
 from http.cookiejar import CookieJar
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
+
+from .plain_url import plain_http_url
 
 if TYPE_CHECKING:
     import http.client
@@ -104,13 +105,8 @@ def stdlib_sender_for(base_url: str, *, timeout: float, user_agent: str) -> Stdl
     """A :class:`StdlibSender` for ``base_url`` in the plain case, else None (the httpx client is used)."""
     from urllib.request import getproxies
 
-    try:
-        parts = urlsplit(base_url)
-        parts.port  # noqa: B018 - raises ValueError for a malformed port
-    except ValueError:
-        return None
-    if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment \
-            or parts.username is not None or parts.password is not None:
+    parts = plain_http_url(base_url)
+    if parts is None or parts.hostname is None:
         return None
     proxies = getproxies()  # what httpx's trust_env reads (its get_environment_proxies)
     if any(proxies.get(scheme) for scheme in ("http", "https", "all")):

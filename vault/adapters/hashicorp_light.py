@@ -25,6 +25,7 @@ from urllib.parse import quote, urlsplit
 
 from ..fallback import FastPathUnavailable
 from .hashicorp_client import DEFAULT_TIMEOUT
+from .plain_url import plain_http_url
 
 if TYPE_CHECKING:
     from ..config import Settings
@@ -78,13 +79,7 @@ class LightKvClient:
         url, token = settings.vault_addr, settings.vault_token
         if not url or not token or environ.get("TOKENVAULT_VAULT_SECRET_ID"):
             return None
-        try:
-            parts = urlsplit(url)
-            parts.port  # noqa: B018 - raises ValueError for a malformed port
-        except ValueError:
-            return None
-        if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment \
-                or parts.username is not None or parts.password is not None:
+        if plain_http_url(url) is None:
             return None
         return cls(url, token=token, namespace=settings.vault_namespace, ca_cert=settings.vault_ca_cert)
 
