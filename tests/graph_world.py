@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -68,6 +69,14 @@ def make_world(tmp_path: Path, *, start: datetime | None = None, db_url: str | N
     world = World(sim, ids, tmp_path / "home", db_url)
     seed(world)
     return world
+
+
+def served_world(tmp_path: Path, *, start: datetime) -> Iterator[tuple[World, str]]:
+    """A :func:`make_world` whose simulator answers over HTTP while the generator is open: ``(world, its URL)``,
+    for ``tokenvault`` subprocesses. Use it as a fixture's body: ``yield from served_world(...)``."""
+    world = make_world(tmp_path, start=start)
+    with world.sim.serve() as server:
+        yield world, server.url
 
 
 def seed(world: World) -> None:

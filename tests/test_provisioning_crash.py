@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from graph_world import World, make_world, valid_minted
+from graph_world import World, served_world, valid_minted
 
 from meta_tokenvault.types import TokenSource, TokenStatus
 
@@ -33,12 +33,7 @@ def tokenvault(world: World, url: str, *args: str, extra: dict[str, str] | None 
 
 @pytest.fixture
 def served(tmp_path: Path) -> Iterator[tuple[World, str]]:
-    world = make_world(tmp_path, start=datetime(2026, 1, 1, tzinfo=UTC))
-    server = world.sim.serve()
-    try:
-        yield world, server.url
-    finally:
-        server.close()
+    yield from served_world(tmp_path, start=datetime(2026, 1, 1, tzinfo=UTC))
 
 
 @pytest.mark.slow

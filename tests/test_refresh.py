@@ -23,7 +23,7 @@ from pathlib import Path
 import httpx
 import pytest
 from cli_support import SupervisedChild, short_sha
-from graph_world import SCOPES, World, make_world, valid_minted
+from graph_world import SCOPES, World, make_world, served_world, valid_minted
 from plugins.webhook import Webhook
 
 from meta_tokenvault.types import TokenSource, TokenStatus
@@ -42,12 +42,7 @@ def tokenvault(world: World, url: str, *args: str, stdin: str | None = None, ext
 @pytest.fixture
 def served(tmp_path: Path) -> Iterator[tuple[World, str]]:
     """A world whose simulator clock starts 57 days ago (the `tokenvault` processes use the real clock)."""
-    world = make_world(tmp_path, start=datetime.now(UTC) - timedelta(days=57))
-    server = world.sim.serve()
-    try:
-        yield world, server.url
-    finally:
-        server.close()
+    yield from served_world(tmp_path, start=datetime.now(UTC) - timedelta(days=57))
 
 
 def exchanges(world: World, since: int = 0) -> list[str]:

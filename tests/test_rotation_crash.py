@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 from cli_support import SupervisedChild, short_sha
-from graph_world import SCOPES, World, make_world, valid_minted
+from graph_world import SCOPES, World, make_world, served_world, valid_minted
 
 from meta_tokenvault.types import TokenStatus
 
@@ -35,12 +35,7 @@ def tokenvault(world: World, url: str, *args: str, extra: dict[str, str] | None 
 
 @pytest.fixture
 def served(tmp_path: Path) -> Iterator[tuple[World, str]]:
-    world = make_world(tmp_path, start=datetime.now(UTC))  # the subprocess uses the real clock
-    server = world.sim.serve()
-    try:
-        yield world, server.url
-    finally:
-        server.close()
+    yield from served_world(tmp_path, start=datetime.now(UTC))  # the subprocess uses the real clock
 
 
 @pytest.mark.slow
