@@ -58,13 +58,7 @@ class Served:
 
 def young_business(sim: GraphSimulator) -> tuple[str, str]:
     """A business whose only admin system user is two days old; returns (admin id, its token)."""
-    sim.add_business(YOUNG_BIZ, "Young Co")
-    sim.add_app(YOUNG_APP, YOUNG_SECRET, YOUNG_BIZ, name="young-app")
-    sim.add_waba(YOUNG_BIZ, YOUNG_WABA, name="Young WABA")
-    admin = sim.add_system_user(YOUNG_BIZ, name="young_first_admin", role="ADMIN",
-                                created_time=sim.clock.now() - timedelta(days=2), installed_apps=[YOUNG_APP])
-    token = sim.issue_token(YOUNG_APP, admin, ("business_management", *SCOPES))
-    return admin, token
+    return sim.add_young_business(YOUNG_BIZ, YOUNG_APP, YOUNG_SECRET, YOUNG_WABA, name="Young Co", slug="young")
 
 
 @pytest.fixture

@@ -177,15 +177,8 @@ def run_demo(*, keep: bool = False, home: Path | None = None,
 
 def _young_business(sim: Any, manager: Any, waba: str) -> None:
     """A second business, with WABA ``waba``, whose only admin system user is two days old (registered as newco)."""
-    from datetime import timedelta
-
     biz, app_id, secret = "1000000000041", "2000000000042", "n" * 32
-    sim.add_business(biz, "NewCo")
-    sim.add_app(app_id, secret, biz, name="newco-app")
-    sim.add_waba(biz, waba, name="NewCo WABA")
-    admin = sim.add_system_user(biz, name="newco_first_admin", role="ADMIN",
-                                created_time=sim.clock.now() - timedelta(days=2), installed_apps=[app_id])
-    token = sim.issue_token(app_id, admin, ("business_management", *WHATSAPP_SCOPES))
+    _admin, token = sim.add_young_business(biz, app_id, secret, waba, name="NewCo", slug="newco")
     manager.add_business("newco", biz, app_id, Secret(secret), Secret(token))
     manager.sync_system_users("newco")
 

@@ -9,7 +9,7 @@ import threading
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import replace
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from .auth import app_of_app_token, appsecret_proof
 from .clock import SimClock, as_utc
@@ -115,6 +115,19 @@ class SimState:
                 self.install_app(su_id, app_id)
             self.touch()
             return su_id
+
+    def add_young_business(self, business_id: str, app_id: str, app_secret: str, waba_id: str, *, name: str,
+                           slug: str, admin_age: timedelta = timedelta(days=2)) -> tuple[str, str]:
+        """A business as a newcomer has it: its app, one WABA and one admin system user ``admin_age`` old (its
+        only admin, so Meta's seven-day rule holds back a second one), with a token of that admin's
+        (``business_management`` and the WhatsApp scopes). Names come from ``name`` ("NewCo WABA") and ``slug``
+        ("newco-app", "newco_first_admin"). Returns (the admin's id, its token)."""
+        self.add_business(business_id, name)
+        self.add_app(app_id, app_secret, business_id, name=f"{slug}-app")
+        self.add_waba(business_id, waba_id, name=f"{name} WABA")
+        admin = self.add_system_user(business_id, name=f"{slug}_first_admin", role="ADMIN",
+                                     created_time=self.clock.now() - admin_age, installed_apps=[app_id])
+        return admin, self.issue_token(app_id, admin, ("business_management", *WHATSAPP_SCOPES))
 
     def install_app(self, system_user_id: str, app_id: str) -> None:
         """Install ``app_id`` for the system user (as ``POST /{su}/applications`` does)."""
