@@ -238,10 +238,10 @@ def test_the_fast_path_creates_a_missing_audit_head_as_the_full_path_would(full:
 
 def test_an_audit_append_that_fails_writes_nothing(full: TokenManager, settings: Settings,
                                                    monkeypatch: pytest.MonkeyPatch) -> None:
-    import meta_tokenvault.fastread
+    from meta_tokenvault import sqlitedb
 
     before = full.verify_audit()
-    monkeypatch.setattr(meta_tokenvault.fastread, "_BUSY_TIMEOUT_MS", 50)
+    monkeypatch.setattr(sqlitedb, "BUSY_TIMEOUT_S", 0.05)  # the fast path waits for the lock this long
     reader = open_fast(settings, environ={})
     assert reader is not None
     blocker = sqlite3.connect(_db(settings), isolation_level=None)

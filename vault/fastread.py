@@ -65,7 +65,6 @@ if TYPE_CHECKING:
 FAST_KEY_PROVIDERS = ("file", "env", "keyring")
 #: Secret backends the fast path reads: sealed blobs in the store, or one KV v2 read over http.client.
 FAST_BACKENDS = ("local", "vault")
-_BUSY_TIMEOUT_MS = 30_000  # as SqlStore's engine: wait for a writer rather than fail
 
 _T = TypeVar("_T")
 
@@ -105,7 +104,7 @@ class FastStore:
         if not path.is_file():
             return None
         try:  # as SqlStore's engine opens it: WAL, synchronous=FULL, a read-only folder (meta_tokenvault.sqlitedb)
-            conn = sqlitedb.connect(path, timeout=_BUSY_TIMEOUT_MS / 1000)
+            conn = sqlitedb.connect(path)
         except sqlite3.Error:
             return None
         return cls(conn, path)

@@ -28,12 +28,14 @@ _WAL_SWITCH_TIMEOUT_MS = 2_000  # switching to WAL needs the database to itself;
 _WAL_FORMAT = b"\x02\x02"  # the header's read/write format versions (bytes 18-19) of a database in WAL mode
 
 
-def connect(path: Path, *, timeout: float = BUSY_TIMEOUT_S) -> sqlite3.Connection:
+def connect(path: Path, *, timeout: float | None = None) -> sqlite3.Connection:
     """Open the existing database file ``path`` (never create it) for the store: read-write when possible,
     autocommit (``isolation_level=None``: the callers issue ``BEGIN IMMEDIATE`` themselves), usable from any
     thread, ``synchronous=FULL``, switched to WAL when it can be written (:func:`ensure_wal`).
 
+    ``timeout``: how long to wait for another process's lock (default :data:`BUSY_TIMEOUT_S`, read at the call).
     Raises :class:`sqlite3.Error` as :func:`sqlite3.connect` does (the callers translate it)."""
+    timeout = BUSY_TIMEOUT_S if timeout is None else timeout
     uri = path.resolve().as_uri()
     if _read_only_wal(path):
         return sqlite3.connect(f"{uri}?mode=ro&immutable=1", uri=True, timeout=timeout, isolation_level=None,

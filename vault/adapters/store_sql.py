@@ -964,7 +964,8 @@ def _make_engine(url: str) -> Engine:
                 # read-only folder: meta_tokenvault.sqlitedb)
                 engine = create_engine(url, creator=partial(sqlitedb.connect, path))
             else:  # in memory, or a URL with its own options: as given
-                engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
+                engine = create_engine(url, connect_args={"timeout": sqlitedb.BUSY_TIMEOUT_S,
+                                                             "check_same_thread": False})
 
             @event.listens_for(engine, "connect")
             def _sqlite_connect(dbapi_conn: Any, _record: Any) -> None:
@@ -972,7 +973,7 @@ def _make_engine(url: str) -> Engine:
                 # so read-modify-write (audit head, leases) cannot interleave between processes.
                 dbapi_conn.isolation_level = None
                 dbapi_conn.execute("PRAGMA foreign_keys=ON")
-                dbapi_conn.execute("PRAGMA busy_timeout=30000")
+                dbapi_conn.execute(f"PRAGMA busy_timeout={int(sqlitedb.BUSY_TIMEOUT_S * 1000)}")
                 dbapi_conn.execute("PRAGMA synchronous=FULL")  # (sqlitedb.connect sets it too) every commit durable
 
             driver_error: type[Exception] = engine.dialect.loaded_dbapi.Error
