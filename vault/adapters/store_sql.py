@@ -228,6 +228,9 @@ class SqlStore:
             head = getattr(self._ambient, "head", None)
             try:
                 with ambient.begin_nested():
+                    # SAVEPOINT now: the Session would emit it at its first ORM use only, and the statements run
+                    # through the driver (_x) do not use it: without this they were not undone with the savepoint
+                    ambient.connection()
                     yield
             except sa_exc.SQLAlchemyError as exc:
                 self._ambient.head = head  # the savepoint's audit events are undone: so is what they did to the head
