@@ -7,6 +7,7 @@ PostgreSQL comes from the ``postgres_server``/``pg_url`` fixtures of ``tests/plu
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -196,6 +197,37 @@ def test_audit_append_and_verify(manager: TokenManager) -> None:
     assert [e.action for e in events] == ["init", "business.add", "token.import", "token.reveal"]
     assert [e.id for e in events] == [1, 2, 3, 4]
     assert all(later.prev_hash == earlier.hash for earlier, later in zip(events, events[1:], strict=False))
+
+
+def test_audit_events_in_one_transaction_are_the_events_appended_one_by_one(db_url: str, tmp_path: Path) -> None:
+    """A transaction reads and checks the head once and writes it (with its MAC) once, at its end: its events,
+    including around a savepoint that is rolled back, must be byte for byte those of one commit per event."""
+    from meta_tokenvault.audit import head_key
+
+    key = head_key(b"k" * 32)
+    events = [("rotation.start", "prod", {"rotation": 1, "kind": "rotate"}), ("rotation.minting", "prod", {"n": 2}),
+              ("rotation.stored", "other", {"é": "ü\u2028"}), ("rotation.done", "prod", {})]
+    other_url = f"sqlite:///{tmp_path / 'other' / 'tokenvault.db'}"
+    rows = []
+    for url, together in ((db_url, True), (other_url, False)):
+        store = SqlStore.open(url, create=True)
+        try:
+            store.append_audit("tv", "init", "", {}, T0, head_key=key)  # a keyed head to start from
+            with store.transaction() if together else contextlib.nullcontext():
+                for i, (action, subject, details) in enumerate(events):
+                    store.append_audit("tv", action, subject, details, T0 + timedelta(seconds=i), head_key=key)
+                    if together and i == 1:
+                        with pytest.raises(AlreadyExists), store.transaction():  # undone: the head too
+                            store.append_audit("tv", "undone", "prod", {}, T0, head_key=key)
+                            store.put_wrapped_key("p", "a", b"x")
+                            store.put_wrapped_key("p", "b", b"y")
+            assert store.verify_audit(head_key=key) == 1 + len(events)
+            rows.append(([(e.id, e.at, e.action, e.subject, e.details, e.prev_hash, e.hash)
+                          for e in store.list_audit()], store.get_setting("audit_head")))
+        finally:
+            store.close()
+    assert rows[0] == rows[1]
+    assert json.loads(rows[0][1])["seq"] == 1 + len(events) and "mac" in json.loads(rows[0][1])
 
 
 @pytest.mark.parametrize(

@@ -133,12 +133,21 @@ def next_link(head: str | None, actor: str, action: str, subject: str, details: 
     previous hash and hash, and the new head value (keyed with ``key``). Pure; the caller holds the head's
     lock while it inserts the event. Raises :class:`AuditChainBroken` if ``key`` does not verify ``head``."""
     seq, prev = read_head(head, key)
+    return link_after(seq, prev, actor, action, subject, details, now, key)
+
+
+def link_after(seq: int, prev: str, actor: str, action: str, subject: str, details: Mapping[str, Any],
+               now: datetime, key: bytes | None = None, *, head: bool = True) -> AuditLink:
+    """The event that follows event ``seq`` whose hash is ``prev`` (:func:`read_head`'s pair, or the link before
+    it). ``head=False``: the link's ``head`` is left empty, for a writer that appends several events in one
+    transaction and writes the head once, at its end, as :func:`encode_head` of the last link's seq and hash
+    (the value ``head=True`` would have given it, with the same ``key``)."""
     at = as_utc(now)
     body = encode_details(details)
     digest = audit_hash(seq + 1, prev, at, actor, action, subject, body)
     return AuditLink(seq=seq + 1, at=at, actor=actor, action=action, subject=subject, details=body,
-                     prev_hash=prev, hash=digest, head=encode_head(seq + 1, digest, key))
+                     prev_hash=prev, hash=digest, head=encode_head(seq + 1, digest, key) if head else "")
 
 
 __all__ = ["AUDIT_HEAD", "GENESIS", "AuditLink", "audit_hash", "encode_details", "encode_head", "head_key",
-           "missing_head", "next_link", "read_head"]
+           "link_after", "missing_head", "next_link", "read_head"]

@@ -65,6 +65,7 @@ class VaultContext:
         self.actor = actor
         self.renewal: Renewal = renewal or Renewal()  # when run-due refreshes and verifies (config.Settings)
         self._fp_key: bytes | None = None
+        self._head_key: tuple[bytes, bytes] | None = None  # (the fingerprint key, the head key derived from it)
 
     # ------------------------------------------------------------------ ports
     @property
@@ -109,9 +110,13 @@ class VaultContext:
         """The audit head's MAC key (:func:`meta_tokenvault.audit.head_key`); None before init made the
         fingerprint key."""
         try:
-            return audit_head_key(self.fingerprint_key())
+            fp_key = self.fingerprint_key()
         except NotFound:
             return None
+        derived = self._head_key
+        if derived is None or derived[0] is not fp_key:  # derived once per fingerprint key (every audit event asks)
+            derived = self._head_key = (fp_key, audit_head_key(fp_key))
+        return derived[1]
 
     # ------------------------------------------------------------------ fingerprints
     def fingerprint(self, secret: Secret) -> str:

@@ -20,8 +20,8 @@ Only the storage and transport calls differ; everything else is the code the ful
   only a plain 200; anything else goes to the full path and hvac's one error table;
 * the SQL is :mod:`meta_tokenvault.queries`' (SqlStore runs the very same statements), whose tables and columns the
   tests check against :mod:`meta_tokenvault.models`;
-* audit events are computed by :func:`meta_tokenvault.audit.next_link`, the function SqlStore uses, so the hash
-  chain cannot fork;
+* audit events are computed by :func:`meta_tokenvault.audit.next_link` (over
+  :func:`~meta_tokenvault.audit.link_after`, which SqlStore uses), so the hash chain cannot fork;
 * configuration, backend and key-provider choice are :mod:`meta_tokenvault.config` and :mod:`meta_tokenvault.wiring`'s.
 
 When it is used

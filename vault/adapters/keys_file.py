@@ -3,6 +3,10 @@
 For headless machines without an OS keyring. Each key is ``master-<key id>.key`` (base64), created with
 O_EXCL and never overwritten; ``current`` names the current key and is replaced atomically. A key file
 that other users can read is refused: the key must be as private as the secrets it protects.
+
+Each use of a key checks its file (``stat``: present, private, unchanged); the file is read again only when it
+changed (another inode, size, modification or change time), so a bulk rotation, which wraps and unwraps a data
+key several times per token, does not read and decode the same files thousands of times.
 """
 
 from __future__ import annotations
@@ -25,6 +29,8 @@ class FileKeyProvider(LocalKeyProvider):
 
     def __init__(self, keys_dir: Path) -> None:
         self.keys_dir = Path(keys_dir)
+        self._keys: dict[str, tuple[tuple[int, ...], bytes]] = {}  # key id -> (its file's signature, the key)
+        self._current_read: tuple[tuple[int, ...], str | None] | None = None  # ("current"'s signature, its id)
 
     def availability(self) -> Availability:
         folder = self.keys_dir if self.keys_dir.exists() else self.keys_dir.parent
@@ -48,11 +54,17 @@ class FileKeyProvider(LocalKeyProvider):
         problem = private_file_problem(path, info, "key file")
         if problem is not None:
             raise problem.error()
+        signature = _signature(info)
+        known = self._keys.get(key_id)
+        if known is not None and known[0] == signature:
+            return known[1]
         try:
             text = path.read_text()
         except PermissionError:
             raise BackendUnavailable(f"Cannot read the key file {path}: permission denied.") from None
-        return decode_key(text, f"The key file {path.name}")
+        key = decode_key(text, f"The key file {path.name}")
+        self._keys[key_id] = (signature, key)
+        return key
 
     def _store(self, key_id: str, key: bytes) -> None:
         ensure_private_dir(self.keys_dir)
@@ -60,12 +72,18 @@ class FileKeyProvider(LocalKeyProvider):
             create_private_file(self._path(key_id), (encode_key(key) + "\n").encode())
 
     def _current(self) -> str | None:
+        path = self.keys_dir / "current"
         try:
-            value = (self.keys_dir / "current").read_text().strip()
+            signature = _signature(os.stat(path))
+            known = self._current_read
+            if known is not None and known[0] == signature:
+                return known[1]
+            value = path.read_text().strip() or None
         except FileNotFoundError:
             ids = self.key_ids()
             return ids[0] if len(ids) == 1 else None
-        return value or None
+        self._current_read = (signature, value)
+        return value
 
     def _set_current(self, key_id: str) -> None:
         ensure_private_dir(self.keys_dir)
@@ -82,3 +100,8 @@ class FileKeyProvider(LocalKeyProvider):
             raise InvalidInput("Refusing to retire the current master key.")
         with contextlib.suppress(FileNotFoundError):
             self._path(key_id).unlink()
+
+
+def _signature(info: os.stat_result) -> tuple[int, ...]:
+    """What changes when a file is replaced or rewritten: its inode, size, modification and change times."""
+    return info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns, info.st_ctime_ns

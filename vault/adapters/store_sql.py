@@ -15,7 +15,7 @@ import sqlite3
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import partial
 from pathlib import Path
@@ -27,7 +27,7 @@ from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, select
 
 from .. import migrations, models, queries, sqlitedb
-from ..audit import AUDIT_HEAD, GENESIS, audit_hash, encode_head, missing_head, next_link, read_head
+from ..audit import AUDIT_HEAD, GENESIS, audit_hash, encode_head, link_after, missing_head, read_head
 from ..errors import (
     AlreadyExists,
     AuditChainBroken,
@@ -264,11 +264,11 @@ class SqlStore:
 
     def _write_head(self, s: Session) -> None:
         """Write the audit head that this thread's transaction moved (:meth:`append_audit` writes it once per
-        transaction, at its end, rather than once per event)."""
+        transaction, at its end, rather than once per event; its MAC is computed then, once)."""
         head: _Head | None = getattr(self._ambient, "head", None)
         if head is not None and head.dirty:
-            self._x(s, _W.setting_update, {"b_key": AUDIT_HEAD, "value": head.value})
-            self._ambient.head = _Head(head.value, dirty=False)
+            self._x(s, _W.setting_update, {"b_key": AUDIT_HEAD, "value": encode_head(head.seq, head.hash, head.key)})
+            self._ambient.head = _Head(head.seq, head.hash, head.key, dirty=False)
 
     def schema_version(self) -> int:
         try:
@@ -617,12 +617,14 @@ class SqlStore:
                 pass
             self._audit_head_missing = False
         # Statements built once: bulk rotation appends several events per token. Inside transaction(), the
-        # head is read (and locked) by the first event only and written once, when the transaction ends.
+        # head is read (and locked, and its MAC checked) by the first event only; the events after it follow the
+        # link before them, and the head (with its MAC) is written once, when the transaction ends.
         in_transaction = getattr(self._ambient, "session", None) is not None
         with self.session() as s:
             cached: _Head | None = getattr(self._ambient, "head", None) if in_transaction else None
+            value: str | None = None
             if cached is not None:
-                value: str | None = cached.value
+                link = link_after(cached.seq, cached.hash, actor, action, subject, details, now, head_key, head=False)
             else:
                 head = self._x(s, _W.head_for_update, {"b_key": AUDIT_HEAD}).first()
                 if head is None:  # deleted since we looked
@@ -630,16 +632,18 @@ class SqlStore:
                     if last:
                         raise missing_head(int(last))
                 value = head[0] if head else None
-            link = next_link(value, actor, action, subject, details, now, head_key)
+                seq, prev = read_head(value, head_key)
+                keep = in_transaction and value is not None  # the head is written at the transaction's end
+                link = link_after(seq, prev, actor, action, subject, details, now, head_key, head=not keep)
             self._x(s, _W.audit_insert, {"seq": link.seq, "at": link.at, "actor": link.actor, "action": link.action,
                                            "subject": link.subject, "details": link.details,
                                            "prev_hash": link.prev_hash, "hash": link.hash})
-            if value is None:
+            if cached is None and value is None:
                 self._x(s, _W.setting_insert, {"key": AUDIT_HEAD, "value": link.head})
             elif not in_transaction:
                 self._x(s, _W.setting_update, {"b_key": AUDIT_HEAD, "value": link.head})
             if in_transaction:
-                self._ambient.head = _Head(link.head, dirty=value is not None)
+                self._ambient.head = _Head(link.seq, link.hash, head_key, dirty=cached is not None or value is not None)
             return link.seq
 
     def key_audit_head(self, head_key: bytes, expected_seq: int) -> None:
@@ -900,9 +904,12 @@ class SqlStore:
 
 @dataclass(frozen=True, slots=True)
 class _Head:
-    """The audit head as a transaction left it; ``dirty``: not written yet (see :meth:`SqlStore._write_head`)."""
+    """The audit head as a transaction left it: the last event's seq and hash and the MAC key of its append;
+    ``dirty``: not written yet (see :meth:`SqlStore._write_head`)."""
 
-    value: str
+    seq: int
+    hash: str
+    key: bytes | None = field(repr=False)
     dirty: bool
 
 
