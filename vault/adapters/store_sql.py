@@ -128,6 +128,10 @@ class SqlStore:
         # queue on a lock rather than in SQLite's busy handler (which sleeps up to 100 ms between tries).
         self._serial = threading.RLock() if engine.dialect.name == "sqlite" else None
         self._direct = DirectStatements(engine)
+        # A SQLite file: its transactions take turns (_serial) on one connection and one Session, kept open
+        # (see session()); None until the first one, and again after an error of the database.
+        self._one_writer = self._serial is not None and _sqlite_path(url) is not None
+        self._writer: Session | None = None
 
     # ------------------------------------------------------------------ opening
     @classmethod
@@ -194,7 +198,17 @@ class SqlStore:
         return _safe_url(self.url)
 
     def close(self) -> None:
+        self._drop_writer()
         self.engine.dispose()
+
+    def _drop_writer(self) -> None:
+        """Close the kept Session and give its connection back (the next transaction opens new ones)."""
+        writer, self._writer = self._writer, None
+        if writer is not None:
+            bind = writer.bind
+            writer.close()
+            if isinstance(bind, Connection):
+                bind.close()
 
     @contextmanager
     def session(self) -> Iterator[Session]:
@@ -210,11 +224,38 @@ class SqlStore:
                 if ambient.identity_map:
                     ambient.expunge_all()  # the next call reads rows afresh, as in a session of its own
                 return
+            if self._one_writer:
+                assert self._serial is not None
+                with self._serial:
+                    yield from self._writer_transaction()
+                return
             with self._serial or nullcontext(), Session(self.engine, expire_on_commit=False) as session, \
                     session.begin():
                 yield session
         except sa_exc.SQLAlchemyError as exc:
             raise _translate(exc, self.url) from None
+
+    def _writer_transaction(self) -> Iterator[Session]:
+        """A transaction of a SQLite file (the caller holds ``_serial``): on the kept Session, bound to the kept
+        connection, which it begins (``BEGIN IMMEDIATE``) and commits or rolls back as a Session of its own would.
+        A Session and a pool checkout per transaction cost more CPU than a rotation step's statements, and one
+        connection keeps its page cache from one transaction to the next. Rows are not kept in it afterwards
+        (each transaction reads afresh); an error of the database (or an interrupt) drops it: the next
+        transaction opens a new one, as before."""
+        writer = self._writer
+        if writer is None:
+            writer = self._writer = Session(bind=self.engine.connect(), expire_on_commit=False)
+        try:
+            with writer.begin():
+                yield writer
+        except (sa_exc.IntegrityError, VaultError):
+            raise  # refused by a constraint or by the store's own checks: rolled back, the connection is sound
+        except BaseException:
+            self._drop_writer()
+            raise
+        finally:
+            if writer.identity_map:
+                writer.expunge_all()
 
     @contextmanager
     def transaction(self) -> Iterator[None]:
