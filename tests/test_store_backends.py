@@ -230,6 +230,20 @@ def test_audit_events_in_one_transaction_are_the_events_appended_one_by_one(db_u
     assert json.loads(rows[0][1])["seq"] == 1 + len(events) and "mac" in json.loads(rows[0][1])
 
 
+def test_each_transaction_reads_what_other_connections_committed(store: SqlStore, db_url: str) -> None:
+    """SQLite's transactions share one kept connection and Session: rows read by one (the ORM keeps them) must
+    not be served to the next one after another connection (another process) changed them."""
+    store.set_setting("shared", "one")
+    assert store.get_setting("shared") == "one"
+    _sql(db_url, "UPDATE tv_setting SET value = 'two' WHERE key = 'shared'")
+    assert store.get_setting("shared") == "two"
+    with pytest.raises(AlreadyExists):  # a refused write rolls back; the next transaction goes on as usual
+        store.put_wrapped_key("p", "a", b"x")
+        store.put_wrapped_key("p", "b", b"y")
+    store.set_setting("after", "ok")
+    assert (store.get_wrapped_key("p"), store.get_setting("after")) == (("a", b"x"), "ok")
+
+
 @pytest.mark.parametrize(
     ("tamper", "bad_event"),
     [
