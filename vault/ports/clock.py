@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Protocol
 
+from ..types import utcnow
+
 
 class Clock(Protocol):
     def now(self) -> datetime:
@@ -16,6 +18,4 @@ class SystemClock:
     """The real clock."""
 
     def now(self) -> datetime:
-        from ..types import utcnow
-
-        return utcnow()
+        return utcnow()  # (imported once: an import in the function costs more than the clock, ~20 times a rotation)
