@@ -248,6 +248,34 @@ def test_digests_are_hashlibs_and_hmacs(key: bytes, data: bytes, other: bytes) -
     assert audit.read_head(audit.encode_head(7, data.hex(), key), key) == (7, data.hex())
 
 
+_json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3), max_leaves=8)
+
+
+@PROPS
+@given(details=st.dictionaries(st.text(max_size=12), _json_values | st.datetimes(), max_size=6),
+       seq=st.integers(min_value=1), prev=st.text(max_size=64), actor=st.text(), action=st.text(), subject=st.text(),
+       at=st.datetimes())
+def test_audit_texts_are_json_dumps_texts(details: dict[str, object], seq: int, prev: str, actor: str, action: str,
+                                          subject: str, at: object) -> None:
+    # the details and the canonical text hashed are written by encoders made once: the texts json.dumps writes
+    # with the same options, so every stored event still verifies (any text: escapes, U+2028, astral planes)
+    import hashlib
+    import json
+    from datetime import datetime
+
+    from meta_tokenvault import audit
+
+    assert isinstance(at, datetime)
+    body = audit.encode_details(details)
+    assert body == json.dumps(details, sort_keys=True, separators=(",", ":"), default=str)
+    canonical = json.dumps([seq, prev, at.isoformat(timespec="microseconds"), actor, action, subject, body],
+                           separators=(",", ":"))
+    expected = hashlib.sha256(canonical.encode()).hexdigest()
+    assert audit.audit_hash(seq, prev, at, actor, action, subject, body) == expected
+
+
 @pytest.mark.parametrize("mac", ["", "zz", "AB" * 32, " " + "ab" * 32, "é" * 64, "00" * 31], ids=[
     "empty", "not-hex", "upper-case", "space", "non-ascii", "short"])
 def test_a_head_mac_that_is_not_the_macs_own_text_is_tampering(mac: str) -> None:

@@ -28,18 +28,22 @@ from .types import as_utc
 
 GENESIS = "0" * 64
 AUDIT_HEAD = "audit_head"
+# json.dumps builds an encoder per call when given options: these are the encoders it builds, made once (the
+# same text; a rotation hashes seven events)
+_CANONICAL = json.JSONEncoder(separators=(",", ":"))
+_DETAILS = json.JSONEncoder(sort_keys=True, separators=(",", ":"), default=str)
 
 
 def audit_hash(seq: int, prev: str, at: datetime, actor: str, action: str, subject: str, details: str) -> str:
     """The chain link: SHA-256 over the event's canonical fields and the previous hash."""
-    canonical = json.dumps([seq, prev, at.replace(tzinfo=None).isoformat(timespec="microseconds"), actor, action,
-                            subject, details], separators=(",", ":"))
+    canonical = _CANONICAL.encode([seq, prev, at.replace(tzinfo=None).isoformat(timespec="microseconds"), actor,
+                                   action, subject, details])
     return sha256(canonical.encode()).hex()
 
 
 def encode_details(details: Mapping[str, Any]) -> str:
     """An event's details as stored and hashed: canonical JSON (sorted keys, no spaces)."""
-    return json.dumps(details, sort_keys=True, separators=(",", ":"), default=str)
+    return _DETAILS.encode(details)
 
 
 def head_key(fingerprint_key: bytes) -> bytes:
