@@ -72,23 +72,10 @@ class DirectStatements:
         """Run ``stmt`` with ``params`` on ``conn`` (an SQLAlchemy connection in a transaction); a
         :class:`Result` (or SQLAlchemy's own result, for a statement it runs itself)."""
         values = params or {}
-        key = (stmt, tuple(sorted(values)))  # the statement itself (alive while cached): built once, by its owner
-        plan = self._plans.get(key, False)
-        if plan is False:
-            plan = self._compile(stmt, key[1])
-            with self._lock:
-                if len(self._plans) < self.MAX_PLANS:
-                    self._plans[key] = plan
+        plan = self._plan(stmt, values)
         if plan is None:
             return conn.execute(stmt, dict(values))  # type: ignore[call-overload]
-        assert isinstance(plan, _Plan)
-        processors, fixed = plan.processors, plan.fixed
-        bound: list[Any] = []
-        for name in plan.binds:
-            value = values[name] if name in values else fixed[name]
-            proc = processors.get(name)
-            bound.append(proc(value) if proc is not None and value is not None else value)
-        args: Any = dict(zip(plan.binds, bound, strict=True)) if plan.named else tuple(bound)
+        args = self._args(plan, values)
         cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
         try:
             try:
@@ -105,6 +92,50 @@ class DirectStatements:
             return Result(rows, cursor.rowcount, inserted)
         finally:
             cursor.close()
+
+    def executemany(self, conn: Connection, stmt: ClauseElement, rows: Sequence[Mapping[str, Any]]) -> None:
+        """Run ``stmt`` (an INSERT or UPDATE, nothing read back) once per parameter set of ``rows`` (each with the
+        same names), in one call of the driver's ``executemany``; one :meth:`execute` each when the statement is
+        one SQLAlchemy runs itself or reads a value back (``RETURNING``)."""
+        if not rows:
+            return
+        plan = self._plan(stmt, rows[0])
+        if plan is None or plan.returning or len(rows) == 1:
+            for values in rows:
+                self.execute(conn, stmt, values)
+            return
+        args = [self._args(plan, values) for values in rows]
+        cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+        try:
+            try:
+                cursor.executemany(plan.sql, args)
+            except self._dbapi_error as exc:
+                raise sa_exc.DBAPIError.instance(plan.sql, None, exc, self._dbapi_error, hide_parameters=True,
+                                                 dialect=self.dialect) from None
+        finally:
+            cursor.close()
+
+    def _plan(self, stmt: ClauseElement, values: Mapping[str, Any]) -> _Plan | None:
+        key = (stmt, tuple(sorted(values)))  # the statement itself (alive while cached): built once, by its owner
+        plan = self._plans.get(key, False)
+        if plan is False:
+            plan = self._compile(stmt, key[1])
+            with self._lock:
+                if len(self._plans) < self.MAX_PLANS:
+                    self._plans[key] = plan
+        assert plan is None or isinstance(plan, _Plan)
+        return plan
+
+    @staticmethod
+    def _args(plan: _Plan, values: Mapping[str, Any]) -> Any:
+        """The driver's parameters: each bound value through its type's processor, in the plan's style."""
+        processors, fixed = plan.processors, plan.fixed
+        bound: list[Any] = []
+        for name in plan.binds:
+            value = values[name] if name in values else fixed[name]
+            proc = processors.get(name)
+            bound.append(proc(value) if proc is not None and value is not None else value)
+        return dict(zip(plan.binds, bound, strict=True)) if plan.named else tuple(bound)
 
     def _rows(self, plan: _Plan, description: Sequence[Any], raw: list[Any]) -> list[Any]:
         if plan.row is None:

@@ -268,25 +268,31 @@ class SqlStore:
         if ambient is not None:
             head = getattr(self._ambient, "head", None)
             try:
+                self._flush_audit(ambient)  # the events before the savepoint are not its own
                 with ambient.begin_nested():
                     # SAVEPOINT now: the Session would emit it at its first ORM use only, and the statements run
                     # through the driver (_x) do not use it: without this they were not undone with the savepoint
                     ambient.connection()
                     yield
+                    self._flush_audit(ambient)  # its events are written (or refused) inside it
             except sa_exc.SQLAlchemyError as exc:
-                self._ambient.head = head  # the savepoint's audit events are undone: so is what they did to the head
+                self._undo_audit(head)  # the savepoint's audit events are undone: so is what they did to the head
                 raise _translate(exc, self.url) from None
             except BaseException:
-                self._ambient.head = head
+                self._undo_audit(head)
                 raise
             return
         with self.session() as s:
-            self._ambient.session, self._ambient.head, self._ambient.conn = s, None, None
+            self._ambient.session, self._ambient.head, self._ambient.conn, self._ambient.audit = s, None, None, []
             try:
                 yield
                 self._write_head(s)
             finally:
-                self._ambient.session = self._ambient.head = self._ambient.conn = None
+                self._ambient.session = self._ambient.head = self._ambient.conn = self._ambient.audit = None
+
+    def _undo_audit(self, head: _Head | None) -> None:
+        self._ambient.head = head
+        self._ambient.audit = []
 
     def _conn(self, s: Session) -> Connection:
         """``s.connection()``; inside :meth:`transaction`, the one connection it runs on, looked up once (savepoints
@@ -303,9 +309,18 @@ class SqlStore:
         directly (:mod:`.sql_direct`: SQLAlchemy's per-statement work costs more than the statement)."""
         return self._direct.execute(self._conn(s), stmt, params)
 
+    def _flush_audit(self, s: Session) -> None:
+        """Insert the audit events this thread's transaction appended and has not written yet (one
+        ``executemany``): before the transaction (or a savepoint) ends, and before the trail is read in it."""
+        pending: list[dict[str, Any]] | None = getattr(self._ambient, "audit", None)
+        if pending:
+            self._ambient.audit = []
+            self._direct.executemany(self._conn(s), _W.audit_insert, pending)
+
     def _write_head(self, s: Session) -> None:
-        """Write the audit head that this thread's transaction moved (:meth:`append_audit` writes it once per
-        transaction, at its end, rather than once per event; its MAC is computed then, once)."""
+        """Write the audit events and the head that this thread's transaction moved (:meth:`append_audit` writes
+        the head once per transaction, at its end, rather than once per event; its MAC is computed then, once)."""
+        self._flush_audit(s)
         head: _Head | None = getattr(self._ambient, "head", None)
         if head is not None and head.dirty:
             self._x(s, _W.setting_update, {"b_key": AUDIT_HEAD, "value": encode_head(head.seq, head.hash, head.key)})
@@ -676,9 +691,12 @@ class SqlStore:
                 seq, prev = read_head(value, head_key)
                 keep = in_transaction and value is not None  # the head is written at the transaction's end
                 link = link_after(seq, prev, actor, action, subject, details, now, head_key, head=not keep)
-            self._x(s, _W.audit_insert, {"seq": link.seq, "at": link.at, "actor": link.actor, "action": link.action,
-                                           "subject": link.subject, "details": link.details,
-                                           "prev_hash": link.prev_hash, "hash": link.hash})
+            row = {"seq": link.seq, "at": link.at, "actor": link.actor, "action": link.action, "subject": link.subject,
+                   "details": link.details, "prev_hash": link.prev_hash, "hash": link.hash}
+            if in_transaction:  # inserted with the transaction's other events, in one executemany (_flush_audit)
+                self._ambient.audit.append(row)
+            else:
+                self._x(s, _W.audit_insert, row)
             if cached is None and value is None:
                 self._x(s, _W.setting_insert, {"key": AUDIT_HEAD, "value": link.head})
             elif not in_transaction:
@@ -707,6 +725,7 @@ class SqlStore:
 
     def list_audit(self, limit: int | None = None, subject: str | None = None) -> list[AuditEventRecord]:
         with self.session() as s:
+            self._flush_audit(s)
             query = select(models.AuditEventRow).order_by(col(models.AuditEventRow.seq).desc())
             if subject is not None:
                 query = query.where(col(models.AuditEventRow.subject) == subject)
