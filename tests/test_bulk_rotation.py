@@ -21,7 +21,7 @@ from meta_tokenvault.adapters.store_sql import SqlStore
 from meta_tokenvault.config import Settings, parse_rate_limit
 from meta_tokenvault.errors import InvalidInput, NotFound
 from meta_tokenvault.testing.graph_sim import GraphSimulator, SimClock
-from meta_tokenvault.usecases.rotate import GroupCommit
+from meta_tokenvault.usecases.rotate import GroupCommit, _Signal
 
 SCOPES = "whatsapp_business_management,whatsapp_business_messaging"
 LABELS = [f"bulk-{i}" for i in range(8)]
@@ -183,6 +183,19 @@ def wait_until(condition: object, timeout: float = 10.0) -> None:
     while not condition():  # type: ignore[operator]
         assert time.monotonic() < deadline, "condition not reached"
         time.sleep(0.005)
+
+
+def test_a_group_commit_signal_wakes_its_waiter_and_may_be_set_twice() -> None:
+    signal, woke = _Signal(), threading.Event()
+    waiter = threading.Thread(target=lambda: (signal.wait(), woke.set()))
+    waiter.start()
+    assert not woke.wait(0.05)  # blocked until set
+    signal.set()
+    waiter.join(10)
+    assert woke.is_set()
+    signal.set()  # set again (a waiter handed the lead is set once more when its write is committed)
+    signal.wait()
+    signal.wait()  # stays set
 
 
 # driver_first: the failing write's first statements run through the driver (the store's _x), whose savepoint

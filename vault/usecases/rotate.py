@@ -35,9 +35,10 @@ reads each business's app secret and admin token once.
 
 from __future__ import annotations
 
+import _thread
 import threading
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import AbstractContextManager, contextmanager, nullcontext
+from contextlib import AbstractContextManager, contextmanager, nullcontext, suppress
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
@@ -91,13 +92,34 @@ class RotationOutcome:
 _T = TypeVar("_T")
 
 
+class _Signal:
+    """What a group commit's waiter needs of ``threading.Event`` (``set``, ``wait``), as one lock held until
+    set: an Event is a Condition over a lock, and a rotation makes five of them. ``set`` may come twice (a waiter
+    handed the lead is set again when its own write is committed); ``wait`` returns at once once set."""
+
+    __slots__ = ("_lock",)
+
+    def __init__(self) -> None:
+        self._lock = _thread.allocate_lock()
+        self._lock.acquire()
+
+    def set(self) -> None:
+        with suppress(RuntimeError):  # set already
+            self._lock.release()
+
+    def wait(self) -> None:
+        self._lock.acquire()
+        with suppress(RuntimeError):  # set again meanwhile: it stays set (released) all the same
+            self._lock.release()
+
+
 @dataclass(eq=False)
 class _Pending(Generic[_T]):
     work: Callable[[], _T]
     behind: bool = False  # nobody waits for it (write-behind)
     tag: str = ""  # whose write it is (a label), for drain()
     after: Callable[[], None] | None = None  # run by the committing thread once it is durable
-    ready: threading.Event = field(default_factory=threading.Event)
+    ready: _Signal = field(default_factory=_Signal)
     lead: bool = False
     result: _T | None = None
     error: BaseException | None = None
