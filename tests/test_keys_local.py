@@ -78,6 +78,37 @@ def test_file_provider_refuses_a_world_readable_key(tmp_path: Path) -> None:
     assert "chmod 600" in info.value.hint
 
 
+def test_file_provider_checks_its_files_at_every_use_after_it_has_read_them(tmp_path: Path) -> None:
+    """The key read once is reused only while its file is unchanged: a file made readable, replaced, removed,
+    or a new ``current``, is seen at the next use, as when every use read the files."""
+    keys = tmp_path / "keys"
+    provider = FileKeyProvider(keys)
+    key_id = provider.create_key()
+    wrapped = provider.wrap(b"d" * 32, b"aad")
+    assert provider.unwrap(key_id, wrapped[1], b"aad") == b"d" * 32
+    path = keys / f"master-{key_id}.key"
+    path.chmod(0o644)
+    with pytest.raises(InvalidInput):
+        provider.unwrap(key_id, wrapped[1], b"aad")
+    path.chmod(0o600)
+    original = path.read_bytes()
+    other = keys / "other.tmp"
+    other.write_bytes((base64.b64encode(os.urandom(32)).decode() + "\n").encode())
+    other.chmod(0o600)
+    os.replace(other, path)  # another key under this id's name
+    with pytest.raises(WrongMasterKey, match="different key"):
+        provider.unwrap(key_id, wrapped[1], b"aad")
+    other.write_bytes(original)
+    other.chmod(0o600)
+    os.replace(other, path)  # (files are replaced, never rewritten in place: see the provider's docstring)
+    assert provider.unwrap(key_id, wrapped[1], b"aad") == b"d" * 32
+    second = FileKeyProvider(keys).create_key()  # another process makes a new current key
+    assert provider.current_key_id() == second
+    path.unlink()
+    with pytest.raises(WrongMasterKey):
+        provider.unwrap(key_id, wrapped[1], b"aad")
+
+
 def test_file_provider_never_overwrites_a_key(tmp_path: Path) -> None:
     provider = FileKeyProvider(tmp_path / "keys")
     first = provider.create_key()

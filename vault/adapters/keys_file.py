@@ -6,7 +6,9 @@ that other users can read is refused: the key must be as private as the secrets 
 
 Each use of a key checks its file (``stat``: present, private, unchanged); the file is read again only when it
 changed (another inode, size, modification or change time), so a bulk rotation, which wraps and unwraps a data
-key several times per token, does not read and decode the same files thousands of times.
+key several times per token, does not read and decode the same files thousands of times. (A file rewritten in
+place, at the same size, within one tick of the kernel's file clock would look unchanged; tokenvault never
+rewrites these files in place: a key file is created once, ``current`` is replaced.)
 """
 
 from __future__ import annotations
@@ -31,6 +33,8 @@ class FileKeyProvider(LocalKeyProvider):
         self.keys_dir = Path(keys_dir)
         self._keys: dict[str, tuple[tuple[int, ...], bytes]] = {}  # key id -> (its file's signature, the key)
         self._current_read: tuple[tuple[int, ...], str | None] | None = None  # ("current"'s signature, its id)
+        self._current_path = str(self.keys_dir / "current")
+        self._paths: dict[str, tuple[Path, str]] = {}  # key id -> its file, built once (pathlib costs more than stat)
 
     def availability(self) -> Availability:
         folder = self.keys_dir if self.keys_dir.exists() else self.keys_dir.parent
@@ -46,9 +50,13 @@ class FileKeyProvider(LocalKeyProvider):
     def _load(self, key_id: str) -> bytes | None:
         if not key_id or not key_id.isalnum():
             return None  # not an id this provider ever made
-        path = self._path(key_id)
+        known_path = self._paths.get(key_id)
+        if known_path is None:
+            made = self._path(key_id)
+            known_path = self._paths[key_id] = (made, str(made))
+        path = known_path[0]
         try:
-            info = path.stat()
+            info = os.stat(known_path[1])
         except FileNotFoundError:
             return None
         problem = private_file_problem(path, info, "key file")
@@ -72,13 +80,14 @@ class FileKeyProvider(LocalKeyProvider):
             create_private_file(self._path(key_id), (encode_key(key) + "\n").encode())
 
     def _current(self) -> str | None:
-        path = self.keys_dir / "current"
+        path = self._current_path
         try:
             signature = _signature(os.stat(path))
             known = self._current_read
             if known is not None and known[0] == signature:
                 return known[1]
-            value = path.read_text().strip() or None
+            with open(path, encoding="utf-8") as f:
+                value = f.read().strip() or None
         except FileNotFoundError:
             ids = self.key_ids()
             return ids[0] if len(ids) == 1 else None
