@@ -236,18 +236,32 @@ class SqlStore:
             raise _translate(exc, self.url) from None
 
     def _writer_transaction(self) -> Iterator[Session]:
-        """A transaction of a SQLite file (the caller holds ``_serial``): on the kept Session, bound to the kept
-        connection, which it begins (``BEGIN IMMEDIATE``) and commits or rolls back as a Session of its own would.
-        A Session and a pool checkout per transaction cost more CPU than a rotation step's statements, and one
-        connection keeps its page cache from one transaction to the next. Rows are not kept in it afterwards
-        (each transaction reads afresh); an error of the database (or an interrupt) drops it: the next
-        transaction opens a new one, as before."""
+        """A transaction of a SQLite file (the caller holds ``_serial``), on the kept connection, which it begins
+        (``BEGIN IMMEDIATE``) and commits or rolls back itself; the kept Session joins it when the ORM is used
+        (``rollback_only``: it flushes at the end, and its rollback is the transaction's). A Session and a pool
+        checkout per transaction cost more CPU than a rotation step's statements, and one connection keeps its
+        page cache from one transaction to the next. Rows are not kept in the Session afterwards (each transaction
+        reads afresh); an error of the database (or an interrupt) drops both: the next transaction opens new
+        ones, as before."""
         writer = self._writer
         if writer is None:
-            writer = self._writer = Session(bind=self.engine.connect(), expire_on_commit=False)
+            writer = self._writer = Session(bind=self.engine.connect(), expire_on_commit=False,
+                                            join_transaction_mode="rollback_only")
+        conn = writer.bind
+        assert isinstance(conn, Connection)
         try:
-            with writer.begin():
+            transaction = conn.begin()
+            try:
                 yield writer
+                if writer.in_transaction():
+                    writer.commit()  # what the ORM holds is flushed; the transaction is committed below
+                transaction.commit()
+            except BaseException:
+                if writer.in_transaction():
+                    writer.rollback()  # (rollback_only: the connection's transaction too)
+                if transaction.is_active:
+                    transaction.rollback()
+                raise
         except (sa_exc.IntegrityError, VaultError):
             raise  # refused by a constraint or by the store's own checks: rolled back, the connection is sound
         except BaseException:
@@ -283,7 +297,9 @@ class SqlStore:
                 raise
             return
         with self.session() as s:
-            self._ambient.session, self._ambient.head, self._ambient.conn, self._ambient.audit = s, None, None, []
+            # the kept connection of a SQLite file, in its transaction already (no Session transaction needed)
+            conn = s.bind if isinstance(s.bind, Connection) else None
+            self._ambient.session, self._ambient.head, self._ambient.conn, self._ambient.audit = s, None, conn, []
             try:
                 yield
                 self._write_head(s)
