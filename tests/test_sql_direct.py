@@ -70,6 +70,12 @@ def _exercise(store: SqlStore) -> list[Any]:
         store.release_lease("rotate:wa-prod", "host-a")
         out.append(store.append_audit("rotator", "rotation.done", "wa-prod", {"to": 2}, NOW))
     out.append(store.acquire_lease("rotate:other", "host-b", NOW, timedelta(minutes=5)))
+    with store.transaction():  # a lease row exists (held, expired or ours): nothing written, the transaction goes on
+        out += [store.take_free_lease("rotate:free", "host-a", NOW, timedelta(minutes=5)),
+                store.take_free_lease("rotate:free", "host-b", NOW + timedelta(hours=1), timedelta(minutes=5)),
+                store.take_free_lease("rotate:other", "host-b", NOW, timedelta(minutes=5))]
+        assert out[-3:] == [True, False, False]
+        store.update_rotation(rid, NOW + timedelta(seconds=6), reason="after the refused leases")
     out += [store.lease_holder("rotate:other"), store.lease_holder("rotate:none"), store.max_version(tid),
             store.version_record(tid, 1), store.version_record(tid, 2), store.get_token("wa-prod", with_history=True),
             store.get_blob("token", tid, 1), store.get_blob("token", tid, 9), store.open_rotation(tid),

@@ -132,6 +132,10 @@ class SqlStore:
         # (see session()); None until the first one, and again after an error of the database.
         self._one_writer = self._serial is not None and _sqlite_path(url) is not None
         self._writer: Session | None = None
+        # INSERT ... ON CONFLICT DO NOTHING where the dialect has it: a row that exists already is one statement's
+        # rowcount of 0, without a SELECT before it and without an error (which spoils a PostgreSQL transaction)
+        self._lease_if_absent = _insert_if_absent(_W.leases, engine.dialect.name)
+        self._blob_if_absent = _insert_if_absent(_W.blobs, engine.dialect.name)
 
     # ------------------------------------------------------------------ opening
     @classmethod
@@ -625,14 +629,18 @@ class SqlStore:
 
     # ------------------------------------------------------------------ secret blobs (local backend)
     def put_blob(self, kind: str, owner_id: int, version: int, key_id: str, wrapped: bytes, ciphertext: bytes) -> None:
+        values = {"kind": kind, "owner_id": owner_id, "version": version, "key_id": key_id, "wrapped_key": wrapped,
+                  "ciphertext": ciphertext}
         with self.session() as s:
-            exists = self._x(s, _W.blob_exists,
-                                  {"b_kind": kind, "b_owner_id": owner_id, "b_version": version}).first()
-            if exists is not None:
+            if self._blob_if_absent is not None:
+                written = self._x(s, self._blob_if_absent, values).rowcount
+            elif self._x(s, _W.blob_exists, {"b_kind": kind, "b_owner_id": owner_id, "b_version": version}).first():
+                written = 0
+            else:
+                written = self._x(s, _W.blob_insert, values).rowcount
+            if not written:
                 raise AlreadyExists(f"A {kind} secret for record {owner_id} version {version} exists already; "
                                     "it was not overwritten.")
-            self._x(s, _W.blob_insert, {"kind": kind, "owner_id": owner_id, "version": version, "key_id": key_id,
-                                          "wrapped_key": wrapped, "ciphertext": ciphertext})
 
     def get_blob(self, kind: str, owner_id: int, version: int) -> BlobRecord | None:
         with self.session() as s:
@@ -894,6 +902,15 @@ class SqlStore:
                             .values(owner=owner, expires_at=expires))
             return bool(result.rowcount)
 
+    def take_free_lease(self, resource: str, owner: str, now: datetime, ttl: timedelta) -> bool:
+        """Take the lease on ``resource`` only if there is no lease row for it at all; False (nothing written) when
+        there is one, held, expired or ours. Never fails on the duplicate, so it can run inside a transaction."""
+        if self._lease_if_absent is None:
+            return self.lease_holder(resource) is None and self.acquire_lease(resource, owner, now, ttl)
+        with self.session() as s:
+            return bool(self._x(s, self._lease_if_absent, {"resource": resource, "owner": owner,
+                                                           "expires_at": _db(now + ttl)}).rowcount)
+
     def release_lease(self, resource: str, owner: str) -> None:
         with self.session() as s:
             self._x(s, _W.lease_delete, {"b_resource": resource, "b_owner": owner})
@@ -1004,8 +1021,8 @@ class _W:
                                              _versions.c.version == bindparam("b_version"))
     rotation_update = update(_rotations).where(_rotations.c.id == bindparam("b_id"))
     _tokens = models.TokenRow.__table__  # type: ignore[attr-defined]
-    _leases = models.LeaseRow.__table__  # type: ignore[attr-defined]
-    _blobs = models.SecretBlobRow.__table__  # type: ignore[attr-defined]
+    _leases = leases = models.LeaseRow.__table__  # type: ignore[attr-defined]
+    _blobs = blobs = models.SecretBlobRow.__table__  # type: ignore[attr-defined]
     # ... and the statements a rotation's reads and inserts repeat (the ORM cost more than the statement)
     rotation_insert = insert(_rotations)
     rotation_by_id = sa_select(_rotations).where(_rotations.c.id == bindparam("b_id"))
@@ -1039,6 +1056,19 @@ class _T:
     versions_of_token = text(queries.VERSIONS_OF_TOKEN)
     blob = text(queries.BLOB)
     audit_last_seq = text(queries.AUDIT_LAST_SEQ)
+
+
+def _insert_if_absent(table: Any, dialect: str) -> Any:
+    """``INSERT ... ON CONFLICT DO NOTHING`` into ``table`` (SQLite, PostgreSQL), built once; None elsewhere."""
+    if dialect == "sqlite":
+        from sqlalchemy.dialects import sqlite
+
+        return sqlite.insert(table).on_conflict_do_nothing()
+    if dialect == "postgresql":
+        from sqlalchemy.dialects import postgresql
+
+        return postgresql.insert(table).on_conflict_do_nothing()
+    return None
 
 
 def _make_engine(url: str) -> Engine:

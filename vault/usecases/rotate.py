@@ -395,10 +395,8 @@ class Rotator:
         def begin(take_lease: bool) -> _Begun:
             store, now = self.ctx.store, self.ctx.now()
             record = store.get_token(label)
-            if take_lease:
-                if store.lease_holder(_resource(record.id)) is not None or \
-                        not store.acquire_lease(_resource(record.id), owner, now, LEASE_TTL):
-                    return _Begun(record, None, new=False, held=True)
+            if take_lease and not store.take_free_lease(_resource(record.id), owner, now, LEASE_TTL):
+                return _Begun(record, None, new=False, held=True)
             open_rotation = store.open_rotation(record.id)
             if open_rotation is not None:
                 return _Begun(record, open_rotation, new=False)
@@ -523,7 +521,10 @@ class Rotator:
             nxt = handler(rotation, work)
             state = "done" if nxt.step == "done" else "running"
             release = work.owner if state == "done" else None  # the lease goes with the last entry
-            joined.append((nxt.step, self._journal(rotation, nxt.step, state, nxt.changes, nxt.write, release)))
+            # joined to the next step's entry, in the same commit: that entry's row update supersedes this one's
+            superseded = nxt.join_next and not nxt.changes
+            joined.append((nxt.step, self._journal(rotation, nxt.step, state, nxt.changes, nxt.write, release,
+                                                   row=not superseded)))
             rotation = replace(rotation, step=nxt.step, state=state, **nxt.changes)
             if nxt.join_next:
                 continue
@@ -567,12 +568,14 @@ class Rotator:
         queue(entries)
 
     def _journal(self, rotation: RotationRecord, next_step: str, state: str, changes: dict[str, Any],
-                 write: Callable[[], None] | None, release: str | None) -> Callable[[], None]:
-        """The step's writes, its journal entry and its audit event (and the lease ``release``): one commit."""
+                 write: Callable[[], None] | None, release: str | None, *, row: bool = True) -> Callable[[], None]:
+        """The step's writes, its journal entry and its audit event (and the lease ``release``): one commit.
+        ``row=False``: the journal row is left to the entry committed with this one, right after it."""
         def commit() -> None:
             if write is not None:
                 write()
-            self.ctx.store.update_rotation(rotation.id, self.ctx.now(), step=next_step, state=state, **changes)
+            if row:
+                self.ctx.store.update_rotation(rotation.id, self.ctx.now(), step=next_step, state=state, **changes)
             self.ctx.audit(f"rotation.{next_step}", rotation.label, rotation=rotation.id,
                          to_version=changes.get("to_version", rotation.to_version))
             if release is not None:
