@@ -18,11 +18,15 @@ Scenarios, each in a fresh worker process (so its peak RSS is its own):
   app's limit (``TOKENVAULT_GRAPH_RATE_LIMIT``), so it paces itself;
 * ``unpaced``: the same without the limit configured: tokenvault only reacts (``X-App-Usage`` at 100%, code 4
   answers retried) - for reference, no goal;
-* ``http``: the simulator as ``tokenvault simulator serve --realtime`` in its own process, over HTTP.
+* ``http``: the simulator as ``tokenvault simulator serve --realtime`` in its own process, over HTTP;
+* ``postgres``: the transport's latency-bound scenario on the PostgreSQL store (an embedded server, started as
+  ``benchmarks/bench_postgres.py`` and the tests start it, over its unix socket; its own processes' CPU is not
+  tokenvault's and is not counted).
 
 The simulator's clock follows real time (``SimClock(realtime=True)``), so its rate-limit window reopens by
 itself. Tokens are seeded through the service API (``generate_token`` through the simulator, latency 0) before
-the timing starts. The store is a SQLite file in a temporary directory (``TMPDIR``), the key provider ``file``.
+the timing starts. The store is a SQLite file in a temporary directory (``TMPDIR``) unless the scenario says
+``postgres``, the key provider ``file``.
 ``--quick``: 50 tokens.
 """
 
@@ -63,6 +67,8 @@ def scenarios(quick: bool) -> list[dict[str, Any]]:
         {**rate_bound, "name": "transport, rate-bound, unpaced", "via": "transport", "paced": False},
         {**latency_bound, "name": "http, latency-bound", "via": "http", "paced": True},
         {**rate_bound, "name": "http, rate-bound", "via": "http", "paced": True},
+        {**latency_bound, "name": "transport, latency-bound, postgres", "via": "transport", "paced": True,
+         "store": "postgres"},
     ]
 
 
@@ -120,22 +126,44 @@ def _figures(figure: Any, scenario: dict[str, Any], r: dict[str, Any]) -> list[A
 def worker(scenario: dict[str, Any]) -> dict[str, Any]:
     sys.path.insert(0, str(TREE))
     with tempfile.TemporaryDirectory(prefix="tv-bench-bulk-") as tmp:
+        if scenario.get("store") == "postgres":
+            return _postgres_worker(scenario, Path(tmp))
         if scenario["via"] == "http":
             return _http_worker(scenario, Path(tmp))
         return _transport_worker(scenario, Path(tmp))
 
 
-def _settings(home: Path, scenario: dict[str, Any], graph_url: str | None = None) -> Any:
+def _postgres_worker(scenario: dict[str, Any], tmp: Path) -> dict[str, Any]:
+    """The transport scenario on a PostgreSQL store: the tests' embedded server (``tests/plugins/postgres.py``),
+    a fresh database, stopped afterwards."""
+    sys.path.insert(0, str(TREE / "tests"))
+    from plugins.postgres import _start  # the tests' embedded server: one way to run it
+
+    (tmp / "pg").mkdir()
+    server, postmaster = _start(tmp / "pg")
+    try:
+        conn = server.connect()
+        with conn.cursor() as cur:
+            cur.execute('CREATE DATABASE "bulk"')
+        conn.close()
+        return _transport_worker(scenario, tmp, db_url=server.url("bulk"))
+    finally:
+        postmaster.stop()
+
+
+def _settings(home: Path, scenario: dict[str, Any], graph_url: str | None = None, db_url: str | None = None) -> Any:
     from meta_tokenvault.config import Settings
 
     calls, per = scenario["rate_limit"]
     extra: dict[str, Any] = {"graph_url": graph_url} if graph_url else {}
+    if db_url:
+        extra["db_url"] = db_url
     if scenario["paced"] and "graph_rate_limit" in Settings.__dataclass_fields__:  # (an older tree cannot pace)
         extra["graph_rate_limit"] = f"{calls}/{per}"
     return Settings(home=home, key_provider="file", **extra)
 
 
-def _transport_worker(scenario: dict[str, Any], tmp: Path) -> dict[str, Any]:
+def _transport_worker(scenario: dict[str, Any], tmp: Path, db_url: str | None = None) -> dict[str, Any]:
     import httpx
 
     from meta_tokenvault.testing.graph_sim import GraphSimulator, SimClock
@@ -145,8 +173,8 @@ def _transport_worker(scenario: dict[str, Any], tmp: Path) -> dict[str, Any]:
     sim, demo = GraphSimulator.demo_world(clock=SimClock(realtime=True))
     transport = _TimedTransport(sim.transport())
     client = httpx.Client(transport=transport)
-    m = build_manager(_settings(tmp / "home", scenario), create=True, graph_client=client, clock=sim.clock,
-                      environ={})
+    m = build_manager(_settings(tmp / "home", scenario, db_url=db_url), create=True, graph_client=client,
+                      clock=sim.clock, environ={})
     try:
         m.initialize("file")
         m.add_business("acme", demo.business_id, demo.app_id, Secret(demo.app_secret), Secret(demo.admin_token))
