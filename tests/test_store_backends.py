@@ -228,6 +228,19 @@ def test_audit_events_in_one_transaction_are_the_events_appended_one_by_one(db_u
             store.close()
     assert rows[0] == rows[1]
     assert json.loads(rows[0][1])["seq"] == 1 + len(events) and "mac" in json.loads(rows[0][1])
+    # the head this store wrote last is taken as written by its next transaction; any other value is checked
+    store = SqlStore.open(db_url)
+    try:
+        store.append_audit("tv", "again", "prod", {}, T0, head_key=key)  # the head a new store reads: checked
+        with store.transaction():
+            store.append_audit("tv", "again", "prod", {}, T0, head_key=key)
+        head = json.loads(store.get_setting("audit_head") or "")
+        _sql(db_url, "UPDATE tv_setting SET value = '" + json.dumps({**head, "mac": "ab" * 32}) + "' "
+                     "WHERE key = 'audit_head'")
+        with pytest.raises(AuditChainBroken), store.transaction():
+            store.append_audit("tv", "after the edit", "prod", {}, T0, head_key=key)
+    finally:
+        store.close()
 
 
 def test_each_transaction_reads_what_other_connections_committed(store: SqlStore, db_url: str) -> None:
