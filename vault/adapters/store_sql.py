@@ -117,7 +117,8 @@ def _sqlite_path(url: str) -> Path | None:
 
 
 class SqlStore:
-    """The MetadataStore port on SQLAlchemy. Thread-safe (one engine, a session per call)."""
+    """The MetadataStore port on SQLAlchemy. Thread-safe: one engine; a Session per call (PostgreSQL, SQLite in
+    memory), or, for a SQLite file, one kept connection and Session whose transactions take turns."""
 
     def __init__(self, url: str, engine: Engine) -> None:
         self.url = url
