@@ -18,9 +18,10 @@ The forms are what rich prints for typer's help:
 
 It is served only where typer's output would be these very bytes: POSIX, stdout's encoding is UTF-8 (rich's
 box characters), the width rich would choose is one of :data:`WIDTHS` (rich asks stdin, stdout, then stderr for
-a terminal size, else 80), a terminal is not dumb, and none of the variables that change typer's or rich's
-output otherwise is set (:data:`CHANGES_OUTPUT`). Anywhere else - a wider or narrower terminal, a dumb one,
-``-h`` of a subcommand - typer prints it, as before.
+a terminal size, else 80), a terminal is not dumb, none of the variables that change typer's or rich's output
+otherwise is set (:data:`CHANGES_OUTPUT`), and the typer and rich that would be imported are the versions the
+store was rendered with (their ``.dist-info`` folders beside them: :func:`rendered_by`). Anywhere else - a
+wider or narrower terminal, a dumb one, another rich, ``-h`` of a subcommand - typer prints it, as before.
 """
 
 from __future__ import annotations
@@ -74,16 +75,39 @@ def variant(environ: Mapping[str, str] | None = None) -> int | None:
     return NO_COLOR if env.get("NO_COLOR", "") != "" else TERMINAL
 
 
-def stored_help(width: int, form: int) -> str | None:
-    """The stored top-level help at ``width`` in the form ``form``; None for a width not stored."""
+def rendered_by(names: list[str]) -> bool:
+    """Whether the typer and rich this interpreter would import are the distributions ``names`` (their
+    ``.dist-info`` folder names, e.g. ``rich-15.0.0.dist-info``): for each, the first ``sys.path`` entry
+    holding the package (as the import system looks) must hold that folder. Nothing is imported."""
+    for dist in names:
+        package = dist.split("-", 1)[0]
+        for entry in sys.path:
+            if os.path.isfile(os.path.join(entry or ".", package, "__init__.py")):
+                if not os.path.isdir(os.path.join(entry or ".", dist)):
+                    return False
+                break
+        else:
+            return False
+    return True
+
+
+def stored_help(width: int, form: int, *, as_installed: bool = False) -> str | None:
+    """The stored top-level help at ``width`` in the form ``form``; None for a width not stored, and with
+    ``as_installed`` None unless the typer and rich that would be imported here are the versions it was
+    rendered with (:func:`rendered_by`)."""
     if width not in WIDTHS:
         return None
     import zlib
 
     with open(os.path.join(os.path.dirname(__file__), DATA_FILE), "rb") as file:
         data = file.read()
+    # a line naming the typer and rich distributions it was rendered with, then a table of big-endian uint32
+    # offsets (from the table's start), then the compressed texts
+    header, _, data = data.partition(b"\n")
+    if as_installed and not rendered_by(header.decode("ascii").split()):
+        return None
 
-    def blob(index: int) -> bytes:  # an offset table of big-endian uint32, the compressed texts after it
+    def blob(index: int) -> bytes:
         start, end = (int.from_bytes(data[4 * i:4 * i + 4], "big") for i in (index, index + 1))
         return data[start:end]
 
@@ -105,7 +129,7 @@ def serve(args: list[str]) -> bool:
     if args not in TOP_LEVEL:
         return False
     form = variant()
-    text = None if form is None else stored_help(rich_width(), form)
+    text = None if form is None else stored_help(rich_width(), form, as_installed=True)
     if text is None:
         return False
     sys.stdout.write(text)

@@ -110,8 +110,9 @@ def render_form(width: int, form: str) -> str:
 
 def write_store(path: Path = DATA) -> None:
     """Render every stored width and form with typer and write them, compressed, where
-    :func:`meta_tokenvault.cli.help.stored_help` reads them: a table of big-endian uint32 offsets (one per text,
-    and the end), then the texts, each a zlib stream. Text 0 is the base the terminal forms are compressed
+    :func:`meta_tokenvault.cli.help.stored_help` reads them: a line naming the typer and rich distributions
+    that rendered them, a table of big-endian uint32 offsets (one per text, and the end), then the texts, each a
+    zlib stream. Text 0 is the base the terminal forms are compressed
     against (its 80-column rendering); then, per width, the terminal form, and the other forms compressed
     against the terminal form of their width."""
     from meta_tokenvault.cli.help import VARIANTS, WIDTHS
@@ -129,7 +130,23 @@ def write_store(path: Path = DATA) -> None:
     offsets = [4 * (len(blobs) + 1)]
     for blob in blobs:
         offsets.append(offsets[-1] + len(blob))
-    path.write_bytes(b"".join(o.to_bytes(4, "big") for o in offsets) + b"".join(blobs))
+    path.write_bytes(" ".join(rendering_distributions()).encode("ascii") + b"\n"
+                     + b"".join(o.to_bytes(4, "big") for o in offsets) + b"".join(blobs))
+
+
+def rendering_distributions() -> list[str]:
+    """The ``.dist-info`` folder names of the typer and rich this process renders the help with, as
+    :func:`meta_tokenvault.cli.help.rendered_by` finds them: beside the imported package."""
+    import importlib
+    from importlib.metadata import version
+
+    names = []
+    for name in ("typer", "rich"):
+        module = importlib.import_module(name)
+        dist = f"{name}-{version(name)}.dist-info"
+        assert (Path(module.__file__ or "").parent.parent / dist).is_dir(), dist
+        names.append(dist)
+    return names
 
 
 _PROBE = """

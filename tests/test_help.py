@@ -6,10 +6,11 @@ from __future__ import annotations
 
 import re
 import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
-from help_support import FORM_ENV, SETUPS, Stdout, in_terminal, render, render_form
+from help_support import DATA, FORM_ENV, SETUPS, Stdout, in_terminal, render, render_form, rendering_distributions
 
 import meta_tokenvault.cli.help as help_
 from meta_tokenvault.cli.help import NO_COLOR, PLAIN, TERMINAL, VARIANTS, WIDTHS, stored_help
@@ -45,6 +46,41 @@ def test_the_terminal_form_uses_only_styles_every_colour_system_prints_alike() -
     no_color = {p for width in WIDTHS for p in re.findall(r"\x1b\[([0-9;]*)m", stored_help(width, NO_COLOR) or "")}
     assert no_color <= {"0", "1", "2", "1;2"}, no_color
     assert all("\x1b" not in (stored_help(width, PLAIN) or "x\x1b") for width in WIDTHS)
+
+
+def test_the_store_names_the_typer_and_rich_it_was_rendered_with() -> None:
+    names = DATA.read_bytes().split(b"\n", 1)[0].decode("ascii").split()
+    assert names == rendering_distributions(), WRITE
+    assert help_.rendered_by(names)
+    assert stored_help(80, TERMINAL, as_installed=True) == stored_help(80, TERMINAL) is not None
+
+
+@pytest.mark.parametrize("what", ["other-version", "no-dist-info", "not-installed", "shadowed"])
+def test_another_typer_or_rich_than_the_stores_means_typer(what: str, tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    names = rendering_distributions()
+    site = tmp_path / "site"
+    for dist in names:  # a site folder like the real one: each package with its .dist-info beside it
+        package = site / dist.split("-")[0]
+        package.mkdir(parents=True)
+        (package / "__init__.py").write_text("")
+        (site / dist).mkdir()
+    monkeypatch.setattr(sys, "path", [str(site)])
+    assert help_.rendered_by(names)
+    rich = site / names[1]
+    if what == "other-version":
+        rich.rename(site / "rich-13.7.1.dist-info")
+    elif what == "no-dist-info":
+        rich.rmdir()
+    elif what == "not-installed":
+        (site / "rich" / "__init__.py").unlink()
+    else:  # another rich earlier on the path is the one imported
+        other = tmp_path / "first" / "rich"
+        other.mkdir(parents=True)
+        (other / "__init__.py").write_text("")
+        monkeypatch.setattr(sys, "path", [str(tmp_path / "first"), str(site)])
+    assert not help_.rendered_by(names)
+    assert stored_help(80, TERMINAL, as_installed=True) is None and stored_help(80, TERMINAL) is not None
 
 
 def test_widths_outside_the_store_are_not_served() -> None:
