@@ -11,7 +11,10 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Any
+
+TYPE_CHECKING = False  # typing's constant without importing typing at run time (start-up); mypy reads it as True
+if TYPE_CHECKING:
+    from typing import Any
 
 #: Set to 0 to send every command through typer and SQLAlchemy (troubleshooting, benchmarks).
 FAST_PATH_ENV = "TOKENVAULT_FAST_PATH"

@@ -62,13 +62,17 @@ def test_fast_commands_import_neither_typer_nor_sqlalchemy(store: Path, args: li
 #: records are meta_tokenvault.records' @record; dataclasses imports inspect, ast, dis, tokenize); hashlib
 #: (digests are cryptography's: meta_tokenvault.digest), tomllib (init's config.toml: config.plain_toml), ctypes
 #: (prctl through cffi), cryptography's cipher modules (crypto.aesgcm), base64 (binascii), and for exec the
-#: inject modules it does not run (templates, exports -> secrets).
+#: inject modules it does not run (templates, exports -> secrets); typing (~2 ms: the modules of the fast path
+#: import it for mypy only, under TYPE_CHECKING, and the ports they load define their Protocols for mypy only)
+#: and cryptography's hashes, which import it (meta_tokenvault.digest: the built-in SHA-256).
 NOT_ON_FAST_PATH = ("meta_tokenvault.usecases.master_key", "meta_tokenvault.usecases.doctor",
                     "meta_tokenvault.usecases.system_users", "meta_tokenvault.usecases.businesses",
                     "meta_tokenvault.usecases.capture", "meta_tokenvault.leases", "meta_tokenvault.cli.state",
                     "meta_tokenvault.api", "socket", "uuid", "dataclasses", "inspect", "hashlib", "_hashlib",
                     "tomllib", "ctypes", "secrets", "meta_tokenvault.inject.templates",
-                    "meta_tokenvault.inject.exports", "cryptography.hazmat.primitives.ciphers", "base64")
+                    "meta_tokenvault.inject.exports", "cryptography.hazmat.primitives.ciphers", "base64",
+                    "typing", "cryptography.hazmat.primitives.hashes", "cryptography.utils",
+                    "cryptography.exceptions")
 #: ... and `token reveal` starts no thread and redacts nothing.
 NOT_ON_REVEAL = ("threading", "subprocess", "meta_tokenvault.redact", "meta_tokenvault.inject")
 _MODULES_PROBE = """

@@ -16,7 +16,6 @@ import _thread  # threading.Lock itself; threading (~1 ms of start-up) only wher
 import os
 from collections.abc import Callable
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
 
 from . import crypto
 from .audit import head_key as audit_head_key
@@ -26,7 +25,10 @@ from .ports.clock import Clock, SystemClock
 from .ports.notify import Notifier, NullNotifier
 from .types import BusinessRecord, Secret, SecretKind, SecretRef, TokenSource, TokenStatus
 
+TYPE_CHECKING = False  # typing's constant without importing typing at run time (start-up); mypy reads it as True
 if TYPE_CHECKING:
+    from typing import Any
+
     from .adapters.store_sql import SqlStore
     from .ports.graph import AppCredentials, GraphApi, TokenDebugInfo
     from .ports.keys import KeyProvider

@@ -9,12 +9,14 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Mapping
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, TypeVar
 
 from .errors import KeyringUnavailable, UsageError
 from .fileutil import ensure_private_dir
 
+TYPE_CHECKING = False  # typing's constant without importing typing at run time (start-up); mypy reads it as True
 if TYPE_CHECKING:
+    from typing import Any, TypeVar
+
     from .config import Settings
     from .ports.clock import Clock
     from .ports.graph import GraphApi
@@ -22,6 +24,7 @@ if TYPE_CHECKING:
     from .ports.notify import Notifier
     from .ports.secrets import SecretBackend
     from .service import TokenManager
+    _T = TypeVar("_T")
 
 
 def default_actor() -> str:
@@ -272,9 +275,6 @@ def _test_clock(env: Mapping[str, str]) -> Clock | None:
     from .types import as_utc
 
     return _FixedClock(as_utc(datetime.fromisoformat(raw)))
-
-
-_T = TypeVar("_T")
 
 
 def _once(factory: Callable[[], _T]) -> Callable[[], _T]:

@@ -7,14 +7,13 @@ that other users can read is refused: the key must be as private as the secrets 
 
 from __future__ import annotations
 
-import contextlib
 import os
 from pathlib import Path
 
 from ..errors import BackendUnavailable, InvalidInput
 from ..fileutil import atomic_write_private, create_private_file, ensure_private_dir
-from ..ports.keys import Availability
 from ..safety import private_file_problem
+from ..types import Availability
 from .keys_local import LocalKeyProvider, decode_key, encode_key
 
 _PREFIX, _SUFFIX = "master-", ".key"
@@ -56,6 +55,8 @@ class FileKeyProvider(LocalKeyProvider):
 
     def _store(self, key_id: str, key: bytes) -> None:
         ensure_private_dir(self.keys_dir)
+        import contextlib  # here: writes only (the start-up path reads)
+
         with contextlib.suppress(InvalidInput):  # the same key stored twice is the same file: keep it
             create_private_file(self._path(key_id), (encode_key(key) + "\n").encode())
 
@@ -80,5 +81,7 @@ class FileKeyProvider(LocalKeyProvider):
         """Delete an old key file (never the current one)."""
         if key_id == self._current():
             raise InvalidInput("Refusing to retire the current master key.")
+        import contextlib  # here: writes only (the start-up path reads)
+
         with contextlib.suppress(FileNotFoundError):
             self._path(key_id).unlink()

@@ -45,8 +45,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from ..errors import AlreadyExists, IntegrityError, InvalidInput, NotFound, VaultError
-from ..ports.keys import Availability
-from ..types import Secret, SecretKind, SecretRef
+from ..types import Availability, Secret, SecretKind, SecretRef
 from .hashicorp_client import translating
 
 _SEGMENT = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,127}")

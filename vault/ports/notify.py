@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Protocol
+TYPE_CHECKING = False  # typing's constant without importing typing at run time (start-up); mypy reads it as True
+if TYPE_CHECKING:
+    from typing import Protocol
+else:  # the start-up path imports this module for NullNotifier: no typing there. The Protocol is a type for
+    Protocol = object  # mypy only (not runtime_checkable: nothing asks isinstance() of it)
+
 
 
 class Notifier(Protocol):
