@@ -174,7 +174,7 @@ def dispatch(args: list[str]) -> int | None:
 
 def _run_exec(reader: FastReader, cmd: FastCommand) -> int:
     """What ``meta_tokenvault.cli.commands.inject.exec_`` does without --restart-on-rotate, on the fast reader."""
-    from meta_tokenvault.inject import ExecOptions, parse_token_specs, resolve_specs, run_command
+    from meta_tokenvault.inject.run import ExecOptions, parse_token_specs, resolve_specs, run_command
 
     specs = parse_token_specs(cmd.tokens)
 

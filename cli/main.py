@@ -46,11 +46,12 @@ def run(argv: list[str] | None = None, *, fast: bool | None = None) -> int:
     handled = None
     try:
         if use_fast and not os.environ.get(COMPLETE_VAR):
-            from .help import serve
+            if len(args) == 1:  # help.TOP_LEVEL's length (tested): the fast commands skip the help module
+                from .help import serve
 
-            if serve(args):  # the top-level help, rendered ahead by typer (see meta_tokenvault.cli.help)
-                handled = 0
-            else:
+                if serve(args):  # the top-level help, rendered ahead by typer (see meta_tokenvault.cli.help)
+                    handled = 0
+            if handled is None:
                 from .fast import dispatch
 
                 handled = dispatch(args)

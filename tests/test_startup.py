@@ -75,6 +75,10 @@ NOT_ON_FAST_PATH = ("meta_tokenvault.usecases.master_key", "meta_tokenvault.usec
                     "cryptography.exceptions")
 #: ... and `token reveal` starts no thread and redacts nothing.
 NOT_ON_REVEAL = ("threading", "subprocess", "meta_tokenvault.redact", "meta_tokenvault.inject")
+#: ... and no command of the fast path loads what it does not run: the stored help, the notifier and renewal
+#: policy (run-due's), the file writes (init's, keys').
+NOT_ON_READS = ("meta_tokenvault.cli.help", "meta_tokenvault.ports.notify", "meta_tokenvault.policy",
+                "meta_tokenvault.fileutil")
 _MODULES_PROBE = """
 import json, sys
 from meta_tokenvault.cli.main import run
@@ -104,6 +108,7 @@ def test_fast_commands_import_only_the_read_use_case(store: Path, args: list[str
     assert code == 0
     assert "meta_tokenvault.usecases.tokens" in modules  # the probe sees the fast path's imports
     assert sorted(modules & set(NOT_ON_FAST_PATH)) == []
+    assert sorted(modules & set(NOT_ON_READS)) == []
     if args[:2] == ["token", "reveal"]:
         assert sorted(modules & set(NOT_ON_REVEAL)) == []
 
@@ -336,6 +341,13 @@ def test_the_top_level_help_is_served_without_typer_only_where_typer_prints_the_
     assert code == 0 and loaded == sorted(TYPER) and out != TOP_LEVEL_HELP and "Usage" in out
     code, loaded, out = _imports(["--help"], {**env, "TOKENVAULT_FAST_PATH": "0"}, TYPER)
     assert code == 0 and loaded == sorted(TYPER) and out == TOP_LEVEL_HELP
+
+
+def test_the_stored_help_answers_one_argument_and_the_fast_commands_do_not_load_it() -> None:
+    # cli.main offers only a single argument to the stored help (the fast commands skip its module)
+    import meta_tokenvault.cli.help as help_
+
+    assert help_.TOP_LEVEL and all(len(args) == 1 for args in help_.TOP_LEVEL)
 
 
 @pytest.mark.parametrize("name", ["COLUMNS", "FORCE_COLOR", "TTY_COMPATIBLE", "TYPER_USE_RICH", "TERMINAL_WIDTH"])

@@ -11,7 +11,6 @@ from collections.abc import Callable, Mapping
 from datetime import datetime
 
 from .errors import KeyringUnavailable, UsageError
-from .fileutil import ensure_private_dir
 
 TYPE_CHECKING = False  # typing's constant without importing typing at run time (start-up); mypy reads it as True
 if TYPE_CHECKING:
@@ -198,6 +197,8 @@ def build_manager(
     check_settings(settings)  # before anything is read from a folder, file or URL others could control
     no_core_dumps()  # this process may now hold keys and tokens: no core dump, no same-user ptrace
     if create and not settings.db_url:
+        from .fileutil import ensure_private_dir
+
         ensure_private_dir(settings.home)
     store = SqlStore.open(settings.database_url, create=create)
     env = os.environ if environ is None else environ
