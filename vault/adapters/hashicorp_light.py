@@ -20,14 +20,16 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlsplit
 
 from ..fallback import FastPathUnavailable
 from .hashicorp_client import DEFAULT_TIMEOUT
 from .plain_url import plain_http_url
 
+TYPE_CHECKING = False  # typing's constant without importing typing at run time (start-up); mypy reads it as True
 if TYPE_CHECKING:
+    from typing import Any
+
     from ..config import Settings
 
 
