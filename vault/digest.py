@@ -16,15 +16,16 @@ data.
 
 from __future__ import annotations
 
+import sys
 from _operator import _compare_digest
 
-try:
-    from _sha2 import sha256 as _sha256  # type: ignore[import-not-found,unused-ignore]  # CPython 3.12+
-except ImportError:
-    try:
+try:  # by version: a module that is not there costs a search of sys.path
+    if sys.version_info >= (3, 12):
+        from _sha2 import sha256 as _sha256  # type: ignore[import-not-found,unused-ignore]
+    else:
         from _sha256 import sha256 as _sha256  # type: ignore[import-not-found,no-redef,unused-ignore]
-    except ImportError:  # a build without the built-in hashes
-        from hashlib import sha256 as _sha256  # type: ignore[assignment,unused-ignore]
+except ImportError:  # a build without the built-in hashes
+    from hashlib import sha256 as _sha256  # type: ignore[assignment,unused-ignore]
 
 _BLOCK = 64  # SHA-256's block size, in bytes
 _IPAD = bytes(x ^ 0x36 for x in range(256))  # translation tables, as hmac.py builds them
