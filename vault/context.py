@@ -87,6 +87,7 @@ class VaultContext:
     def renewal(self) -> Renewal:
         """When run-due refreshes and verifies (:attr:`meta_tokenvault.config.Settings.renewal`)."""
         if self._renewal is None:
+            from .policy import Renewal
 
             self._renewal = Renewal()
         return self._renewal

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 
@@ -55,8 +56,6 @@ def create_private_file(path: Path, data: bytes) -> None:
             fh.flush()
             os.fsync(fh.fileno())
     except BaseException as exc:
-        import contextlib  # here: writes only (the start-up path reads)
-
         with contextlib.suppress(OSError):
             os.unlink(path)
         if isinstance(exc, OSError):
@@ -85,8 +84,6 @@ def atomic_write_private(path: Path, data: bytes) -> None:
             os.fsync(fh.fileno())
         os.replace(tmp, path)
     except BaseException as exc:
-        import contextlib  # here: writes only (the start-up path reads)
-
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         if isinstance(exc, OSError):

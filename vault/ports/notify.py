@@ -2,12 +2,7 @@
 
 from __future__ import annotations
 
-TYPE_CHECKING = False  # typing's constant without importing typing at run time (start-up); mypy reads it as True
-if TYPE_CHECKING:
-    from typing import Protocol
-else:  # the start-up path imports this module for NullNotifier: no typing there. The Protocol is a type for
-    Protocol = object  # mypy only (not runtime_checkable: nothing asks isinstance() of it)
-
+from typing import Protocol
 
 
 class Notifier(Protocol):
