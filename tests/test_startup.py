@@ -62,15 +62,23 @@ def test_fast_commands_import_neither_typer_nor_sqlalchemy(store: Path, args: li
 #: records are meta_tokenvault.records' @record; dataclasses imports inspect, ast, dis, tokenize); hashlib
 #: (digests are cryptography's: meta_tokenvault.digest), tomllib (init's config.toml: config.plain_toml), ctypes
 #: (prctl through cffi), cryptography's cipher modules (crypto.aesgcm), base64 (binascii), and for exec the
-#: inject modules it does not run (templates, exports -> secrets).
+#: inject modules it does not run (templates, exports -> secrets); typing (~2 ms: the modules of the fast path
+#: import it for mypy only, under TYPE_CHECKING, and the ports they load define their Protocols for mypy only)
+#: and cryptography's hashes, which import it (meta_tokenvault.digest: the built-in SHA-256).
 NOT_ON_FAST_PATH = ("meta_tokenvault.usecases.master_key", "meta_tokenvault.usecases.doctor",
                     "meta_tokenvault.usecases.system_users", "meta_tokenvault.usecases.businesses",
                     "meta_tokenvault.usecases.capture", "meta_tokenvault.leases", "meta_tokenvault.cli.state",
                     "meta_tokenvault.api", "socket", "uuid", "dataclasses", "inspect", "hashlib", "_hashlib",
                     "tomllib", "ctypes", "secrets", "meta_tokenvault.inject.templates",
-                    "meta_tokenvault.inject.exports", "cryptography.hazmat.primitives.ciphers", "base64")
+                    "meta_tokenvault.inject.exports", "cryptography.hazmat.primitives.ciphers", "base64",
+                    "typing", "cryptography.hazmat.primitives.hashes", "cryptography.utils",
+                    "cryptography.exceptions")
 #: ... and `token reveal` starts no thread and redacts nothing.
 NOT_ON_REVEAL = ("threading", "subprocess", "meta_tokenvault.redact", "meta_tokenvault.inject")
+#: ... and no command of the fast path loads what it does not run: the stored help, the notifier and renewal
+#: policy (run-due's), the file writes (init's, keys').
+NOT_ON_READS = ("meta_tokenvault.cli.help", "meta_tokenvault.ports.notify", "meta_tokenvault.policy",
+                "meta_tokenvault.fileutil")
 _MODULES_PROBE = """
 import json, sys
 from meta_tokenvault.cli.main import run
@@ -100,6 +108,7 @@ def test_fast_commands_import_only_the_read_use_case(store: Path, args: list[str
     assert code == 0
     assert "meta_tokenvault.usecases.tokens" in modules  # the probe sees the fast path's imports
     assert sorted(modules & set(NOT_ON_FAST_PATH)) == []
+    assert sorted(modules & set(NOT_ON_READS)) == []
     if args[:2] == ["token", "reveal"]:
         assert sorted(modules & set(NOT_ON_REVEAL)) == []
 
@@ -330,6 +339,21 @@ def test_the_top_level_help_is_served_without_typer_only_where_typer_prints_the_
     assert code == 0 and loaded == sorted(TYPER) and out != stored and "Usage" in out
     code, loaded, out = _imports(["--help"], {**env, "TOKENVAULT_FAST_PATH": "0"}, TYPER)
     assert code == 0 and loaded == sorted(TYPER) and out == stored
+
+
+def test_the_stored_help_answers_one_argument_and_the_fast_commands_do_not_load_it() -> None:
+    # cli.main offers only a single argument to the stored help (the fast commands skip its module)
+    import meta_tokenvault.cli.help as help_
+
+    assert help_.TOP_LEVEL and all(len(args) == 1 for args in help_.TOP_LEVEL)
+
+
+@pytest.mark.parametrize("name", ["COLUMNS", "FORCE_COLOR", "TTY_COMPATIBLE", "TYPER_USE_RICH", "TERMINAL_WIDTH"])
+def test_the_stored_help_is_not_served_when_a_variable_changes_typers_output(name: str) -> None:
+    import meta_tokenvault.cli.help as help_
+
+    assert name in help_.CHANGES_OUTPUT
+    assert help_.variant({name: "1"}) is None
 
 
 def test_the_stored_help_is_served_in_the_form_and_at_the_width_typer_would_print(

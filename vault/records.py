@@ -12,17 +12,29 @@ They stay dataclasses for the rest of the code: :func:`dataclasses.fields`, :fun
 :func:`dataclasses.asdict` and :func:`dataclasses.is_dataclass` work on them, through a
 ``__dataclass_fields__`` built (by :mod:`dataclasses` itself) on first use. Only what the records use is
 supported: no ``InitVar``, ``ClassVar``, ``kw_only``, ``__post_init__``, inheritance between records or
-``order``; :func:`record` raises ``TypeError`` when it meets one. ``__init__`` is compiled when first used
-(:class:`_LazyInit`). ``tests/test_records.py`` runs the same checks
+``order``; :func:`record` raises ``TypeError`` when it meets one. ``__init__`` is made when first used
+(:class:`_LazyInit`): taken from :mod:`meta_tokenvault._record_inits`, the same source compiled ahead, or else
+compiled then (:func:`compiled_ahead`). ``tests/test_records.py`` runs the same checks
 on a record and on the equivalent dataclass.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, TypeVar, dataclass_transform, overload
+from types import FunctionType
 
-_T = TypeVar("_T")
+TYPE_CHECKING = False  # typing's constant without importing typing at run time (start-up); mypy reads it as True
+if TYPE_CHECKING:
+    from typing import Any, TypeVar, dataclass_transform, overload
+
+    _T = TypeVar("_T")
+else:  # what typing's decorators do to a function at run time that matters here: nothing
+    def overload(func: object) -> object:
+        return func
+
+    def dataclass_transform(**_spec: object) -> object:
+        return lambda func: func
+
 _MISSING: Any = type("_Missing", (), {"__repr__": lambda self: "<missing>"})()
 
 
@@ -66,9 +78,10 @@ class _LazyDataclassFields:
 
 
 class _LazyInit:
-    """A record's ``__init__``, compiled on first use - the first instance, or a look at ``cls.__init__`` (e.g.
-    ``inspect.signature``) - which then replaces this descriptor on the class: a process compiles the
-    records it builds only (``token reveal`` imports 19 and builds about half; ~0.1 ms each)."""
+    """A record's ``__init__``, made on first use - the first instance, or a look at ``cls.__init__`` (e.g.
+    ``inspect.signature``) - which then replaces this descriptor on the class: a process makes the
+    records it builds only (``token reveal`` imports 19 and builds about half), each from
+    :func:`compiled_ahead` or, failing that, compiled here (~0.05-0.4 ms each)."""
 
     __slots__ = ("globs", "owner", "source")
 
@@ -82,12 +95,33 @@ class _LazyInit:
     def __get__(self, obj: object, owner: type | None = None) -> Any:
         cls = self.owner if self.owner is not None else owner
         assert cls is not None
-        made: dict[str, Any] = {}
-        exec(self.source, self.globs, made)  # noqa: S102 - our own source, as dataclasses does
-        init = made["__init__"]
+        init = compiled_ahead(f"{cls.__module__}.{cls.__qualname__}", self.source, self.globs)
+        if init is None:
+            made: dict[str, Any] = {}
+            exec(self.source, self.globs, made)  # noqa: S102 - our own source, as dataclasses does
+            init = made["__init__"]
         init.__qualname__ = f"{cls.__qualname__}.__init__"
         type.__setattr__(cls, "__init__", init)
         return init.__get__(obj, owner)
+
+
+#: ``module.qualname`` -> the lazy ``__init__`` (its source and globals) of each record made in this process:
+#: what ``tests/test_records.py --write-inits`` stores in :mod:`meta_tokenvault._record_inits`.
+LAZY_INITS: dict[str, _LazyInit] = {}
+
+
+def compiled_ahead(key: str, source: str, globs: dict[str, Any]) -> Any:
+    """The ``__init__`` of ``source`` from :mod:`meta_tokenvault._record_inits`, whose functions are the same
+    sources compiled when the package was installed (a byte-compiled module, like any other): ``compile`` at
+    run time costs ~0.05-0.4 ms a record (``Settings``' 21 fields the most), ~1 ms of a ``token reveal``.
+    Used only when the stored source is this very text; None otherwise (a record changed since the module was
+    generated, a record of a test...), and the caller compiles it. Its globals are ``globs``, the record's
+    own, as if it had been compiled here."""
+    from . import _record_inits as ahead
+
+    if ahead.SOURCES.get(key) != source:
+        return None
+    return FunctionType(ahead.FACTORIES[key].__code__, globs)()
 
 
 def _frozen_setattr(self: Any, name: str, value: Any) -> None:
@@ -149,11 +183,11 @@ def _hash(values: Callable[[Any], tuple[Any, ...]]) -> Callable[[Any], int]:
 @overload
 def record(cls: type[_T], /) -> type[_T]: ...
 @overload
-def record(*, frozen: bool = False, slots: bool = False) -> Callable[[type[_T]], type[_T]]: ...
+def record(*, frozen: bool = False, slots: bool = False) -> Callable[[type[_T]], type[_T]]: ...  # noqa: F811
 
 
 @dataclass_transform(field_specifiers=(field,))
-def record(cls: type[_T] | None = None, /, *, frozen: bool = False, slots: bool = False) -> Any:
+def record(cls: type[_T] | None = None, /, *, frozen: bool = False, slots: bool = False) -> Any:  # noqa: F811
     """``@dataclass(frozen=..., slots=...)`` for the records of the start-up path (see the module doc)."""
     if cls is None:
         return lambda c: _make(c, frozen, slots)
@@ -196,8 +230,9 @@ def _make(cls: type[_T], frozen: bool, slots: bool) -> type[_T]:
         body.append(f"    _set(self, {name!r}, {value})" if frozen else f"    self.{name} = {value}")
     shown = tuple(name for name, _ann, f in spec if f.repr)
     # __init__ from our own source, as dataclasses does, compiled on first use; the others need no compiling
-    made: dict[str, Any] = {"__init__": _LazyInit(
-        "\n".join([f"def __init__(self, {', '.join(params)}) -> None:", *(body or ["    pass"])]), globs)}
+    source = "\n".join([f"def __init__(self, {', '.join(params)}) -> None:", *(body or ["    pass"])])
+    made: dict[str, Any] = {"__init__": _LazyInit(source, globs)}
+    LAZY_INITS[f"{cls.__module__}.{cls.__qualname__}"] = made["__init__"]
     values = _values(tuple(names))
     made["__repr__"] = _repr(shown)
     made["__eq__"] = _eq(values)
