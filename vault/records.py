@@ -12,9 +12,8 @@ They stay dataclasses for the rest of the code: :func:`dataclasses.fields`, :fun
 :func:`dataclasses.asdict` and :func:`dataclasses.is_dataclass` work on them, through a
 ``__dataclass_fields__`` built (by :mod:`dataclasses` itself) on first use. Only what the records use is
 supported: no ``InitVar``, ``ClassVar``, ``kw_only``, ``__post_init__``, inheritance between records or
-``order``; :func:`record` raises ``TypeError`` when it meets one. ``__init__`` is made when first used
-(:class:`_LazyInit`): taken from :mod:`meta_tokenvault._record_inits`, the same source compiled ahead, or else
-compiled then (:func:`compiled_ahead`). ``tests/test_records.py`` runs the same checks
+``order``; :func:`record` raises ``TypeError`` when it meets one. ``__init__`` is compiled when first used
+(:class:`_LazyInit`). ``tests/test_records.py`` runs the same checks
 on a record and on the equivalent dataclass.
 """
 
@@ -78,10 +77,9 @@ class _LazyDataclassFields:
 
 
 class _LazyInit:
-    """A record's ``__init__``, made on first use - the first instance, or a look at ``cls.__init__`` (e.g.
-    ``inspect.signature``) - which then replaces this descriptor on the class: a process makes the
-    records it builds only (``token reveal`` imports 19 and builds about half), each from
-    :func:`compiled_ahead` or, failing that, compiled here (~0.05-0.4 ms each)."""
+    """A record's ``__init__``, compiled on first use - the first instance, or a look at ``cls.__init__`` (e.g.
+    ``inspect.signature``) - which then replaces this descriptor on the class: a process compiles the
+    records it builds only (``token reveal`` imports 19 and builds about half; ~0.1 ms each)."""
 
     __slots__ = ("globs", "owner", "source")
 
