@@ -20,7 +20,6 @@ on a record and on the equivalent dataclass.
 from __future__ import annotations
 
 from collections.abc import Callable
-from types import FunctionType
 
 TYPE_CHECKING = False  # typing's constant without importing typing at run time (start-up); mypy reads it as True
 if TYPE_CHECKING:
@@ -93,33 +92,12 @@ class _LazyInit:
     def __get__(self, obj: object, owner: type | None = None) -> Any:
         cls = self.owner if self.owner is not None else owner
         assert cls is not None
-        init = compiled_ahead(f"{cls.__module__}.{cls.__qualname__}", self.source, self.globs)
-        if init is None:
-            made: dict[str, Any] = {}
-            exec(self.source, self.globs, made)  # noqa: S102 - our own source, as dataclasses does
-            init = made["__init__"]
+        made: dict[str, Any] = {}
+        exec(self.source, self.globs, made)  # noqa: S102 - our own source, as dataclasses does
+        init = made["__init__"]
         init.__qualname__ = f"{cls.__qualname__}.__init__"
         type.__setattr__(cls, "__init__", init)
         return init.__get__(obj, owner)
-
-
-#: ``module.qualname`` -> the lazy ``__init__`` (its source and globals) of each record made in this process:
-#: what ``tests/test_records.py --write-inits`` stores in :mod:`meta_tokenvault._record_inits`.
-LAZY_INITS: dict[str, _LazyInit] = {}
-
-
-def compiled_ahead(key: str, source: str, globs: dict[str, Any]) -> Any:
-    """The ``__init__`` of ``source`` from :mod:`meta_tokenvault._record_inits`, whose functions are the same
-    sources compiled when the package was installed (a byte-compiled module, like any other): ``compile`` at
-    run time costs ~0.05-0.4 ms a record (``Settings``' 21 fields the most), ~1 ms of a ``token reveal``.
-    Used only when the stored source is this very text; None otherwise (a record changed since the module was
-    generated, a record of a test...), and the caller compiles it. Its globals are ``globs``, the record's
-    own, as if it had been compiled here."""
-    from . import _record_inits as ahead
-
-    if ahead.SOURCES.get(key) != source:
-        return None
-    return FunctionType(ahead.FACTORIES[key].__code__, globs)()
 
 
 def _frozen_setattr(self: Any, name: str, value: Any) -> None:
@@ -228,9 +206,8 @@ def _make(cls: type[_T], frozen: bool, slots: bool) -> type[_T]:
         body.append(f"    _set(self, {name!r}, {value})" if frozen else f"    self.{name} = {value}")
     shown = tuple(name for name, _ann, f in spec if f.repr)
     # __init__ from our own source, as dataclasses does, compiled on first use; the others need no compiling
-    source = "\n".join([f"def __init__(self, {', '.join(params)}) -> None:", *(body or ["    pass"])])
-    made: dict[str, Any] = {"__init__": _LazyInit(source, globs)}
-    LAZY_INITS[f"{cls.__module__}.{cls.__qualname__}"] = made["__init__"]
+    made: dict[str, Any] = {"__init__": _LazyInit(
+        "\n".join([f"def __init__(self, {', '.join(params)}) -> None:", *(body or ["    pass"])]), globs)}
     values = _values(tuple(names))
     made["__repr__"] = _repr(shown)
     made["__eq__"] = _eq(values)
