@@ -6,7 +6,9 @@ wheel``; ``--install editable``: this checkout's virtualenv, whose editable-inst
 ``python -c pass`` included, pays ~8-10 ms for):
 
 * ``python -c pass`` — the bare interpreter of that virtualenv (the floor for any Python CLI);
-* ``tokenvault --help`` piped (the stored text), and rendered by typer as at a terminal (``COLUMNS`` set);
+* ``tokenvault --help`` piped and at a terminal (a pseudo-terminal of 80 and of 200 columns, ``TERM=xterm-256color``):
+  the stored help (meta_tokenvault.cli.help); and at the 80-column terminal rendered by typer
+  (``TOKENVAULT_FAST_PATH=0``: how a terminal got it before the store had every width and form);
 * ``tokenvault token reveal X`` and ``tokenvault exec --token X -- true`` on the local backend with the
   ``file`` key provider (the default headless setup);
 * the same two with ``TOKENVAULT_FAST_PATH=0``: the full path (typer, SQLAlchemy), i.e. how every command ran
@@ -37,9 +39,10 @@ from pathlib import Path
 from harness import TOKEN, Figure, base_env, compare, make_home, ms, run_once, tool
 
 SECTION = "cold_start"
-#: The same help rendered by typer (COLUMNS set: what a terminal gets; piped, it is the stored text, see
-#: meta_tokenvault.cli.help).
-TYPER_HELP = "tokenvault --help (typer: COLUMNS=80, as at a terminal)"
+#: The help at a terminal (a pseudo-terminal, stdin/stdout/stderr), served from the store, and rendered by typer.
+TERMINAL_HELP = "tokenvault --help at a terminal (80 columns)"
+WIDE_HELP = "tokenvault --help at a terminal (200 columns)"
+TYPER_HELP = "tokenvault --help at a terminal (typer: TOKENVAULT_FAST_PATH=0)"
 
 
 def _bao_binary() -> str | None:
@@ -120,7 +123,9 @@ def run(quick: bool) -> list[Figure]:
         commands = {
             "python -c pass": ([python, "-c", "pass"], env),
             "tokenvault --help": ([tv, "--help"], env),
-            TYPER_HELP: ([tv, "--help"], dict(env, COLUMNS="80")),
+            TERMINAL_HELP: ([tv, "--help"], dict(env, TERM="xterm-256color"), 80),
+            WIDE_HELP: ([tv, "--help"], dict(env, TERM="xterm-256color"), 200),
+            TYPER_HELP: ([tv, "--help"], dict(env, TERM="xterm-256color", TOKENVAULT_FAST_PATH="0"), 80),
             "tokenvault token reveal": ([tv, "token", "reveal", label], env),
             "tokenvault exec -- true": ([tv, "exec", "--token", label, "--", "true"], env),
             "tokenvault token reveal (full path)": ([tv, "token", "reveal", label], full),
@@ -148,15 +153,14 @@ def run(quick: bool) -> list[Figure]:
     bare = timings["python -c pass"].median
     figures.append(Figure(SECTION, "python -c pass (bare interpreter)", ms(bare), "ms", 1.0, "python -c pass",
                           detail=timings["python -c pass"].summary()))
-    help_ratio = timings["tokenvault --help"].median / bare
-    figures.append(Figure(SECTION, "tokenvault --help", ms(timings["tokenvault --help"].median), "ms",
-                          round(help_ratio, 2), "python -c pass", "<= 5x", help_ratio <= 5,
-                          detail={**timings["tokenvault --help"].summary(), "cpu_vs_python": round(
-                              timings["tokenvault --help"].cpu_median / timings["python -c pass"].cpu_median, 2)}))
-    typer_help = timings[TYPER_HELP]
-    figures.append(Figure(SECTION, TYPER_HELP, ms(typer_help.median), "ms", round(typer_help.median / bare, 2),
-                          "python -c pass", detail={**typer_help.summary(), "cpu_vs_python": round(
-                              typer_help.cpu_median / timings["python -c pass"].cpu_median, 2)}))
+    for name in ("tokenvault --help", TERMINAL_HELP, WIDE_HELP, TYPER_HELP):
+        timing = timings[name]
+        ratio = timing.median / bare
+        goal = name != TYPER_HELP
+        figures.append(Figure(SECTION, name, ms(timing.median), "ms", round(ratio, 2), "python -c pass",
+                              "<= 5x" if goal else "", ratio <= 5 if goal else None,
+                              detail={**timing.summary(), "cpu_vs_python": round(
+                                  timing.cpu_median / timings["python -c pass"].cpu_median, 2)}))
     bao_median = timings["bao kv get"].median if "bao kv get" in timings else None
     for name in ("tokenvault token reveal", "tokenvault exec -- true"):
         median = timings[name].median

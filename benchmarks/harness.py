@@ -102,22 +102,64 @@ def run_once(argv: Sequence[str], env: Mapping[str, str], *, stdin: str | None =
     return proc
 
 
-def compare(commands: Mapping[str, tuple[Sequence[str], Mapping[str, str]]], *, runs: int,
-            warmup: int = 2) -> dict[str, Timing]:
-    """Time each ``name: (argv, env)`` ``runs`` times (after ``warmup``), interleaved; output discarded."""
+#: A command to time: ``(argv, env)``, or ``(argv, env, columns)`` to run it at a pseudo-terminal that wide
+#: (stdin, stdout and stderr), as a person at a terminal runs it.
+Command = tuple[Sequence[str], Mapping[str, str]] | tuple[Sequence[str], Mapping[str, str], int]
+
+
+def _run_in_terminal(argv: Sequence[str], env: Mapping[str, str], columns: int) -> tuple[int, float, bytes]:
+    """Run ``argv`` with a pseudo-terminal ``columns`` wide as stdin, stdout and stderr, reading (and
+    discarding) what it prints as a terminal would: exit code, wall time, the last of its output."""
+    import fcntl
+    import pty
+    import struct
+    import termios
+
+    master, slave = pty.openpty()
+    try:
+        fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 50, columns, 0, 0))
+        start = time.perf_counter()
+        proc = subprocess.Popen(list(argv), env=dict(env), stdin=slave, stdout=slave, stderr=slave)
+        os.close(slave)
+        slave = -1
+        tail = b""
+        while True:
+            try:
+                chunk = os.read(master, 65536)
+            except OSError:  # EIO: the child closed the terminal
+                break
+            if not chunk:
+                break
+            tail = (tail + chunk)[-2000:]
+        code = proc.wait(timeout=600)
+        return code, time.perf_counter() - start, tail
+    finally:
+        os.close(master)
+        if slave >= 0:
+            os.close(slave)
+
+
+def compare(commands: Mapping[str, Command], *, runs: int, warmup: int = 2) -> dict[str, Timing]:
+    """Time each ``name: (argv, env[, columns])`` ``runs`` times (after ``warmup``), interleaved; output
+    discarded (read from the pseudo-terminal when ``columns`` is given)."""
     samples: dict[str, list[float]] = {name: [] for name in commands}
     cpu: dict[str, list[float]] = {name: [] for name in commands}
     for round_ in range(warmup + runs):
-        for name, (argv, env) in commands.items():
+        for name, command in commands.items():
+            argv, env = command[0], command[1]
             before = resource.getrusage(resource.RUSAGE_CHILDREN)
-            start = time.perf_counter()
-            proc = subprocess.run(list(argv), env=dict(env), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                  stderr=subprocess.PIPE, timeout=600)
-            elapsed = time.perf_counter() - start
+            if len(command) == 3:
+                code, elapsed, output = _run_in_terminal(argv, env, command[2])
+            else:
+                start = time.perf_counter()
+                proc = subprocess.run(list(argv), env=dict(env), stdin=subprocess.DEVNULL,
+                                      stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=600)
+                elapsed = time.perf_counter() - start
+                code, output = proc.returncode, proc.stderr
             after = resource.getrusage(resource.RUSAGE_CHILDREN)
-            if proc.returncode != 0:
-                raise RuntimeError(f"{name}: {' '.join(argv)} exited {proc.returncode}: "
-                                   f"{proc.stderr.decode(errors='replace').strip()[-2000:]}")
+            if code != 0:
+                raise RuntimeError(f"{name}: {' '.join(argv)} exited {code}: "
+                                   f"{output.decode(errors='replace').strip()[-2000:]}")
             if round_ >= warmup:
                 samples[name].append(elapsed)
                 cpu[name].append(after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime)

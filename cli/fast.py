@@ -22,9 +22,11 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
+TYPE_CHECKING = False  # typing's constant without importing typing at run time (start-up); mypy reads it as True
 if TYPE_CHECKING:
+    from typing import Any
+
     from meta_tokenvault.fastread import FastReader
     from meta_tokenvault.inject import Injected
 
@@ -172,7 +174,7 @@ def dispatch(args: list[str]) -> int | None:
 
 def _run_exec(reader: FastReader, cmd: FastCommand) -> int:
     """What ``meta_tokenvault.cli.commands.inject.exec_`` does without --restart-on-rotate, on the fast reader."""
-    from meta_tokenvault.inject import ExecOptions, parse_token_specs, resolve_specs, run_command
+    from meta_tokenvault.inject.run import ExecOptions, parse_token_specs, resolve_specs, run_command
 
     specs = parse_token_specs(cmd.tokens)
 

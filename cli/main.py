@@ -11,7 +11,10 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Any
+
+TYPE_CHECKING = False  # typing's constant without importing typing at run time (start-up); mypy reads it as True
+if TYPE_CHECKING:
+    from typing import Any
 
 #: Set to 0 to send every command through typer and SQLAlchemy (troubleshooting, benchmarks).
 FAST_PATH_ENV = "TOKENVAULT_FAST_PATH"
@@ -43,11 +46,12 @@ def run(argv: list[str] | None = None, *, fast: bool | None = None) -> int:
     handled = None
     try:
         if use_fast and not os.environ.get(COMPLETE_VAR):
-            from .help import serve
+            if len(args) == 1:  # help.TOP_LEVEL's length (tested): the fast commands skip the help module
+                from .help import serve
 
-            if serve(args):  # the top-level help, rendered ahead by typer (see meta_tokenvault.cli.help)
-                handled = 0
-            else:
+                if serve(args):  # the top-level help, rendered ahead by typer (see meta_tokenvault.cli.help)
+                    handled = 0
+            if handled is None:
                 from .fast import dispatch
 
                 handled = dispatch(args)

@@ -11,7 +11,10 @@ import re
 import sys
 from collections.abc import Iterable, Sequence
 from datetime import datetime
-from typing import Any
+
+TYPE_CHECKING = False  # typing's constant without importing typing at run time (start-up); mypy reads it as True
+if TYPE_CHECKING:
+    from typing import Any
 
 
 def safe(value: object, *, markup: bool = False) -> str:

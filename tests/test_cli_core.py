@@ -154,6 +154,26 @@ def test_doctor_reports_checks_as_json(cli, ready: Path) -> None:  # type: ignor
     assert all(names.values()) and "audit trail" in names and "master key" in names
 
 
+def test_doctor_reports_the_journal_mode_and_warns_when_sqlite_is_not_in_wal(
+        cli, ready: Path) -> None:  # type: ignore[no-untyped-def]
+    import sqlite3
+
+    def journal(*url: str) -> dict[str, object]:
+        result = cli(*url, "doctor", "--json")
+        assert result.code == 0, result.err  # a warning does not fail doctor
+        return next(c for c in result.json()["checks"] if c["name"] == "journal mode")
+
+    assert journal()["ok"] is True and str(journal()["detail"]).startswith("wal")
+    db = ready / "tokenvault.db"
+    with sqlite3.connect(db, isolation_level=None) as conn:
+        conn.execute("PRAGMA journal_mode=DELETE")
+    # a URL with options is used as given (no switch to WAL), as a database whose switch failed is left
+    check = journal("--db-url", f"sqlite:///{db}?timeout=5")
+    assert check["ok"] is False and check["warning"] is True
+    assert str(check["detail"]).startswith("delete:") and "no other process" in str(check["fix"])
+    assert journal()["ok"] is True  # the next plain open switched it
+
+
 def test_keyring_provider_without_a_backend_names_the_alternatives(cli, home: Path,  # type: ignore[no-untyped-def]
                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TOKENVAULT_HOME", str(home))

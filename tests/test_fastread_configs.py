@@ -423,6 +423,34 @@ def test_the_light_client_verifies_tls_with_the_configured_ca_and_sends_token_an
     assert request["x-vault-request"] == "true"
 
 
+def test_the_default_ca_bundle_is_certifis_found_without_importing_certifi(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib.machinery
+    import importlib.util
+    import subprocess
+    import sys
+
+    import certifi
+    import requests.utils
+
+    from meta_tokenvault.adapters import hashicorp_light
+    from meta_tokenvault.fallback import FastPathUnavailable
+
+    probe = ("import sys; from meta_tokenvault.adapters.hashicorp_light import _default_ca_bundle; "
+             "print(_default_ca_bundle()); print('certifi' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout.split()
+    assert out == [certifi.where(), "False"] and requests.utils.DEFAULT_CA_BUNDLE_PATH == certifi.where()
+    # a package folder without the file (a zipped install...): certifi answers; no certifi: the full path
+    (tmp_path / "certifi").mkdir()
+    elsewhere = importlib.machinery.ModuleSpec("certifi", None, origin=str(tmp_path / "certifi" / "__init__.py"),
+                                               is_package=True)
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: elsewhere)
+    assert hashicorp_light._default_ca_bundle() == certifi.where()
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
+    with pytest.raises(FastPathUnavailable):
+        hashicorp_light._default_ca_bundle()
+
+
 def test_an_untrusted_certificate_is_left_to_the_full_path_which_reports_it(tls_kv: TlsKv) -> None:
     from meta_tokenvault.adapters.hashicorp_client import client_from_settings
     from meta_tokenvault.adapters.secrets_hashicorp import HashicorpBackend

@@ -42,8 +42,9 @@ def test_every_module_of_vault_and_cli_is_in_the_wheel(wheel: Path) -> None:
     names = set(zipfile.ZipFile(wheel).namelist())
     expected = {f"meta_tokenvault/{p.relative_to(ROOT / 'vault')}" for p in (ROOT / "vault").rglob("*.py")}
     expected |= {f"meta_tokenvault/cli/{p.relative_to(ROOT / 'cli')}" for p in (ROOT / "cli").rglob("*.py")}
-    expected |= {"meta_tokenvault/py.typed", "meta_tokenvault/cli/py.typed"}
-    assert expected - names == set(), "add the missing packages to [tool.setuptools] packages in pyproject.toml"
+    expected |= {"meta_tokenvault/py.typed", "meta_tokenvault/cli/py.typed", "meta_tokenvault/cli/help_text.bin"}
+    assert expected - names == set(), "add the missing packages (data: package-data) to [tool.setuptools] in " \
+                                      "pyproject.toml"
 
 
 def test_the_console_command_is_tokenvault(wheel: Path) -> None:
@@ -62,6 +63,8 @@ def test_the_unpacked_wheel_imports_as_meta_tokenvault_and_nothing_else(wheel: P
         "assert meta_tokenvault.TokenVault.__name__ == 'TokenVault'\n"
         f"assert meta_tokenvault.__file__.startswith({str(site)!r}), meta_tokenvault.__file__\n"
         f"assert meta_tokenvault.cli.main.__file__.startswith({str(site)!r})\n"
+        "import meta_tokenvault.cli.help as h\n"  # the stored help's data file came along
+        "assert h.stored_help(80, h.TERMINAL).count('Usage: ') == 1\n"
         "assert importlib.util.find_spec('vault') is None, 'a top-level vault package is importable'\n"
         "assert importlib.util.find_spec('cli') is None, 'a top-level cli package is importable'\n"
     )

@@ -237,6 +237,17 @@ def test_renewal_settings_resolve_from_the_environment(tmp_path: Path) -> None:
     assert parse_duration("90") == timedelta(seconds=90) and parse_duration("2d") == timedelta(days=2)
 
 
+def test_a_context_built_without_renewal_or_notifier_takes_the_defaults() -> None:
+    # built on first use (the reads never need them), the same defaults as before: no notifications, 10 days
+    from meta_tokenvault.context import VaultContext
+    from meta_tokenvault.ports.notify import NullNotifier
+
+    ctx = VaultContext(store=None, secrets=None, keys=None)  # type: ignore[arg-type]  # none is used here
+    assert ctx.renewal == policy.Renewal() and ctx.renewal.refresh_margin == timedelta(days=10)
+    assert isinstance(ctx.notifier, NullNotifier) and ctx.notifier.notify("t", "b") is False
+    assert ctx.notifier is ctx.notifier and ctx.renewal is ctx.renewal
+
+
 def test_a_smaller_margin_refreshes_later(tmp_path: Path) -> None:
     world = make_world(tmp_path)
     m, _ = manager(world)

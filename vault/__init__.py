@@ -12,8 +12,6 @@ the database and crypto libraries load on first use.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
-
 from .errors import (
     AuditChainBroken,
     BackendUnavailable,
@@ -28,7 +26,10 @@ from .errors import (
     VaultError,
 )
 
+TYPE_CHECKING = False  # typing's constant without importing typing at run time (start-up); mypy reads it as True
 if TYPE_CHECKING:
+    from typing import Any
+
     from .api import TokenVault
     from .types import Secret, TokenRecord, TokenStatus
 

@@ -19,12 +19,15 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from datetime import datetime
-from typing import Any
 
 from .digest import hmac_sha256, hmac_sha256_matches, sha256
 from .errors import AuditChainBroken
 from .records import record
 from .types import as_utc
+
+TYPE_CHECKING = False  # typing's constant without importing typing at run time (start-up); mypy reads it as True
+if TYPE_CHECKING:
+    from typing import Any
 
 GENESIS = "0" * 64
 AUDIT_HEAD = "audit_head"

@@ -9,11 +9,11 @@ import os
 from collections.abc import Mapping
 from datetime import timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from .errors import InvalidInput
 from .records import field, record, record_fields, replace
 
+TYPE_CHECKING = False  # typing's constant without importing typing at run time (start-up); mypy reads it as True
 if TYPE_CHECKING:
     from .policy import Renewal
 

@@ -16,20 +16,22 @@ import _thread  # threading.Lock itself; threading (~1 ms of start-up) only wher
 import os
 from collections.abc import Callable
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
 
 from . import crypto
 from .audit import head_key as audit_head_key
 from .errors import NotFound, TokenInvalid, VaultError
-from .policy import Renewal
 from .ports.clock import Clock, SystemClock
-from .ports.notify import Notifier, NullNotifier
 from .types import BusinessRecord, Secret, SecretKind, SecretRef, TokenSource, TokenStatus
 
+TYPE_CHECKING = False  # typing's constant without importing typing at run time (start-up); mypy reads it as True
 if TYPE_CHECKING:
+    from typing import Any
+
     from .adapters.store_sql import SqlStore
+    from .policy import Renewal
     from .ports.graph import AppCredentials, GraphApi, TokenDebugInfo
     from .ports.keys import KeyProvider
+    from .ports.notify import Notifier
     from .ports.secrets import SecretBackend
 
 FINGERPRINT_PURPOSE = "fingerprint"
@@ -60,12 +62,40 @@ class VaultContext:
         self.graph_factory = graph
         self._graph: GraphApi | None = None
         self._graph_lock = _thread.allocate_lock()  # bulk rotation's threads ask for it at the same moment
-        self.notifier: Notifier = notifier or NullNotifier()
+        self._notifier = notifier
         self.clock: Clock = clock or SystemClock()
         self.actor = actor
-        self.renewal: Renewal = renewal or Renewal()  # when run-due refreshes and verifies (config.Settings)
+        self._renewal = renewal
         self._fp_key: bytes | None = None
         self._head_key: tuple[bytes, bytes] | None = None  # (the fingerprint key, the head key derived from it)
+
+    # the defaults of the two below are built on first use: the reads (the fast path) never notify nor
+    # renew, and need not import their modules
+    @property
+    def notifier(self) -> Notifier:
+        """Where reminders and alerts go (nowhere unless one is configured)."""
+        if self._notifier is None:
+            from .ports.notify import NullNotifier
+
+            self._notifier = NullNotifier()
+        return self._notifier
+
+    @notifier.setter
+    def notifier(self, notifier: Notifier) -> None:
+        self._notifier = notifier
+
+    @property
+    def renewal(self) -> Renewal:
+        """When run-due refreshes and verifies (:attr:`meta_tokenvault.config.Settings.renewal`)."""
+        if self._renewal is None:
+            from .policy import Renewal
+
+            self._renewal = Renewal()
+        return self._renewal
+
+    @renewal.setter
+    def renewal(self, renewal: Renewal) -> None:
+        self._renewal = renewal
 
     # ------------------------------------------------------------------ ports
     @property

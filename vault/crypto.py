@@ -15,12 +15,12 @@ Pure functions over bytes; no I/O. The envelope design:
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING
 
 from .digest import hmac_sha256, sha256
 from .errors import TamperedCiphertext
 from .records import field, record
 
+TYPE_CHECKING = False  # typing's constant without importing typing at run time (start-up); mypy reads it as True
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
@@ -66,14 +66,16 @@ def seal(key: bytes, plaintext: bytes, aad: bytes) -> bytes:
 
 def open_sealed(key: bytes, blob: bytes, aad: bytes, *, what: str = "ciphertext") -> bytes:
     """Decrypt a :func:`seal` blob. Raises :class:`TamperedCiphertext` if it does not authenticate."""
-    from cryptography.exceptions import InvalidTag
-
     if len(blob) < 1 + NONCE_BYTES + 16 or blob[:1] != _FORMAT:
         raise TamperedCiphertext(f"The {what} is truncated or not in tokenvault's format.")
     nonce, body = blob[1 : 1 + NONCE_BYTES], blob[1 + NONCE_BYTES :]
     try:
         return aesgcm()(key).decrypt(nonce, body, aad)
-    except InvalidTag:
+    except Exception as exc:
+        from cryptography.exceptions import InvalidTag  # only now: it imports typing (start-up)
+
+        if not isinstance(exc, InvalidTag):
+            raise
         raise TamperedCiphertext(
             f"The {what} does not authenticate: it was edited, truncated or belongs to another record."
         ) from None

@@ -41,12 +41,10 @@ from __future__ import annotations
 import os
 import re
 import sqlite3
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from functools import lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from . import queries, sqlitedb
 from .audit import AUDIT_HEAD, missing_head, next_link
@@ -54,19 +52,21 @@ from .fallback import FastPathUnavailable
 from .queries import BlobRecord
 from .types import Secret, TokenRecord
 
+TYPE_CHECKING = False  # typing's constant without importing typing at run time (start-up); mypy reads it as True
 if TYPE_CHECKING:
+    from typing import Any, TypeVar
+
     from .adapters.store_sql import SqlStore
     from .config import Settings
     from .ports.secrets import SecretBackend
     from .service import TokenManager
+    _T = TypeVar("_T")
 
 #: Key providers the fast path builds (with :func:`meta_tokenvault.wiring.build_key_provider`, as the full path does):
 #: keys read locally, or through the ``keyring`` package alone. Vault Transit needs hvac: full path.
 FAST_KEY_PROVIDERS = ("file", "env", "keyring")
 #: Secret backends the fast path reads: sealed blobs in the store, or one KV v2 read over http.client.
 FAST_BACKENDS = ("local", "vault")
-
-_T = TypeVar("_T")
 
 
 def sqlite_file(url: str) -> Path | None:
@@ -78,6 +78,23 @@ def sqlite_file(url: str) -> Path | None:
     if not path or path == ":memory:":
         return None
     return Path(path)
+
+
+class _DriverErrors:
+    """The context manager of :meth:`FastStore._errors` (a class: ``contextlib`` is not otherwise on the
+    start-up path)."""
+
+    __slots__ = ("errors",)
+
+    def __init__(self, errors: tuple[type[BaseException], ...]) -> None:
+        self.errors = errors
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: object) -> None:
+        if exc is not None and isinstance(exc, self.errors):
+            raise FastPathUnavailable(f"{type(exc).__name__}: {exc}") from None
 
 
 class FastStore:
@@ -116,12 +133,9 @@ class FastStore:
     def close(self) -> None:
         self.conn.close()
 
-    @contextmanager
-    def _errors(self) -> Iterator[None]:
-        try:
-            yield
-        except self._driver_errors as exc:
-            raise FastPathUnavailable(f"{type(exc).__name__}: {exc}") from None
+    def _errors(self) -> _DriverErrors:
+        """``with self._errors():`` turns a driver error into :class:`FastPathUnavailable`."""
+        return _DriverErrors(self._driver_errors)
 
     def _execute(self, sql: str, params: Mapping[str, Any] | None = None) -> Any:
         """Run ``sql`` (a :mod:`meta_tokenvault.queries` statement, ``:name`` parameters); the cursor."""
@@ -432,7 +446,7 @@ def _wire(store: FastStore, settings: Settings, env: Mapping[str, str],
 def _as_sql_store(store: FastStore) -> SqlStore:
     """FastStore where a SqlStore is typed: it has the methods reveal/resolve/show/list call, with the same
     signatures (tests/test_fastread.py checks both), and nothing else is ever called on it here."""
-    return cast("SqlStore", store)
+    return store  # type: ignore[return-value]
 
 
 def run_or_fall_back(fast: Callable[[FastReader], _T], full: Callable[[], _T], reader: FastReader | None) -> _T:

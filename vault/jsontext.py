@@ -16,7 +16,10 @@ import json
 from collections.abc import Callable, Iterator
 from datetime import datetime
 from json.encoder import encode_basestring_ascii as encode_string  # '"…"', escaped as json does (C if there)
-from typing import Any
+
+TYPE_CHECKING = False  # typing's constant without importing typing at run time (start-up); mypy reads it as True
+if TYPE_CHECKING:
+    from typing import Any
 
 
 def default(value: Any) -> Any:

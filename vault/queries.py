@@ -20,15 +20,17 @@ from __future__ import annotations
 
 import gc
 import json
-from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from functools import lru_cache
-from typing import Any
 
 from .errors import NotFound
 from .records import record
 from .types import TOKEN_JSON, Provenance, TokenRecord, TokenSource, TokenStatus, TokenVersionRecord, as_utc
+
+TYPE_CHECKING = False  # typing's constant without importing typing at run time (start-up); mypy reads it as True
+if TYPE_CHECKING:
+    from typing import Any
 
 #: The schema version these statements are written for (:data:`meta_tokenvault.migrations.LATEST`; a test checks).
 SCHEMA_VERSION = 4
@@ -190,19 +192,21 @@ def token_record(row: Sequence[Any], history: Sequence[TokenVersionRecord] = ())
     )
 
 
-@contextmanager
-def gc_paused() -> Iterator[None]:
+class gc_paused:  # noqa: N801 - used as a function: ``with gc_paused():``
     """Pause the cyclic garbage collector while many objects are built at once (rows, records, JSON):
     100,000 tokens otherwise trigger repeated full collections, a quarter of ``token list``'s time. Nothing
-    built in such a block forms a reference cycle, so nothing is left for the collector to find."""
-    if not gc.isenabled():
-        yield
-        return
-    gc.disable()
-    try:
-        yield
-    finally:
-        gc.enable()
+    built in such a block forms a reference cycle, so nothing is left for the collector to find. (A class,
+    not a :func:`contextlib.contextmanager`: ``contextlib`` is not otherwise on the start-up path.)"""
+
+    __slots__ = ("_was_enabled",)
+
+    def __enter__(self) -> None:
+        self._was_enabled = gc.isenabled()
+        gc.disable()
+
+    def __exit__(self, *exc: object) -> None:
+        if self._was_enabled:
+            gc.enable()
 
 
 def token_records(rows: Iterable[Sequence[Any]]) -> list[TokenRecord]:

@@ -20,9 +20,19 @@ on a record and on the equivalent dataclass.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, TypeVar, dataclass_transform, overload
 
-_T = TypeVar("_T")
+TYPE_CHECKING = False  # typing's constant without importing typing at run time (start-up); mypy reads it as True
+if TYPE_CHECKING:
+    from typing import Any, TypeVar, dataclass_transform, overload
+
+    _T = TypeVar("_T")
+else:  # what typing's decorators do to a function at run time that matters here: nothing
+    def overload(func: object) -> object:
+        return func
+
+    def dataclass_transform(**_spec: object) -> object:
+        return lambda func: func
+
 _MISSING: Any = type("_Missing", (), {"__repr__": lambda self: "<missing>"})()
 
 
@@ -149,11 +159,11 @@ def _hash(values: Callable[[Any], tuple[Any, ...]]) -> Callable[[Any], int]:
 @overload
 def record(cls: type[_T], /) -> type[_T]: ...
 @overload
-def record(*, frozen: bool = False, slots: bool = False) -> Callable[[type[_T]], type[_T]]: ...
+def record(*, frozen: bool = False, slots: bool = False) -> Callable[[type[_T]], type[_T]]: ...  # noqa: F811
 
 
 @dataclass_transform(field_specifiers=(field,))
-def record(cls: type[_T] | None = None, /, *, frozen: bool = False, slots: bool = False) -> Any:
+def record(cls: type[_T] | None = None, /, *, frozen: bool = False, slots: bool = False) -> Any:  # noqa: F811
     """``@dataclass(frozen=..., slots=...)`` for the records of the start-up path (see the module doc)."""
     if cls is None:
         return lambda c: _make(c, frozen, slots)

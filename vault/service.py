@@ -10,14 +10,16 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from datetime import datetime
-from typing import IO, TYPE_CHECKING, Any
 
 from .context import VaultContext
 from .types import TokenStatus
 from .usecases import tokens  # the reads (reveal, resolve, show, list): the fast path's use case
 from .validation import clean_token, validate_label
 
+TYPE_CHECKING = False  # typing's constant without importing typing at run time (start-up); mypy reads it as True
 if TYPE_CHECKING:
+    from typing import IO, Any
+
     from .adapters.store_sql import SqlStore
     from .policy import Renewal
     from .ports.clock import Clock

@@ -10,9 +10,21 @@ from __future__ import annotations
 import enum
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Any
 
 from .records import field, record
+
+TYPE_CHECKING = False  # typing's constant without importing typing at run time (start-up); mypy reads it as True
+if TYPE_CHECKING:
+    from typing import Any
+
+
+@record(frozen=True, slots=True)
+class Availability:
+    """Whether a key provider or secret backend can work here, and if not, why (keyring's habit).
+    :mod:`meta_tokenvault.ports.keys` exports it with the port."""
+
+    ok: bool
+    reason: str = ""
 
 
 def utcnow() -> datetime:

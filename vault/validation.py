@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from .errors import InvalidInput
 
+TYPE_CHECKING = False  # typing's constant without importing typing at run time (start-up); mypy reads it as True
 if TYPE_CHECKING:
     from .types import Secret
 

@@ -9,12 +9,13 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Mapping
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, TypeVar
 
 from .errors import KeyringUnavailable, UsageError
-from .fileutil import ensure_private_dir
 
+TYPE_CHECKING = False  # typing's constant without importing typing at run time (start-up); mypy reads it as True
 if TYPE_CHECKING:
+    from typing import Any, TypeVar
+
     from .config import Settings
     from .ports.clock import Clock
     from .ports.graph import GraphApi
@@ -22,6 +23,7 @@ if TYPE_CHECKING:
     from .ports.notify import Notifier
     from .ports.secrets import SecretBackend
     from .service import TokenManager
+    _T = TypeVar("_T")
 
 
 def default_actor() -> str:
@@ -195,6 +197,8 @@ def build_manager(
     check_settings(settings)  # before anything is read from a folder, file or URL others could control
     no_core_dumps()  # this process may now hold keys and tokens: no core dump, no same-user ptrace
     if create and not settings.db_url:
+        from .fileutil import ensure_private_dir
+
         ensure_private_dir(settings.home)
     store = SqlStore.open(settings.database_url, create=create)
     env = os.environ if environ is None else environ
@@ -272,9 +276,6 @@ def _test_clock(env: Mapping[str, str]) -> Clock | None:
     from .types import as_utc
 
     return _FixedClock(as_utc(datetime.fromisoformat(raw)))
-
-
-_T = TypeVar("_T")
 
 
 def _once(factory: Callable[[], _T]) -> Callable[[], _T]:

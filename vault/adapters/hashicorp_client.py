@@ -14,12 +14,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any
 
 from ..errors import AlreadyExists, InvalidInput, NotFound, VaultError, VaultUnavailable
 from ..fallback import FastPathUnavailable
 
+TYPE_CHECKING = False  # typing's constant without importing typing at run time (start-up); mypy reads it as True
 if TYPE_CHECKING:
+    from typing import Any
+
     from ..config import Settings
 
 DEFAULT_TIMEOUT = 10.0

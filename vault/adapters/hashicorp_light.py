@@ -20,14 +20,16 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlsplit
 
 from ..fallback import FastPathUnavailable
 from .hashicorp_client import DEFAULT_TIMEOUT
 from .plain_url import plain_http_url
 
+TYPE_CHECKING = False  # typing's constant without importing typing at run time (start-up); mypy reads it as True
 if TYPE_CHECKING:
+    from typing import Any
+
     from ..config import Settings
 
 
@@ -122,12 +124,26 @@ class LightKvClient:
         return data
 
 
-def _default_ca_bundle() -> str | None:
-    """The CA bundle requests verifies with when hvac is given ``verify=True`` (certifi's)."""
-    try:
-        import certifi
-    except ImportError:  # requests depends on certifi; without it the full path decides
-        raise FastPathUnavailable("no certifi CA bundle") from None
+def _default_ca_bundle() -> str:
+    """The CA bundle requests verifies with when hvac is given ``verify=True``: ``certifi.where()``.
+
+    That is the ``cacert.pem`` file of certifi's package folder (``importlib.resources.files("certifi")``,
+    a plain folder in any ordinary install), found here without importing certifi: on Python 3.11+ its
+    ``where()`` goes through :mod:`importlib.resources` (~13 ms: ``typing``, ``zipfile``, ``tempfile``...) and
+    registers an exit hook, which keeps the fast path from its quick exit (``cli.main._exit_now``). Where
+    the file is not there (a zipped install...) certifi answers itself. ``tests/test_fastread_configs.py``
+    checks that both name the same file."""
+    from importlib.util import find_spec
+
+    spec = find_spec("certifi")
+    if spec is None:  # requests depends on certifi; without it the full path decides
+        raise FastPathUnavailable("no certifi CA bundle")
+    if spec.origin and spec.submodule_search_locations:
+        bundle = os.path.join(os.path.dirname(spec.origin), "cacert.pem")
+        if os.path.isfile(bundle):
+            return bundle
+    import certifi
+
     return str(certifi.where())
 
 

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 
 from .. import crypto
 from ..errors import InvalidInput
-from ..ports.keys import Availability
+from ..types import Availability
 from .keys_local import GENERATE as _GENERATE
 from .keys_local import LocalKeyProvider, decode_key
 

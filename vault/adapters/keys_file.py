@@ -13,14 +13,12 @@ rewrites these files in place: a key file is created once, ``current`` is replac
 
 from __future__ import annotations
 
-import contextlib
 import os
 from pathlib import Path
 
 from ..errors import BackendUnavailable, InvalidInput
-from ..fileutil import atomic_write_private, create_private_file, ensure_private_dir
-from ..ports.keys import Availability
 from ..safety import private_file_problem
+from ..types import Availability
 from .keys_local import LocalKeyProvider, decode_key, encode_key
 
 _PREFIX, _SUFFIX = "master-", ".key"
@@ -74,7 +72,12 @@ class FileKeyProvider(LocalKeyProvider):
         self._keys[key_id] = (signature, key)
         return key
 
+    # the writes import what they need when they run: the start-up path (reveal, exec) only reads keys
     def _store(self, key_id: str, key: bytes) -> None:
+        import contextlib
+
+        from ..fileutil import create_private_file, ensure_private_dir
+
         ensure_private_dir(self.keys_dir)
         with contextlib.suppress(InvalidInput):  # the same key stored twice is the same file: keep it
             create_private_file(self._path(key_id), (encode_key(key) + "\n").encode())
@@ -95,6 +98,8 @@ class FileKeyProvider(LocalKeyProvider):
         return value
 
     def _set_current(self, key_id: str) -> None:
+        from ..fileutil import atomic_write_private, ensure_private_dir
+
         ensure_private_dir(self.keys_dir)
         atomic_write_private(self.keys_dir / "current", (key_id + "\n").encode())
 
@@ -107,6 +112,8 @@ class FileKeyProvider(LocalKeyProvider):
         """Delete an old key file (never the current one)."""
         if key_id == self._current():
             raise InvalidInput("Refusing to retire the current master key.")
+        import contextlib
+
         with contextlib.suppress(FileNotFoundError):
             self._path(key_id).unlink()
 

@@ -42,12 +42,14 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from typing import Any
 
 from ..errors import AlreadyExists, IntegrityError, InvalidInput, NotFound, VaultError
-from ..ports.keys import Availability
-from ..types import Secret, SecretKind, SecretRef
+from ..types import Availability, Secret, SecretKind, SecretRef
 from .hashicorp_client import translating
+
+TYPE_CHECKING = False  # typing's constant without importing typing at run time (start-up); mypy reads it as True
+if TYPE_CHECKING:
+    from typing import Any
 
 _SEGMENT = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,127}")
 _RESERVED_KEYS = ("tokenvault_kind", "tokenvault_owner_id", "tokenvault_version", "managed_by")

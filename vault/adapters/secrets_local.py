@@ -9,14 +9,14 @@ ciphertext and wrapped keys; a row copied onto another record does not open.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING
 
 from ..crypto import SealedSecret, open_secret, seal_secret
 from ..errors import NotFound
-from ..ports.keys import Availability, KeyProvider
-from ..types import Secret, SecretRef
+from ..types import Availability, Secret, SecretRef
 
+TYPE_CHECKING = False  # typing's constant without importing typing at run time (start-up); mypy reads it as True
 if TYPE_CHECKING:
+    from ..ports.keys import KeyProvider
     from .store_sql import SqlStore
 
 

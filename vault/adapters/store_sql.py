@@ -366,6 +366,17 @@ class SqlStore:
         except sa_exc.SQLAlchemyError as exc:
             raise _translate(exc, self.url) from None
 
+    def journal_mode(self) -> str | None:
+        """SQLite's journal mode, lower case (``wal`` normally: see :mod:`meta_tokenvault.sqlitedb`); None on
+        another database."""
+        if self.engine.dialect.name != "sqlite":
+            return None
+        try:
+            with self.engine.connect() as conn:
+                return str(conn.exec_driver_sql("PRAGMA journal_mode").scalar()).lower()
+        except sa_exc.SQLAlchemyError as exc:
+            raise _translate(exc, self.url) from None
+
     # ------------------------------------------------------------------ settings and wrapped keys
     def get_setting(self, key: str) -> str | None:
         with self.session() as s:

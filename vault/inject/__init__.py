@@ -14,9 +14,10 @@ exec`` must start fast). Three ways out of the vault, from most to least contain
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
-
+TYPE_CHECKING = False  # typing's constant without importing typing at run time (start-up); mypy reads it as True
 if TYPE_CHECKING:
+    from typing import Any
+
     from ..redact import StreamRedactor
     from .common import DEFAULT_VAR, TokenSource
     from .exports import (

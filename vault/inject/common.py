@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import os
 import re
-from typing import Protocol
 
 from ..errors import InvalidInput
 from ..types import Secret, TokenRecord, TokenStatus
+
+TYPE_CHECKING = False  # typing's constant without importing typing at run time (start-up); mypy reads it as True
+if TYPE_CHECKING:
+    from typing import Protocol
+else:  # exec imports this module for its checks and names: no typing there. TokenSource is a type for
+    Protocol = object  # mypy only (not runtime_checkable: nothing asks isinstance() of it)
 
 DEFAULT_VAR = "WHATSAPP_TOKEN"
 

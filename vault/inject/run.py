@@ -13,13 +13,13 @@ import signal
 import subprocess
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING
 
 from ..errors import InvalidInput, UsageError, VaultError
 from ..records import record
 from ..types import Secret, TokenRecord
 from .common import DEFAULT_VAR, LABEL_RE, VAR_RE, TokenSource, write_all
 
+TYPE_CHECKING = False  # typing's constant without importing typing at run time (start-up); mypy reads it as True
 if TYPE_CHECKING:
     from ..redact import StreamRedactor  # imported by run_command when --mask needs it
 

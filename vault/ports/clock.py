@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Protocol
 
 from ..types import utcnow
+
+TYPE_CHECKING = False  # typing's constant without importing typing at run time (start-up); mypy reads it as True
+if TYPE_CHECKING:
+    from typing import Protocol
+else:  # the start-up path imports this module for SystemClock: no typing there. The Protocol is a type for
+    Protocol = object  # mypy only (not runtime_checkable: nothing asks isinstance() of it)
 
 
 class Clock(Protocol):

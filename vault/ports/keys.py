@@ -4,15 +4,7 @@ from __future__ import annotations
 
 from typing import Protocol, runtime_checkable
 
-from ..records import record
-
-
-@record(frozen=True, slots=True)
-class Availability:
-    """Whether a provider or backend can work here, and if not, why (keyring's habit)."""
-
-    ok: bool
-    reason: str = ""
+from ..types import Availability as Availability  # a record of the start-up path, where no port (typing) is imported
 
 
 @runtime_checkable

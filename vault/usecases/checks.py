@@ -5,12 +5,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
 
 from ..context import debug_summary
 from ..types import TokenRecord, TokenStatus
 
+TYPE_CHECKING = False  # typing's constant without importing typing at run time (start-up); mypy reads it as True
 if TYPE_CHECKING:
+    from typing import Any
+
     from ..context import VaultContext
     from ..ports.graph import TokenDebugInfo
 

@@ -30,6 +30,7 @@ def doctor(ctx: VaultContext) -> list[DoctorCheck]:
     try:
         version = ctx.store.schema_version()
         checks.append(DoctorCheck("database", True, f"{ctx.store.display_url} (schema v{version})"))
+        checks += journal_checks(ctx)
     except VaultError as exc:
         checks.append(DoctorCheck("database", False, exc.message, exc.hint))
     avail = ctx.keys.availability()
@@ -66,6 +67,23 @@ def doctor(ctx: VaultContext) -> list[DoctorCheck]:
     return checks
 
 
+def journal_checks(ctx: VaultContext) -> list[DoctorCheck]:
+    """SQLite's journal mode: WAL (each commit one sequential write; readers never wait for the writer), or the
+    rollback journal SQLite keeps when it could not switch (another process held the database, the folder or
+    file is read-only, or the filesystem has no shared memory for WAL's index, as on some network mounts).
+    Nothing is wrong in the latter, it is slower: a warning. None for PostgreSQL."""
+    mode = ctx.store.journal_mode()
+    if mode is None:
+        return []
+    if mode == "wal":
+        return [DoctorCheck("journal mode", True, "wal (see docs/deployment.md for backups)")]
+    return [DoctorCheck("journal mode", False, f"{mode}: SQLite could not switch this database to WAL (another "
+                        "process held it, it is read-only, or the filesystem lacks shared memory)",
+                        "Run `tokenvault doctor` again while no other process has the database open (any "
+                        "command that can write it switches it); on a network mount, keep the home on a local "
+                        "disk or use PostgreSQL", warning=True)]
+
+
 def renewal_checks(ctx: VaultContext, tokens: list[TokenRecord]) -> list[DoctorCheck]:
     """Active tokens expiring within the refresh margin (run-due should have refreshed them), and tokens Meta
     was never asked about (debug_token): their expiry and health are unknown."""
@@ -87,4 +105,4 @@ def renewal_checks(ctx: VaultContext, tokens: list[TokenRecord]) -> list[DoctorC
     return out
 
 
-__all__ = ["DoctorCheck", "doctor", "renewal_checks"]
+__all__ = ["DoctorCheck", "doctor", "journal_checks", "renewal_checks"]

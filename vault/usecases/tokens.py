@@ -5,12 +5,11 @@ Every read of a secret is audited; nothing here mints (see :mod:`.mint`) or rota
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from ..errors import InvalidInput
 from ..types import Secret, SecretKind, SecretRef, TokenRecord, TokenStatus
 from .checks import check_fields, record_invalidated, say
 
+TYPE_CHECKING = False  # typing's constant without importing typing at run time (start-up); mypy reads it as True
 if TYPE_CHECKING:
     from ..context import VaultContext
     from ..ports.graph import TokenDebugInfo
