@@ -699,6 +699,7 @@ class Rotator:
         # (which also proves a remote one is reachable before Meta mints anything).
         if not (work.fresh and in_store) and self.ctx.secrets.exists(new_ref):  # stored before a crash: record it
             secret = self._new_secret(rotation, work)
+            fingerprint = self.ctx.fingerprint(secret)
             system_user_id = old.system_user_id
             put: Callable[[], None] | None = None
         else:
@@ -714,8 +715,9 @@ class Rotator:
                     raise self._defer(rotation, record, exc) from None
             secret, system_user_id = minted.secret, minted.system_user_id
             work.new_secret = secret
+            fingerprint = self.ctx.fingerprint(secret)
             metadata = {"business": biz.record.name, "system_user_id": system_user_id, "app_id": biz.record.app_id,
-                        "scopes": ",".join(old.scopes), "fingerprint": self.ctx.fingerprint(secret)}
+                        "scopes": ",".join(old.scopes), "fingerprint": fingerprint}
 
             def put() -> None:
                 self.ctx.secrets.put(new_ref, secret, metadata)
@@ -726,7 +728,7 @@ class Rotator:
         fields = {
             "status": TokenStatus.PENDING, "source": source, "system_user_id": system_user_id,
             "app_id": record.provenance.app_id, "scopes": list(old.scopes), "waba_ids": list(old.waba_ids),
-            "fingerprint": self.ctx.fingerprint(secret), "last4": secret.last4, "created_at": self.ctx.now(),
+            "fingerprint": fingerprint, "last4": secret.last4, "created_at": self.ctx.now(),
             "backend": self.ctx.secrets.name}
 
         fresh = work.fresh  # begun by this call, under its lease: no version to_version can exist yet
