@@ -136,19 +136,10 @@ def worker(scenario: dict[str, Any]) -> dict[str, Any]:
 def _postgres_worker(scenario: dict[str, Any], tmp: Path) -> dict[str, Any]:
     """The transport scenario on a PostgreSQL store: the tests' embedded server (``tests/plugins/postgres.py``),
     a fresh database, stopped afterwards."""
-    sys.path.insert(0, str(TREE / "tests"))
-    from plugins.postgres import _start  # the tests' embedded server: one way to run it
+    from harness import embedded_postgres
 
-    (tmp / "pg").mkdir()
-    server, postmaster = _start(tmp / "pg")
-    try:
-        conn = server.connect()
-        with conn.cursor() as cur:
-            cur.execute('CREATE DATABASE "bulk"')
-        conn.close()
-        return _transport_worker(scenario, tmp, db_url=server.url("bulk"))
-    finally:
-        postmaster.stop()
+    with embedded_postgres(tmp, "bulk", tree=TREE) as (_, url):
+        return _transport_worker(scenario, tmp, db_url=url)
 
 
 def _settings(home: Path, scenario: dict[str, Any], graph_url: str | None = None, db_url: str | None = None) -> Any:

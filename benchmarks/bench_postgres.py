@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import json
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-from harness import ROOT, Figure, base_env, compare, make_configured_home, ms, read_commands, read_figures
+from harness import Figure, base_env, compare, embedded_postgres, make_configured_home, ms, read_commands, read_figures
 
 SECTION = "postgres"
 
@@ -38,25 +37,14 @@ def _round_trips(server: object, database: str, n: int) -> tuple[float, float]:
 
 
 def run(quick: bool) -> list[Figure]:
-    sys.path.insert(0, str(ROOT / "tests"))
-    from plugins.postgres import _start  # the tests' embedded server: one way to run it
-
     runs, warmup = (1, 0) if quick else (21, 2)
     with tempfile.TemporaryDirectory(prefix="tv-bench-pg-") as tmp:
         base = Path(tmp)
-        (base / "pg").mkdir()
-        server, postmaster = _start(base / "pg")
-        try:
-            conn = server.connect()
-            with conn.cursor() as cur:
-                cur.execute('CREATE DATABASE "bench"')
-            conn.close()
-            env = base_env(base / "home", TOKENVAULT_DB_URL=server.url("bench"))
+        with embedded_postgres(base, "bench") as (server, url):
+            env = base_env(base / "home", TOKENVAULT_DB_URL=url)
             label = make_configured_home(base, env)
             timings = compare(read_commands(env, label), runs=runs, warmup=warmup)
             connect, rtt = _round_trips(server, "bench", 3 if quick else 21)
-        finally:
-            postmaster.stop()
     figures = read_figures(SECTION, timings, goal_ratio=4.0, goal="<= 4x (+ one round trip)")
     bare = timings["python -c pass"].median
     for fig in figures:  # the goal allows one query's round trip on top of 4x the interpreter

@@ -22,7 +22,8 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -410,3 +411,22 @@ def scenario_main(argv: Sequence[str], *, scenarios: Callable[[bool], list[Scena
         if only is None or chosen["name"] == only:
             for f in figures(Figure, chosen, run_in_worker(chosen)):
                 print(json.dumps(f.as_json()), flush=True)
+
+
+@contextmanager
+def embedded_postgres(base: Path, database: str, *, tree: Path = ROOT) -> Iterator[tuple[Any, str]]:
+    """The tests' embedded PostgreSQL (``tests/plugins/postgres.py``, the one way to run it) in ``base/pg`` with a
+    fresh database ``database``; yields (the server, the database's URL) and stops the server afterwards."""
+    sys.path.insert(0, str(tree / "tests"))
+    from plugins.postgres import _start
+
+    (base / "pg").mkdir()
+    server, postmaster = _start(base / "pg")
+    try:
+        conn = server.connect()
+        with conn.cursor() as cur:
+            cur.execute(f'CREATE DATABASE "{database}"')
+        conn.close()
+        yield server, server.url(database)
+    finally:
+        postmaster.stop()
