@@ -81,8 +81,7 @@ class DirectStatements:
             try:
                 cursor.execute(plan.sql, args)
             except self._dbapi_error as exc:
-                raise sa_exc.DBAPIError.instance(plan.sql, None, exc, self._dbapi_error, hide_parameters=True,
-                                                 dialect=self.dialect) from None
+                raise self._translated(plan, exc) from None
             rows: list[Any] = []
             if cursor.description is not None:
                 rows = self._rows(plan, cursor.description, cursor.fetchall())
@@ -110,8 +109,7 @@ class DirectStatements:
             try:
                 cursor.executemany(plan.sql, args)
             except self._dbapi_error as exc:
-                raise sa_exc.DBAPIError.instance(plan.sql, None, exc, self._dbapi_error, hide_parameters=True,
-                                                 dialect=self.dialect) from None
+                raise self._translated(plan, exc) from None
         finally:
             cursor.close()
 
@@ -125,6 +123,11 @@ class DirectStatements:
                     self._plans[key] = plan
         assert plan is None or isinstance(plan, _Plan)
         return plan
+
+    def _translated(self, plan: _Plan, exc: Exception) -> sa_exc.StatementError:
+        """The driver's error as SQLAlchemy raises it (the store translates those), its parameters hidden."""
+        return sa_exc.DBAPIError.instance(plan.sql, None, exc, self._dbapi_error, hide_parameters=True,
+                                          dialect=self.dialect)
 
     @staticmethod
     def _args(plan: _Plan, values: Mapping[str, Any]) -> Any:
